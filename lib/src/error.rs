@@ -1,0 +1,132 @@
+//! The pipeline's error: what went wrong while opening, planning, applying or verifying, naming
+//! the rule that failed. Format, signature and codec errors keep their own layer's enum inside.
+
+use std::io;
+
+use crate::codec::CodecError;
+use crate::format::FormatError;
+use crate::sign::SignError;
+
+/// An error from `diff`, `plan`, `apply` or `verify`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file, device or bundle failed.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The bundle's bytes break a format rule.
+    Format(FormatError),
+    /// The manifest is not signed by a trusted key.
+    Sign(SignError),
+    /// The bundle's length differs from what its envelope declares.
+    BundleLength {
+        /// Length the envelope implies.
+        declared: u64,
+        /// Length found.
+        actual: u64,
+    },
+    /// The envelope's payload length differs from the signed manifest's.
+    PayloadLengthMismatch,
+    /// A blob did not decode.
+    Blob {
+        /// Chunk index.
+        index: usize,
+        /// Why.
+        error: CodecError,
+    },
+    /// A chunk's bytes do not hash to the manifest's value, and no recipe is left to try.
+    ChunkHashMismatch {
+        /// Chunk index.
+        index: usize,
+    },
+    /// Every chunk verified but the whole target does not hash to the manifest's target hash.
+    TargetHashMismatch {
+        /// Indices of (up to 16) chunks whose bytes on the target differ from the manifest.
+        bad_chunks: Vec<usize>,
+        /// How many chunks differ in all.
+        bad_count: usize,
+    },
+    /// The diff inputs are too large for the format's limits, or options are invalid.
+    InvalidInput(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Format(e) => write!(f, "invalid bundle: {e}"),
+            Error::Sign(e) => write!(f, "{e}"),
+            Error::BundleLength { declared, actual } => write!(
+                f,
+                "bundle length mismatch: the envelope declares {declared} bytes, the bundle has {actual}"
+            ),
+            Error::PayloadLengthMismatch => {
+                write!(f, "payload length mismatch: envelope and signed manifest disagree")
+            }
+            Error::Blob { index, error } => write!(f, "chunk {index}: {error}"),
+            Error::ChunkHashMismatch { index } => {
+                write!(f, "chunk hash mismatch: chunk {index} does not match the signed manifest")
+            }
+            Error::TargetHashMismatch { bad_chunks, bad_count } => write!(
+                f,
+                "target hash mismatch: the image does not match the signed manifest ({bad_count} bad chunks, first: {bad_chunks:?})"
+            ),
+            Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Format(e) => Some(e),
+            Error::Sign(e) => Some(e),
+            Error::Blob { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<FormatError> for Error {
+    fn from(e: FormatError) -> Self {
+        Error::Format(e)
+    }
+}
+
+impl From<SignError> for Error {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Format(f) => Error::Format(f),
+            other => Error::Sign(other),
+        }
+    }
+}
+
+/// Progress of a long operation, for bars and event streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The phase ("index source", "hash", "compress", "plan", "apply", "verify").
+    pub phase: &'static str,
+    /// Units done (bytes).
+    pub done: u64,
+    /// Units in all (bytes).
+    pub total: u64,
+}
+
+/// A progress callback; called from any thread.
+pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Sync);
+
+/// A callback that ignores progress.
+pub fn no_progress(_: Progress) {}

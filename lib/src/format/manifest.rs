@@ -1,0 +1,508 @@
+//! The signed manifest (SPEC.md §Manifest): what the target image is, chunk by chunk, and every
+//! way to rebuild each chunk.
+//!
+//! [`Manifest::decode`] validates every length, range and cross-reference before returning,
+//! so code holding a `Manifest` needs no further bounds checks; [`Manifest::encode`] is its
+//! exact inverse (`encode(decode(x)) == x` for every accepted `x`).
+
+use super::cursor::{put_bytes, put_varint};
+use super::{Cursor, FormatError, Hash, Limits, FORMAT_VERSION};
+
+/// The only signature algorithm of version 1: pure Ed25519 over a domain-separated message.
+pub const SIG_ALG_ED25519: u8 = 1;
+/// Most hardware-compatibility ids in one manifest.
+pub const MAX_COMPAT_IDS: u64 = 16;
+/// Longest hardware-compatibility id or channel name, in bytes.
+pub const MAX_NAME_LEN: u64 = 64;
+
+const RECIPE_COPY: u8 = 0x01;
+const RECIPE_PATCH: u8 = 0x02;
+const RECIPE_LITERAL: u8 = 0x04;
+const RECIPE_ZERO: u8 = 0x08;
+
+/// Size and BLAKE3 hash of a whole image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageId {
+    /// Length in bytes.
+    pub size: u64,
+    /// BLAKE3-256 of all `size` bytes.
+    pub hash: Hash,
+}
+
+/// Content-defined chunking parameters (FastCDC 2020, normalization level 1, no seed).
+/// Devices use them to index their own source when a copy hint misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunking {
+    /// Smallest chunk except the last.
+    pub min: u32,
+    /// Target average.
+    pub avg: u32,
+    /// Largest chunk.
+    pub max: u32,
+}
+
+/// A byte range of the payload holding one encoded blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BlobRef {
+    /// Offset from the start of the payload.
+    pub offset: u64,
+    /// Encoded length.
+    pub len: u32,
+}
+
+impl BlobRef {
+    /// One past the last byte, relative to the payload.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len) // validated at decode: cannot overflow
+    }
+}
+
+/// A range of the source image, identified by its hash so a device can check it holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRange {
+    /// Offset in the source image.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// BLAKE3-256 of those bytes.
+    pub hash: Hash,
+}
+
+/// Codec of a patch blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PatchCodec {
+    /// One zstd frame decoded with the base range as its reference prefix (raw content dictionary).
+    ZstdRef = 1,
+}
+
+/// Codec of a literal blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LiteralCodec {
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+/// A patch recipe: decode `blob` against the source bytes of `base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patch {
+    /// How the blob is encoded.
+    pub codec: PatchCodec,
+    /// The source range the patch was made against.
+    pub base: SourceRange,
+    /// Where the patch lies in the payload.
+    pub blob: BlobRef,
+}
+
+/// The recipe that needs no source: every chunk has exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// A self-contained compressed copy of the chunk.
+    Literal {
+        /// How the blob is encoded.
+        codec: LiteralCodec,
+        /// Where it lies in the payload.
+        blob: BlobRef,
+    },
+    /// The chunk is all zero bytes.
+    Zero,
+}
+
+/// One way to produce a chunk, in the manifest's order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipe {
+    /// Copy the chunk's bytes from this source offset (a hint: the hash decides).
+    Copy {
+        /// Source offset where the generator found the chunk.
+        offset: u64,
+    },
+    /// Decode a patch against a source range.
+    Patch(Patch),
+    /// Decode a literal blob.
+    Literal {
+        /// Codec.
+        codec: LiteralCodec,
+        /// Blob.
+        blob: BlobRef,
+    },
+    /// Fill with zeros.
+    Zero,
+}
+
+/// One target chunk: where it lies, what it hashes to, how to produce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkEntry {
+    /// Offset in the target image (implied by the lengths before it; not encoded).
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// BLAKE3-256 of the chunk's bytes.
+    pub hash: Hash,
+    /// Copy hint, if the generator found the chunk in its source.
+    pub copy: Option<u64>,
+    /// Patch against the generator's source, if one was worth shipping.
+    pub patch: Option<Patch>,
+    /// The recipe that always works.
+    pub fallback: Fallback,
+}
+
+impl ChunkEntry {
+    /// The recipes in order of preference.
+    pub fn recipes(&self) -> impl Iterator<Item = Recipe> + '_ {
+        let copy = self.copy.map(|offset| Recipe::Copy { offset });
+        let patch = self.patch.map(Recipe::Patch);
+        let last = match self.fallback {
+            Fallback::Literal { codec, blob } => Recipe::Literal { codec, blob },
+            Fallback::Zero => Recipe::Zero,
+        };
+        copy.into_iter().chain(patch).chain(std::iter::once(last))
+    }
+
+    /// One past the chunk's last byte in the target.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len) // validated at decode: cannot overflow
+    }
+}
+
+/// The decoded manifest. Construct with [`Manifest::decode`] (untrusted bytes) or directly
+/// (the generator), and check a hand-built one with [`Manifest::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Key id of the release key that signs this manifest.
+    pub key_id: [u8; 8],
+    /// Monotonic release number (rollback protection, policy in a later version).
+    pub release_version: u64,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Expiry time, seconds since the Unix epoch.
+    pub expires_at: Option<u64>,
+    /// Hardware-compatibility ids, strictly ascending, at least one.
+    pub hardware_compat: Vec<String>,
+    /// Release channel; empty means none.
+    pub channel: String,
+    /// The source image the copies and patches were made against, if any.
+    pub source: Option<ImageId>,
+    /// The target image.
+    pub target: ImageId,
+    /// Chunking parameters used for the target.
+    pub chunking: Chunking,
+    /// Payload length (also in the envelope; this one is signed).
+    pub payload_len: u64,
+    /// The chunks, covering the target exactly once, in order.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+fn name(c: &mut Cursor<'_>, field: &'static str, min: u64) -> Result<String, FormatError> {
+    let bytes = c.bytes(field, MAX_NAME_LEN)?;
+    if (bytes.len() as u64) < min {
+        return Err(FormatError::Malformed { field, rule: "must not be empty" });
+    }
+    if !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(FormatError::Malformed { field, rule: "only printable ASCII without spaces" });
+    }
+    // Checked above: ASCII is valid UTF-8.
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| FormatError::Malformed { field, rule: "only printable ASCII without spaces" })
+}
+
+fn read_hash(c: &mut Cursor<'_>, field: &'static str) -> Result<Hash, FormatError> {
+    c.array::<32>(field)
+}
+
+fn blob(c: &mut Cursor<'_>, limits: &Limits, payload_len: u64) -> Result<BlobRef, FormatError> {
+    let offset = c.varint_in("blob offset", 0, payload_len)?;
+    let len = c.varint_in("blob length", 1, limits.max_blob_len.into())?;
+    if offset.checked_add(len).is_none_or(|end| end > payload_len) {
+        return Err(FormatError::Malformed { field: "blob", rule: "blob must lie inside the payload" });
+    }
+    // Bounded by max_blob_len (a u32) just above.
+    let len = u32::try_from(len).map_err(|_| FormatError::Malformed { field: "blob length", rule: "fits u32" })?;
+    Ok(BlobRef { offset, len })
+}
+
+impl Manifest {
+    /// Decodes and validates untrusted manifest bytes.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Manifest, FormatError> {
+        if bytes.len() as u64 > u64::from(limits.max_manifest_len) {
+            return Err(FormatError::OutOfRange {
+                field: "manifest length",
+                value: bytes.len() as u64,
+                min: 1,
+                max: limits.max_manifest_len.into(),
+            });
+        }
+        let mut c = Cursor::new(bytes);
+        let version = c.u16_le("manifest format version")?;
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        let alg = c.u8("signature algorithm")?;
+        if alg != SIG_ALG_ED25519 {
+            return Err(FormatError::Unsupported { field: "signature algorithm", value: alg.into() });
+        }
+        let key_id = c.array::<8>("key id")?;
+        let release_version = c.varint("release version")?;
+        let created_at = c.varint("creation time")?;
+        let expires_at = match c.u8("expiry flag")? {
+            0 => None,
+            1 => Some(c.varint("expiry time")?),
+            v => return Err(FormatError::Unsupported { field: "expiry flag", value: v.into() }),
+        };
+        let compat_count = c.varint_in("hardware compatibility count", 1, MAX_COMPAT_IDS)?;
+        let mut hardware_compat: Vec<String> = Vec::new();
+        for _ in 0..compat_count {
+            let id = name(&mut c, "hardware compatibility id", 1)?;
+            if hardware_compat.last().is_some_and(|prev| *prev >= id) {
+                return Err(FormatError::Malformed {
+                    field: "hardware compatibility id",
+                    rule: "ids must be strictly ascending (sorted, no duplicates)",
+                });
+            }
+            hardware_compat.push(id);
+        }
+        let channel = name(&mut c, "channel", 0)?;
+        let source = match c.u8("source flag")? {
+            0 => None,
+            1 => Some(ImageId {
+                size: c.varint_in("source size", 0, limits.max_image_len)?,
+                hash: read_hash(&mut c, "source hash")?,
+            }),
+            v => return Err(FormatError::Unsupported { field: "source flag", value: v.into() }),
+        };
+        let target = ImageId {
+            size: c.varint_in("target size", 0, limits.max_image_len)?,
+            hash: read_hash(&mut c, "target hash")?,
+        };
+        let chunking = decode_chunking(&mut c, limits)?;
+        let payload_len = c.varint("payload length")?;
+        // Every chunk entry takes at least 35 bytes (length, hash, recipe byte, one codec
+        // byte or none): refuse counts the remaining bytes cannot hold before allocating.
+        let max_by_bytes = (c.remaining() / 34) as u64;
+        let chunk_count = c.varint_in("chunk count", 0, limits.max_chunks.min(max_by_bytes))?;
+        let mut chunks = Vec::with_capacity(usize::try_from(chunk_count).unwrap_or(0));
+        let mut offset: u64 = 0;
+        for _ in 0..chunk_count {
+            let entry = decode_chunk(&mut c, limits, offset, source.as_ref(), payload_len)?;
+            offset = entry.end();
+            if offset > target.size {
+                return Err(FormatError::Malformed {
+                    field: "chunk table",
+                    rule: "chunks must cover the target exactly once",
+                });
+            }
+            chunks.push(entry);
+        }
+        if offset != target.size {
+            return Err(FormatError::Malformed {
+                field: "chunk table",
+                rule: "chunks must cover the target exactly once",
+            });
+        }
+        c.finish("manifest")?;
+        let manifest = Manifest {
+            key_id,
+            release_version,
+            created_at,
+            expires_at,
+            hardware_compat,
+            channel,
+            source,
+            target,
+            chunking,
+            payload_len,
+            chunks,
+        };
+        manifest.check_blobs_disjoint()?;
+        Ok(manifest)
+    }
+
+    /// Checks a manifest built in memory by the same rules as [`Manifest::decode`], by encoding
+    /// and decoding it.
+    pub fn validate(&self, limits: &Limits) -> Result<(), FormatError> {
+        let decoded = Manifest::decode(&self.encode(), limits)?;
+        if decoded != *self {
+            return Err(FormatError::Malformed {
+                field: "chunk table",
+                rule: "chunk offsets must equal the sum of the lengths before them",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_blobs_disjoint(&self) -> Result<(), FormatError> {
+        let mut blobs: Vec<BlobRef> = Vec::new();
+        for chunk in &self.chunks {
+            if let Some(patch) = &chunk.patch {
+                blobs.push(patch.blob);
+            }
+            if let Fallback::Literal { blob, .. } = chunk.fallback {
+                blobs.push(blob);
+            }
+        }
+        blobs.sort_unstable();
+        for pair in blobs.windows(2) {
+            if let [a, b] = pair
+                && a.end() > b.offset
+            {
+                return Err(FormatError::Malformed {
+                    field: "blob",
+                    rule: "blobs must not overlap",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.chunks.len() * 48);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.push(SIG_ALG_ED25519);
+        out.extend_from_slice(&self.key_id);
+        put_varint(&mut out, self.release_version);
+        put_varint(&mut out, self.created_at);
+        match self.expires_at {
+            None => out.push(0),
+            Some(t) => {
+                out.push(1);
+                put_varint(&mut out, t);
+            }
+        }
+        put_varint(&mut out, self.hardware_compat.len() as u64);
+        for id in &self.hardware_compat {
+            put_bytes(&mut out, id.as_bytes());
+        }
+        put_bytes(&mut out, self.channel.as_bytes());
+        match &self.source {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                put_varint(&mut out, s.size);
+                out.extend_from_slice(&s.hash);
+            }
+        }
+        put_varint(&mut out, self.target.size);
+        out.extend_from_slice(&self.target.hash);
+        put_varint(&mut out, self.chunking.min.into());
+        put_varint(&mut out, self.chunking.avg.into());
+        put_varint(&mut out, self.chunking.max.into());
+        put_varint(&mut out, self.payload_len);
+        put_varint(&mut out, self.chunks.len() as u64);
+        for chunk in &self.chunks {
+            put_varint(&mut out, chunk.len.into());
+            out.extend_from_slice(&chunk.hash);
+            let mut mask = 0u8;
+            if chunk.copy.is_some() {
+                mask |= RECIPE_COPY;
+            }
+            if chunk.patch.is_some() {
+                mask |= RECIPE_PATCH;
+            }
+            mask |= match chunk.fallback {
+                Fallback::Literal { .. } => RECIPE_LITERAL,
+                Fallback::Zero => RECIPE_ZERO,
+            };
+            out.push(mask);
+            if let Some(offset) = chunk.copy {
+                put_varint(&mut out, offset);
+            }
+            if let Some(patch) = &chunk.patch {
+                out.push(patch.codec as u8);
+                put_varint(&mut out, patch.base.offset);
+                put_varint(&mut out, patch.base.len);
+                out.extend_from_slice(&patch.base.hash);
+                put_blob(&mut out, &patch.blob);
+            }
+            if let Fallback::Literal { codec, blob } = &chunk.fallback {
+                out.push(*codec as u8);
+                put_blob(&mut out, blob);
+            }
+        }
+        out
+    }
+}
+
+fn put_blob(out: &mut Vec<u8>, blob: &BlobRef) {
+    put_varint(out, blob.offset);
+    put_varint(out, blob.len.into());
+}
+
+fn decode_chunking(c: &mut Cursor<'_>, limits: &Limits) -> Result<Chunking, FormatError> {
+    // FastCDC 2020's own bounds, and no chunk larger than the decode buffer.
+    let min = c.varint_in("chunking min", 64, 1 << 20)?;
+    let avg = c.varint_in("chunking avg", 256, 4 << 20)?;
+    let max = c.varint_in("chunking max", 1024, limits.max_chunk_len.into())?;
+    if !(min <= avg && avg <= max) {
+        return Err(FormatError::Malformed { field: "chunking", rule: "min <= avg <= max" });
+    }
+    // Each is bounded by the ranges above, far below u32::MAX.
+    let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Ok(Chunking { min: to_u32(min), avg: to_u32(avg), max: to_u32(max) })
+}
+
+fn decode_chunk(
+    c: &mut Cursor<'_>,
+    limits: &Limits,
+    offset: u64,
+    source: Option<&ImageId>,
+    payload_len: u64,
+) -> Result<ChunkEntry, FormatError> {
+    let len = c.varint_in("chunk length", 1, limits.max_chunk_len.into())?;
+    let len = u32::try_from(len).map_err(|_| FormatError::Malformed { field: "chunk length", rule: "fits u32" })?;
+    let hash = read_hash(c, "chunk hash")?;
+    let mask = c.u8("recipe mask")?;
+    if mask & !(RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO) != 0 {
+        return Err(FormatError::Unsupported { field: "recipe mask", value: mask.into() });
+    }
+    let needs_source = |field: &'static str| {
+        source.ok_or(FormatError::Malformed { field, rule: "copy and patch recipes need a source image" })
+    };
+    let copy = if mask & RECIPE_COPY != 0 {
+        let src = needs_source("copy recipe")?;
+        let at = c.varint("copy offset")?;
+        if at.checked_add(len.into()).is_none_or(|end| end > src.size) {
+            return Err(FormatError::Malformed { field: "copy recipe", rule: "copy range must lie inside the source" });
+        }
+        Some(at)
+    } else {
+        None
+    };
+    let patch = if mask & RECIPE_PATCH != 0 {
+        let src = needs_source("patch recipe")?;
+        let codec = match c.u8("patch codec")? {
+            1 => PatchCodec::ZstdRef,
+            v => return Err(FormatError::Unsupported { field: "patch codec", value: v.into() }),
+        };
+        let base_offset = c.varint("patch base offset")?;
+        let base_len = c.varint_in("patch base length", 1, limits.max_patch_base_len)?;
+        if base_offset.checked_add(base_len).is_none_or(|end| end > src.size) {
+            return Err(FormatError::Malformed { field: "patch recipe", rule: "patch base must lie inside the source" });
+        }
+        let base = SourceRange { offset: base_offset, len: base_len, hash: read_hash(c, "patch base hash")? };
+        Some(Patch { codec, base, blob: blob(c, limits, payload_len)? })
+    } else {
+        None
+    };
+    let fallback = match mask & (RECIPE_LITERAL | RECIPE_ZERO) {
+        RECIPE_LITERAL => {
+            let codec = match c.u8("literal codec")? {
+                1 => LiteralCodec::Zstd,
+                v => return Err(FormatError::Unsupported { field: "literal codec", value: v.into() }),
+            };
+            Fallback::Literal { codec, blob: blob(c, limits, payload_len)? }
+        }
+        RECIPE_ZERO => Fallback::Zero,
+        _ => {
+            return Err(FormatError::Malformed {
+                field: "recipe mask",
+                rule: "every chunk needs exactly one of literal or zero",
+            });
+        }
+    };
+    let end_ok = offset.checked_add(len.into()).is_some();
+    if !end_ok {
+        return Err(FormatError::Malformed { field: "chunk table", rule: "chunks must cover the target exactly once" });
+    }
+    Ok(ChunkEntry { offset, len, hash, copy, patch, fallback })
+}

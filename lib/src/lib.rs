@@ -1,0 +1,34 @@
+//! abdelta: signed, chunked, content-addressed A/B delta bundles.
+//!
+//! Release side: [`diff()`] chunks the new image, finds what the old one already holds, encodes
+//! the rest as patches and literals, and signs the manifest. Device side:
+//! [`bundle::VerifiedBundle::open`] authenticates the manifest before anything else is read,
+//! [`plan()`] checks which recipes the running partition can really serve, [`apply()`] rebuilds
+//! the new partition chunk by chunk (each chunk hash-checked before it is written), and
+//! [`verify`] checks a partition against the signed manifest.
+//!
+//! The data's path, one module per stage:
+//! `chunk` → `diff` → `codec` → `format` → `sign` → bundle file → `bundle` (open, authenticate)
+//! → `plan` → `apply` (through `storage`) → `verify`.
+
+#![deny(unsafe_code)]
+
+pub mod apply;
+pub mod bundle;
+pub mod chunk;
+pub mod codec;
+pub mod diff;
+pub mod error;
+pub mod format;
+pub mod plan;
+pub mod sign;
+pub mod storage;
+pub mod verify;
+
+pub use apply::{apply, ApplyReport};
+pub use bundle::{UnverifiedBundle, VerifiedBundle};
+pub use diff::{diff, DiffOptions, DiffReport};
+pub use error::{Error, Progress, ProgressFn};
+pub use format::{Limits, Manifest};
+pub use plan::{plan, Plan, Step};
+pub use sign::{PublicKey, SecretKey};

@@ -1,0 +1,221 @@
+//! Planning: for each chunk, the cheapest recipe the device can really use, checked against
+//! the bytes its source actually holds; and the exact bundle byte ranges that follows.
+//!
+//! A copy hint or patch base is used only if the source bytes hash to the manifest's value.
+//! When a hint misses (the source drifted, or is another version), the source is indexed by
+//! content-defined chunks with the manifest's parameters and the chunk looked up by hash.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::bundle::VerifiedBundle;
+use crate::chunk::{chunk_and_hash, hash};
+use crate::format::{BlobRef, ChunkEntry, Hash, Manifest, Recipe};
+
+/// How one chunk will be produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Copy `len` bytes from this source offset (hash already checked).
+    Copy {
+        /// Source offset.
+        offset: u64,
+    },
+    /// Fill with zeros.
+    Zero,
+    /// Decode a patch blob against the source range (hash already checked).
+    Patch {
+        /// Source offset of the base range.
+        base_offset: u64,
+        /// Length of the base range.
+        base_len: u64,
+        /// The blob.
+        blob: BlobRef,
+    },
+    /// Decode the literal blob.
+    Literal {
+        /// The blob.
+        blob: BlobRef,
+    },
+}
+
+impl Step {
+    /// The blob this step reads from the bundle, if any.
+    pub fn blob(&self) -> Option<BlobRef> {
+        match self {
+            Step::Patch { blob, .. } | Step::Literal { blob } => Some(*blob),
+            Step::Copy { .. } | Step::Zero => None,
+        }
+    }
+
+    /// A short name for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Copy { .. } => "copy",
+            Step::Zero => "zero",
+            Step::Patch { .. } => "patch",
+            Step::Literal { .. } => "literal",
+        }
+    }
+}
+
+/// Counts of chunks and bytes by step kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepCounts {
+    /// Chunks copied from the source.
+    pub copy: usize,
+    /// Chunks zero-filled.
+    pub zero: usize,
+    /// Chunks patched from the source.
+    pub patch: usize,
+    /// Chunks decoded from literals.
+    pub literal: usize,
+}
+
+/// The plan for one bundle and one source.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// One step per chunk, in target order.
+    pub steps: Vec<Step>,
+    /// Chunks whose first recipe was not usable with this source (drift, or another version).
+    pub fell_back: Vec<usize>,
+    /// Chunks whose copy was found by content search rather than at the hinted offset.
+    pub relocated: Vec<usize>,
+    /// Bundle byte ranges to read, absolute, sorted and merged; the first is the signed header.
+    pub ranges: Vec<Range<u64>>,
+    /// Bytes the header (envelope, manifest, signatures) takes.
+    pub header_bytes: u64,
+    /// Bytes of blobs to read.
+    pub blob_bytes: u64,
+    /// Chunk counts by step.
+    pub counts: StepCounts,
+}
+
+impl Plan {
+    /// Every byte to read from the bundle: header plus blobs.
+    pub fn total_bytes(&self) -> u64 {
+        self.header_bytes + self.blob_bytes
+    }
+}
+
+fn slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let len = usize::try_from(len).ok()?;
+    source.get(start..start.checked_add(len)?)
+}
+
+/// An index of the source's content-defined chunks by hash.
+fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<Hash, u64> {
+    let mut index = HashMap::new();
+    for span in chunk_and_hash(source, manifest.chunking) {
+        index.entry(span.hash).or_insert(span.offset);
+    }
+    index
+}
+
+enum Choice {
+    Ready { step: Step, fell_back: bool, relocated: bool },
+    /// The copy hint missed: look the chunk up in the source index, then continue with the rest.
+    NeedsIndex,
+}
+
+fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>) -> Choice {
+    let mut fell_back = false;
+    if let Some(index) = index
+        && let Some(&at) = index.get(&entry.hash)
+        && slice(source, at, entry.len.into()).is_some_and(|b| b.len() == entry.len as usize)
+    {
+        // Index entries were hashed when built; the copy is hash-checked again at apply.
+        let hinted = entry.copy == Some(at);
+        return Choice::Ready { step: Step::Copy { offset: at }, fell_back: false, relocated: !hinted };
+    }
+    for recipe in entry.recipes() {
+        match recipe {
+            Recipe::Copy { offset } => {
+                if slice(source, offset, entry.len.into()).is_some_and(|b| hash(b) == entry.hash) {
+                    return Choice::Ready { step: Step::Copy { offset }, fell_back, relocated: false };
+                }
+                if index.is_none() {
+                    return Choice::NeedsIndex;
+                }
+                fell_back = true;
+            }
+            Recipe::Patch(patch) => {
+                if slice(source, patch.base.offset, patch.base.len).is_some_and(|b| hash(b) == patch.base.hash) {
+                    let step = Step::Patch { base_offset: patch.base.offset, base_len: patch.base.len, blob: patch.blob };
+                    return Choice::Ready { step, fell_back, relocated: false };
+                }
+                fell_back = true;
+            }
+            Recipe::Literal { blob, .. } => {
+                return Choice::Ready { step: Step::Literal { blob }, fell_back, relocated: false };
+            }
+            Recipe::Zero => return Choice::Ready { step: Step::Zero, fell_back, relocated: false },
+        }
+    }
+    // Unreachable for a decoded manifest (every chunk ends in Literal or Zero); a zero-fill
+    // here would still be caught by the chunk hash check.
+    Choice::Ready { step: Step::Zero, fell_back: true, relocated: false }
+}
+
+/// Plans how to rebuild the bundle's target from `source` (empty for a blank device).
+pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
+    let manifest = bundle.manifest();
+    let first: Vec<Choice> = manifest.chunks.par_iter().map(|c| choose(c, source, None)).collect();
+    let index = first
+        .iter()
+        .any(|c| matches!(c, Choice::NeedsIndex))
+        .then(|| index_source(source, manifest));
+    let chosen: Vec<(Step, bool, bool)> = first
+        .into_par_iter()
+        .zip(manifest.chunks.par_iter())
+        .map(|(choice, entry)| {
+            let choice = match choice {
+                Choice::NeedsIndex => choose(entry, source, index.as_ref()),
+                ready => ready,
+            };
+            match choice {
+                Choice::Ready { step, fell_back, relocated } => (step, fell_back, relocated),
+                Choice::NeedsIndex => (Step::Zero, true, false), // index is present: not reached
+            }
+        })
+        .collect();
+
+    let mut counts = StepCounts::default();
+    let mut fell_back = Vec::new();
+    let mut relocated = Vec::new();
+    let mut blobs = Vec::new();
+    let mut steps = Vec::with_capacity(chosen.len());
+    for (index, (step, fb, moved)) in chosen.into_iter().enumerate() {
+        match step {
+            Step::Copy { .. } => counts.copy += 1,
+            Step::Zero => counts.zero += 1,
+            Step::Patch { .. } => counts.patch += 1,
+            Step::Literal { .. } => counts.literal += 1,
+        }
+        if fb {
+            fell_back.push(index);
+        }
+        if moved {
+            relocated.push(index);
+        }
+        if let Some(blob) = step.blob() {
+            blobs.push(blob);
+        }
+        steps.push(step);
+    }
+    let header_bytes = bundle.envelope().payload_offset();
+    let blob_bytes = blobs.iter().map(|b| u64::from(b.len)).sum();
+    blobs.sort_unstable();
+    let mut ranges: Vec<Range<u64>> = vec![0..header_bytes];
+    for blob in blobs {
+        let start = bundle.blob_offset(&blob);
+        let end = start + u64::from(blob.len);
+        match ranges.last_mut() {
+            Some(last) if last.end == start => last.end = end,
+            _ => ranges.push(start..end),
+        }
+    }
+    Plan { steps, fell_back, relocated, ranges, header_bytes, blob_bytes, counts }
+}

@@ -1,0 +1,131 @@
+//! Keys and signatures: who may sign a manifest, and the only way to obtain a
+//! [`VerifiedManifest`].
+//!
+//! Pure Ed25519 (`verify_strict` only) over `b"abdelta/manifest/v1\0" || manifest bytes`. The
+//! signature is checked over the raw manifest bytes *before* they are decoded, so the decoder
+//! only ever sees authenticated input. This module does no file or network I/O.
+
+mod keys;
+
+pub use keys::{KeyId, PublicKey, SecretKey};
+
+use crate::format::{FormatError, Limits, Manifest, SignatureRecord};
+
+/// Domain-separation prefix of manifest signatures. Other signed documents get other prefixes,
+/// so a signature over one kind is never valid as another.
+pub const MANIFEST_DOMAIN: &[u8] = b"abdelta/manifest/v1\0";
+
+/// Why a manifest is not trusted: each variant names the rule that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignError {
+    /// No signature record names a key in the trusted set.
+    UnknownKey,
+    /// A trusted key's signature record does not verify over these manifest bytes.
+    BadSignature,
+    /// The manifest names a different signing key than the one whose signature verified.
+    KeyIdMismatch,
+    /// A public key is a weak (small-order) point or a non-canonical encoding.
+    WeakKey,
+    /// A key file could not be read.
+    BadKeyFile(String),
+    /// The authenticated manifest bytes do not decode (a generator bug, or a signed bad file).
+    Format(FormatError),
+    /// The operating system's random source failed.
+    Random(String),
+}
+
+impl std::fmt::Display for SignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignError::UnknownKey => write!(f, "untrusted key: no signature is by a trusted key"),
+            SignError::BadSignature => write!(f, "bad signature: the manifest is not signed by the trusted key"),
+            SignError::KeyIdMismatch => write!(f, "key id mismatch: the manifest names another signing key"),
+            SignError::WeakKey => write!(f, "weak key: small-order or non-canonical public key rejected"),
+            SignError::BadKeyFile(why) => write!(f, "bad key file: {why}"),
+            SignError::Format(e) => write!(f, "signed manifest is invalid: {e}"),
+            SignError::Random(why) => write!(f, "no randomness: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SignError::Format(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A manifest whose signature verified under a trusted key. Only [`verify_manifest`] makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedManifest {
+    manifest: Manifest,
+    manifest_hash: [u8; 32],
+    key_id: KeyId,
+}
+
+impl VerifiedManifest {
+    /// The authenticated manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// BLAKE3 of the signed manifest bytes: the identity of this release (never the signature,
+    /// which is malleable in principle).
+    pub fn manifest_hash(&self) -> &[u8; 32] {
+        &self.manifest_hash
+    }
+
+    /// Id of the key whose signature verified.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+}
+
+fn signed_message(manifest_bytes: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(MANIFEST_DOMAIN.len() + manifest_bytes.len());
+    message.extend_from_slice(MANIFEST_DOMAIN);
+    message.extend_from_slice(manifest_bytes);
+    message
+}
+
+/// Signs manifest bytes, returning the record to put in the envelope.
+pub fn sign_manifest(key: &SecretKey, manifest_bytes: &[u8]) -> SignatureRecord {
+    SignatureRecord { key_id: key.public().key_id().0, signature: key.sign(&signed_message(manifest_bytes)) }
+}
+
+/// Authenticates `manifest_bytes` with `records` against the `trusted` keys, then decodes them.
+///
+/// Order (SPEC.md §Verification): select records whose key id is trusted; `verify_strict` over
+/// the domain-separated bytes; only then decode; finally the manifest's own key id must be the
+/// verifying key's.
+pub fn verify_manifest(
+    manifest_bytes: &[u8],
+    records: &[SignatureRecord],
+    trusted: &[PublicKey],
+    limits: &Limits,
+) -> Result<VerifiedManifest, SignError> {
+    let message = signed_message(manifest_bytes);
+    let mut saw_trusted = false;
+    let mut verified: Option<KeyId> = None;
+    for record in records {
+        let Some(key) = trusted.iter().find(|k| k.key_id().0 == record.key_id) else { continue };
+        saw_trusted = true;
+        if key.verify_strict(&message, &record.signature) {
+            verified = Some(key.key_id());
+            break;
+        }
+    }
+    let key_id = match (verified, saw_trusted) {
+        (Some(id), _) => id,
+        (None, true) => return Err(SignError::BadSignature),
+        (None, false) => return Err(SignError::UnknownKey),
+    };
+    let manifest = Manifest::decode(manifest_bytes, limits).map_err(SignError::Format)?;
+    if manifest.key_id != key_id.0 {
+        return Err(SignError::KeyIdMismatch);
+    }
+    Ok(VerifiedManifest { manifest, manifest_hash: *blake3::hash(manifest_bytes).as_bytes(), key_id })
+}

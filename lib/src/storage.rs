@@ -1,0 +1,216 @@
+//! Where bytes live: the bundle as a random-access byte source, the running partition mapped
+//! read-only, and the target that receives only verified chunks.
+//!
+//! This is the one module allowed `unsafe`, for the read-only mmap of the source.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::apply::VerifiedChunk;
+
+/// Random access to a bundle's bytes (a file here; HTTP ranges later).
+pub trait BundleSource: Sync {
+    /// Total length, if known.
+    fn len(&self) -> u64;
+    /// Whether the bundle is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fills `buf` with the bytes at `offset`, or fails.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// A bundle in a local file.
+pub struct FileBundle {
+    file: File,
+    len: u64,
+}
+
+impl FileBundle {
+    /// Opens a bundle file read-only.
+    pub fn open(path: &Path) -> io::Result<FileBundle> {
+        let mut file = File::open(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
+        Ok(FileBundle { file, len })
+    }
+}
+
+impl BundleSource for FileBundle {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+/// A bundle held in memory (tests, fuzzing, an agent that already has the bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct MemBundle<'a>(pub &'a [u8]);
+
+impl BundleSource for MemBundle<'_> {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let bytes = self
+            .0
+            .get(start..)
+            .and_then(|rest| rest.get(..buf.len()))
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// The running partition (or an image file), opened read-only and mapped. Never written.
+pub struct SourceImage {
+    map: Option<Mmap>,
+    identity: Option<(u64, u64)>,
+}
+
+impl SourceImage {
+    /// Maps a file or block device read-only.
+    pub fn open(path: &Path) -> io::Result<SourceImage> {
+        let mut file = File::open(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
+        let identity = Some(identity(&file)?);
+        if len == 0 {
+            return Ok(SourceImage { map: None, identity });
+        }
+        let len = usize::try_from(len).map_err(|_| io::Error::other("source larger than the address space"))?;
+        // SAFETY: the map is read-only and private to this process. The file may still change
+        // underneath (it is a running partition, or an image someone else writes): that can
+        // change the bytes we read but not memory safety of `&[u8]` access on Linux, and every
+        // byte taken from it is hash-checked before it reaches the target. A file truncated
+        // underneath would raise SIGBUS; A/B partitions are block devices, which cannot shrink.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
+        Ok(SourceImage { map: Some(map), identity })
+    }
+
+    /// No source: a blank device (USB flashing), or the generator building a full bundle.
+    pub fn empty() -> SourceImage {
+        SourceImage { map: None, identity: None }
+    }
+
+    /// The source bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+fn identity(file: &File) -> io::Result<(u64, u64)> {
+    let meta = file.metadata()?;
+    if meta.file_type().is_block_device() {
+        Ok((u64::MAX, meta.rdev()))
+    } else {
+        Ok((meta.dev(), meta.ino()))
+    }
+}
+
+/// Receives verified chunks. Only the apply pipeline can make a [`VerifiedChunk`], so no
+/// implementation can be handed unverified bytes.
+pub trait Target {
+    /// Writes a verified chunk at its offset.
+    fn write_chunk(&mut self, chunk: &VerifiedChunk<'_>) -> io::Result<()>;
+    /// Makes every write durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// A target partition or image file.
+pub struct FileTarget {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileTarget {
+    /// Opens `path` for writing `size` bytes: a block device at least that large, or a regular
+    /// file (created if missing, then set to exactly `size`). Refuses the source itself.
+    pub fn open(path: &Path, size: u64, source: &SourceImage) -> io::Result<FileTarget> {
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let id = identity(&file)?;
+        if source.identity == Some(id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the target is the source partition: the running partition is never written",
+            ));
+        }
+        let meta = file.metadata()?;
+        if meta.file_type().is_block_device() {
+            let capacity = file.seek(SeekFrom::End(0))?;
+            if capacity < size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("target device holds {capacity} bytes, the image needs {size}"),
+                ));
+            }
+        } else if meta.len() != size {
+            file.set_len(size)?;
+        }
+        Ok(FileTarget { file, path: path.to_owned() })
+    }
+
+    /// The path it was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Target for FileTarget {
+    fn write_chunk(&mut self, chunk: &VerifiedChunk<'_>) -> io::Result<()> {
+        self.file.write_all_at(chunk.bytes(), chunk.offset())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+/// An in-memory target for tests and fuzzing.
+#[derive(Debug, Default, Clone)]
+pub struct MemTarget {
+    /// The image being written.
+    pub bytes: Vec<u8>,
+}
+
+impl Target for MemTarget {
+    fn write_chunk(&mut self, chunk: &VerifiedChunk<'_>) -> io::Result<()> {
+        let start = usize::try_from(chunk.offset()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let end = start.checked_add(chunk.bytes().len()).ok_or(io::ErrorKind::InvalidInput)?;
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes
+            .get_mut(start..end)
+            .ok_or(io::ErrorKind::InvalidInput)?
+            .copy_from_slice(chunk.bytes());
+        Ok(())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a whole target for verification: a map of a file or block device's first `size` bytes.
+pub fn map_prefix(path: &Path, size: u64) -> io::Result<Option<Mmap>> {
+    let mut file = File::open(path)?;
+    let len = file.seek(SeekFrom::End(0))?;
+    if len < size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{} holds {len} bytes, the image has {size}", path.display()),
+        ));
+    }
+    if size == 0 {
+        return Ok(None);
+    }
+    let size = usize::try_from(size).map_err(|_| io::Error::other("image larger than the address space"))?;
+    // SAFETY: read-only private map of bytes we only hash; see SourceImage::open.
+    let map = unsafe { memmap2::MmapOptions::new().len(size).map(&file)? };
+    Ok(Some(map))
+}
