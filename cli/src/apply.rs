@@ -1,0 +1,83 @@
+//! `abdelta apply`: rebuild the new image on the target, then verify it by reading it back.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use abdelta::storage::{FileTarget, SourceImage};
+use anyhow::Context;
+
+use crate::plan::{first, plan_json};
+use crate::ui::{human, open_bundle, peak_rss, Bar};
+
+/// Flags of `abdelta apply`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bundle.
+    bundle: PathBuf,
+    /// The running partition or old image, opened read-only (omit for a blank device).
+    #[arg(long, value_name = "OLD")]
+    source: Option<PathBuf>,
+    /// The partition or image file to write (created if it is a missing regular file).
+    #[arg(long, value_name = "NEW")]
+    target: PathBuf,
+    /// Trusted public key (repeat for several).
+    #[arg(long, value_name = "NAME.pub", required = true)]
+    pubkey: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
+    let source = match &args.source {
+        Some(p) => SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?,
+        None => SourceImage::empty(),
+    };
+    let plan = abdelta::plan(&bundle, source.bytes());
+    let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
+        .with_context(|| format!("opening target {}", args.target.display()))?;
+    let bar = Bar::new();
+    let report = abdelta::apply(&bundle, &file, source.bytes(), &mut target, &plan, &|p| bar.update(p));
+    bar.finish();
+    let report = report.with_context(|| format!("apply to {} failed", args.target.display()))?;
+    drop(target);
+    let verify_started = Instant::now();
+    abdelta::verify::verify_path(bundle.manifest(), &args.target)
+        .with_context(|| format!("verification of {} after writing failed", args.target.display()))?;
+    let verify_secs = verify_started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
+    let c = report.counts;
+    if args.json {
+        let value = serde_json::json!({
+            "target": args.target,
+            "verified": true,
+            "plan": plan_json(&plan),
+            "bundle_bytes_read": report.bundle_bytes_read,
+            "bytes_written": report.bytes_written,
+            "copy": c.copy, "zero": c.zero, "patch": c.patch, "literal": c.literal,
+            "fell_back_during_apply": report.fell_back,
+            "apply_seconds": report.elapsed.as_secs_f64(),
+            "verify_seconds": verify_secs,
+            "seconds": secs,
+            "peak_rss_bytes": peak_rss(),
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "{} written and verified: {} chunks = {} copy, {} zero, {} patch, {} literal; read {} of the bundle; {secs:.2} s",
+            args.target.display(),
+            plan.steps.len(),
+            c.copy,
+            c.zero,
+            c.patch,
+            c.literal,
+            human(report.bundle_bytes_read),
+        );
+        if !plan.fell_back.is_empty() {
+            println!("{} chunks fell back from the source: {:?}", plan.fell_back.len(), first(&plan.fell_back));
+        }
+    }
+    Ok(())
+}

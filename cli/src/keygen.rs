@@ -1,0 +1,39 @@
+//! `abdelta keygen -o NAME`: writes NAME.key (mode 0600) and NAME.pub.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use abdelta::SecretKey;
+use anyhow::Context;
+
+/// Flags of `abdelta keygen`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Base name: writes NAME.key and NAME.pub.
+    #[arg(short = 'o', long = "out", value_name = "NAME")]
+    name: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let key = SecretKey::generate()?;
+    let key_path = args.name.with_extension("key");
+    let pub_path = args.name.with_extension("pub");
+    let mut options = OpenOptions::new();
+    options.write(true).mode(0o600);
+    if args.force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(&key_path).with_context(|| format!("creating {}", key_path.display()))?;
+    file.write_all(key.to_pem()?.as_bytes())?;
+    file.sync_all()?;
+    std::fs::write(&pub_path, key.public().to_pem()?).with_context(|| format!("writing {}", pub_path.display()))?;
+    println!("key id {}: wrote {} and {}", key.public().key_id(), key_path.display(), pub_path.display());
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Shared shell pieces: key and bundle loading, progress bars, human sizes, peak memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use abdelta::format::Limits;
+use abdelta::storage::FileBundle;
+use abdelta::{Progress, PublicKey, VerifiedBundle};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Loads trusted public keys (SPKI PEM files).
+pub fn load_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
+    if paths.is_empty() {
+        anyhow::bail!("no trusted key: pass --pubkey NAME.pub");
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            PublicKey::from_pem(&text).with_context(|| format!("loading {}", p.display()))
+        })
+        .collect()
+}
+
+/// Opens a bundle file and authenticates its manifest.
+pub fn open_bundle(path: &Path, pubkeys: &[PathBuf]) -> anyhow::Result<(FileBundle, VerifiedBundle)> {
+    let keys = load_pubkeys(pubkeys)?;
+    let file = FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
+    let verified = VerifiedBundle::open(&file, &keys, &Limits::DEFAULT)
+        .with_context(|| format!("bundle {} rejected", path.display()))?;
+    Ok((file, verified))
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal, shown only for work that
+/// lasts more than a second.
+pub struct Bar {
+    bar: ProgressBar,
+    phase: Mutex<&'static str>,
+}
+
+impl Bar {
+    /// A hidden bar that appears after a second of work.
+    pub fn new() -> Bar {
+        let bar = ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>14} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar { bar, phase: Mutex::new("") }
+    }
+
+    /// Feeds one progress event.
+    pub fn update(&self, p: Progress) {
+        if let Ok(mut phase) = self.phase.lock()
+            && *phase != p.phase
+        {
+            *phase = p.phase;
+            self.bar.set_message(p.phase);
+            self.bar.reset();
+        }
+        self.bar.set_length(p.total);
+        self.bar.set_position(p.done);
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"?")) }
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes, where Linux reports it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

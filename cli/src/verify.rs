@@ -1,0 +1,35 @@
+//! `abdelta verify`: check a partition or image against the signed manifest.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::ui::{hex, open_bundle};
+
+/// Flags of `abdelta verify`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bundle.
+    bundle: PathBuf,
+    /// The partition or image to check.
+    #[arg(long, value_name = "NEW")]
+    target: PathBuf,
+    /// Trusted public key (repeat for several).
+    #[arg(long, value_name = "NAME.pub", required = true)]
+    pubkey: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (_file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
+    let m = bundle.manifest();
+    abdelta::verify::verify_path(m, &args.target).with_context(|| format!("{} is not the signed image", args.target.display()))?;
+    if args.json {
+        println!("{}", serde_json::json!({"target": args.target, "verified": true, "size": m.target.size, "blake3": hex(&m.target.hash)}));
+    } else {
+        println!("{}: OK, release {} ({} bytes, blake3 {})", args.target.display(), m.release_version, m.target.size, hex(&m.target.hash));
+    }
+    Ok(())
+}
