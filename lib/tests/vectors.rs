@@ -36,7 +36,7 @@ fn images() -> (Vec<u8>, Vec<u8>) {
     }
     let mut target = source.clone();
     target.splice(40_000..40_000, rng.text(2_000));
-    target[150_000] ^= 0x10;
+    target[100_000] ^= 0x10;
     target.truncate(target.len() - 5_000);
     (source, target)
 }
