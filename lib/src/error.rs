@@ -50,6 +50,11 @@ pub enum Error {
         /// How many chunks differ in all.
         bad_count: usize,
     },
+    /// The partition or image checked is shorter than the target image.
+    TargetTooSmall {
+        /// Bytes the target image has.
+        size: u64,
+    },
     /// The diff inputs are too large for the format's limits, or options are invalid.
     InvalidInput(String),
 }
@@ -82,6 +87,9 @@ impl std::fmt::Display for Error {
                 f,
                 "target hash mismatch: the image does not match the signed manifest ({bad_count} bad chunks, first: {bad_chunks:?})"
             ),
+            Error::TargetTooSmall { size } => {
+                write!(f, "target too small: it is shorter than the {size}-byte image (target hash mismatch)")
+            }
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
         }
     }

@@ -35,6 +35,12 @@ pub fn verify_bytes(manifest: &Manifest, image: &[u8]) -> Result<(), Error> {
 
 /// Checks the first `target.size` bytes of a file or block device against the manifest.
 pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
-    let map = map_prefix(path, manifest.target.size).map_err(Error::io(format!("reading {}", path.display())))?;
+    let map = map_prefix(path, manifest.target.size).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::TargetTooSmall { size: manifest.target.size }
+        } else {
+            Error::Io { context: format!("reading {}", path.display()), source }
+        }
+    })?;
     verify_bytes(manifest, map.as_deref().unwrap_or(&[]))
 }

@@ -2,7 +2,7 @@
 //! -algorithm ED25519` writes and reads) and SPKI PEM public keys.
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::SignError;
@@ -56,9 +56,11 @@ impl SecretKey {
         Ok(SecretKey(key))
     }
 
-    /// PKCS#8 v1 PEM, as OpenSSL writes it.
+    /// PKCS#8 v1 PEM, as OpenSSL writes it (dalek's own encoder writes v2 with the public
+    /// key embedded, which OpenSSL 3.0 does not load).
     pub fn to_pem(&self) -> Result<String, SignError> {
-        let doc = self.0.to_pkcs8_pem(LineEnding::LF).map_err(|e| SignError::BadKeyFile(e.to_string()))?;
+        let pair = KeypairBytes { secret_key: self.0.to_bytes(), public_key: None };
+        let doc = pair.to_pkcs8_pem(LineEnding::LF).map_err(|e| SignError::BadKeyFile(e.to_string()))?;
         Ok(doc.as_str().to_owned())
     }
 }
