@@ -99,6 +99,25 @@ impl VerifiedBundle {
         self.envelope.payload_offset() + blob.offset // bounded: blob lies inside the payload
     }
 
+    /// Fuzzing only: a bundle around unsigned manifest bytes, with its full byte image.
+    #[cfg(fuzzing)]
+    pub fn fuzz_unsigned(manifest_bytes: &[u8], payload: &[u8], limits: &Limits) -> Option<(VerifiedBundle, Vec<u8>)> {
+        let manifest = VerifiedManifest::fuzz_unsigned(manifest_bytes, limits)?;
+        let envelope = Envelope {
+            manifest_len: u32::try_from(manifest_bytes.len()).ok()?,
+            signature_count: 1,
+            payload_len: payload.len() as u64,
+        };
+        if manifest.manifest().payload_len != envelope.payload_len {
+            return None;
+        }
+        let mut bytes = envelope.encode().to_vec();
+        bytes.extend_from_slice(manifest_bytes);
+        bytes.extend_from_slice(&[0u8; 72]);
+        bytes.extend_from_slice(payload);
+        Some((VerifiedBundle { envelope, manifest }, bytes))
+    }
+
     /// Reads one blob's bytes into `buf` (resized to the blob length).
     pub fn read_blob(&self, source: &dyn BundleSource, blob: &BlobRef, buf: &mut Vec<u8>) -> Result<(), Error> {
         buf.resize(blob.len as usize, 0);

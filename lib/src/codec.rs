@@ -8,11 +8,11 @@
 //! ~20× longer to generate and needs a suffix array per base; zstd decodes at memory speed and
 //! its prefix is read straight from the mmap. The patch codec byte leaves room for others.
 
-use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
 
 /// The first four bytes of a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-/// Largest window a decoder accepts (128 MiB); frames declaring more are refused.
+/// Largest window a frame may declare (128 MiB); frames declaring more are refused.
 const WINDOW_LOG_MAX: u32 = 27;
 
 /// Why a blob did not decode: each variant names the rule that failed.
@@ -29,6 +29,8 @@ pub enum CodecError {
         /// Bytes produced.
         got: usize,
     },
+    /// The frame declares a window above 2^27 bytes.
+    WindowTooLarge,
     /// zstd rejected the frame.
     Corrupt(&'static str),
 }
@@ -39,6 +41,7 @@ impl std::fmt::Display for CodecError {
             CodecError::NotOneFrame => write!(f, "blob is not exactly one zstd frame"),
             CodecError::TooLong => write!(f, "blob decodes to more than the declared chunk length"),
             CodecError::TooShort { got } => write!(f, "blob decodes to {got} bytes, fewer than declared"),
+            CodecError::WindowTooLarge => write!(f, "zstd frame window larger than 128 MiB"),
             CodecError::Corrupt(why) => write!(f, "corrupt zstd frame: {why}"),
         }
     }
@@ -97,8 +100,20 @@ fn decompress(prefix: Option<&[u8]>, blob: &[u8], out: &mut [u8]) -> Result<(), 
         Ok(n) if n == blob.len() => {}
         _ => return Err(CodecError::NotOneFrame),
     }
+    // Single-shot decoding ignores WindowLogMax, so the limit is checked on the frame header:
+    // byte 4 is the descriptor; unless Single_Segment (bit 5), byte 5 is the window
+    // descriptor: exponent (top five bits, windowLog − 10) and mantissa in eighths (RFC 8878
+    // §3.1.1.1.2). Single-segment frames use the content size, which `out` already bounds.
+    let descriptor = blob.get(4).copied().ok_or(CodecError::NotOneFrame)?;
+    if descriptor & 0x20 == 0 {
+        let window = blob.get(5).copied().ok_or(CodecError::NotOneFrame)?;
+        let log = 10 + u64::from(window >> 3);
+        let size = (1u64 << log) + u64::from(window & 7) * ((1u64 << log) / 8);
+        if size > 1 << WINDOW_LOG_MAX {
+            return Err(CodecError::WindowTooLarge);
+        }
+    }
     let mut dctx = DCtx::create();
-    let _ = dctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX));
     if let Some(prefix) = prefix {
         dctx.ref_prefix(prefix).map_err(|c| CodecError::Corrupt(zstd_safe::get_error_name(c)))?;
     }
@@ -153,6 +168,15 @@ mod tests {
         trailing.push(0);
         assert_eq!(decode_literal(&trailing, &mut out[..5]), Err(CodecError::NotOneFrame));
         assert_eq!(decode_literal(&blob[..blob.len() - 1], &mut out[..5]), Err(CodecError::NotOneFrame));
+    }
+
+    #[test]
+    fn window_above_the_limit_is_rejected() {
+        // A frame header declaring windowLog 31: magic, descriptor without single segment,
+        // window descriptor (31 − 10) << 3, then an empty last raw block.
+        let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 21 << 3, 0x01, 0x00, 0x00];
+        let mut out = [0u8; 4];
+        assert_eq!(decode_literal(&frame, &mut out), Err(CodecError::WindowTooLarge));
     }
 
     #[test]

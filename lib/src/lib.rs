@@ -20,6 +20,8 @@ pub mod codec;
 pub mod diff;
 pub mod error;
 pub mod format;
+#[cfg(fuzzing)]
+pub mod fuzz_hooks;
 pub mod plan;
 pub mod sign;
 pub mod storage;

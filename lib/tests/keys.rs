@@ -54,3 +54,23 @@ fn openssl_generated_key_loads() {
     assert!(status.success());
     SecretKey::from_pem(&std::fs::read_to_string(&path).unwrap()).unwrap();
 }
+
+#[test]
+fn any_trusted_record_order_verifies_a_multi_signed_manifest() {
+    use abdelta::format::{Limits, Manifest};
+    use abdelta::sign::{sign_manifest, verify_manifest};
+    let (a, b) = (SecretKey::from_seed(&[1; 32]), SecretKey::from_seed(&[2; 32]));
+    let mut out = Vec::new();
+    let options = abdelta::DiffOptions { hardware_compat: vec!["x".into()], literal_level: 1, ..Default::default() };
+    abdelta::diff(&[], b"image", &options, &a, &mut out, &abdelta::error::no_progress).unwrap();
+    let env = abdelta::format::Envelope::decode(&out[..32], &Limits::DEFAULT).unwrap();
+    let manifest = &out[32..32 + env.manifest_len as usize];
+    assert_eq!(Manifest::decode(manifest, &Limits::DEFAULT).unwrap().key_id, a.public().key_id().0);
+    let records = [sign_manifest(&b, manifest), sign_manifest(&a, manifest)];
+    for trusted in [vec![a.public()], vec![b.public(), a.public()]] {
+        assert!(verify_manifest(manifest, &records, &trusted, &Limits::DEFAULT).is_ok());
+    }
+    // Trusting only B: B's signature verifies, but the manifest names A as its release key.
+    let only_b = verify_manifest(manifest, &records, &[b.public()], &Limits::DEFAULT);
+    assert!(matches!(only_b, Err(SignError::KeyIdMismatch)));
+}

@@ -143,10 +143,14 @@ pub fn diff(
 ) -> Result<DiffReport, Error> {
     let limits = Limits::DEFAULT;
     if target.len() as u64 > limits.max_image_len || source.len() as u64 > limits.max_image_len {
-        return Err(Error::InvalidInput("image larger than the format's 16 TiB limit".into()));
+        return Err(Error::InvalidInput(format!("image larger than the format's {}-byte limit", limits.max_image_len)));
     }
-    if options.chunking.max > limits.max_chunk_len {
-        return Err(Error::InvalidInput("chunk size above the format limit".into()));
+    let Chunking { min, avg, max } = options.chunking;
+    let in_range = (64..=1 << 20).contains(&min) && (256..=4 << 20).contains(&avg) && (1024..=limits.max_chunk_len).contains(&max);
+    if !in_range || min > avg || avg > max || min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
+        return Err(Error::InvalidInput(
+            "chunking must satisfy 64 <= min <= avg <= max <= 4 MiB, all even (SPEC.md, chunking)".into(),
+        ));
     }
     let mut hardware_compat = options.hardware_compat.clone();
     hardware_compat.sort();

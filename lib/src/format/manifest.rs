@@ -276,8 +276,8 @@ impl Manifest {
         };
         let chunking = decode_chunking(&mut c, limits)?;
         let payload_len = c.varint("payload length")?;
-        // Every chunk entry takes at least 35 bytes (length, hash, recipe byte, one codec
-        // byte or none): refuse counts the remaining bytes cannot hold before allocating.
+        // Every chunk entry takes at least 34 bytes (a zero chunk: length varint, hash, recipe
+        // byte): refuse counts the remaining bytes cannot hold before allocating.
         let max_by_bytes = (c.remaining() / 34) as u64;
         let chunk_count = c.varint_in("chunk count", 0, limits.max_chunks.min(max_by_bytes))?;
         let mut chunks = Vec::with_capacity(usize::try_from(chunk_count).unwrap_or(0));
@@ -435,6 +435,9 @@ fn decode_chunking(c: &mut Cursor<'_>, limits: &Limits) -> Result<Chunking, Form
     let max = c.varint_in("chunking max", 1024, limits.max_chunk_len.into())?;
     if !(min <= avg && avg <= max) {
         return Err(FormatError::Malformed { field: "chunking", rule: "min <= avg <= max" });
+    }
+    if min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
+        return Err(FormatError::Malformed { field: "chunking", rule: "min, avg and max must be even" });
     }
     // Each is bounded by the ranges above, far below u32::MAX.
     let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);

@@ -50,7 +50,7 @@ impl Limits {
         max_chunk_len: 4 << 20,
         max_blob_len: (4 << 20) + (64 << 10),
         max_patch_base_len: 64 << 20,
-        max_image_len: 1 << 44,
+        max_image_len: 1 << 42, // max_chunks × max_chunk_len
     };
 }
 

@@ -1,0 +1,52 @@
+//! Writes the fuzz seed corpus (`fuzz/corpus/<target>/`) from the test vectors, so no opaque
+//! binary seeds are committed: `cargo run -p abdelta --example fuzz_seeds`.
+
+use std::path::{Path, PathBuf};
+
+use abdelta::format::{Envelope, Fallback, Limits, Manifest, ENVELOPE_LEN};
+
+fn main() -> std::io::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let vectors = root.join("testdata/vectors");
+    let corpus = root.join("fuzz/corpus");
+    let mut n = 0;
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&vectors)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "abd"))
+        .collect();
+    names.sort();
+    for path in names {
+        let bytes = std::fs::read(&path)?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("seed");
+        write(&corpus.join("envelope"), stem, bytes.get(..ENVELOPE_LEN).unwrap_or(&bytes))?;
+        let Ok(envelope) = Envelope::decode(bytes.get(..ENVELOPE_LEN).unwrap_or(&[]), &Limits::DEFAULT) else { continue };
+        let m_end = ENVELOPE_LEN + envelope.manifest_len as usize;
+        let p_start = usize::try_from(envelope.payload_offset()).unwrap_or(usize::MAX);
+        let (Some(manifest_bytes), Some(payload)) = (bytes.get(ENVELOPE_LEN..m_end), bytes.get(p_start..)) else { continue };
+        write(&corpus.join("manifest"), stem, manifest_bytes)?;
+        if let (Ok(len), Ok(m)) = (u16::try_from(manifest_bytes.len()), Manifest::decode(manifest_bytes, &Limits::DEFAULT)) {
+            let mut seed = len.to_le_bytes().to_vec();
+            seed.extend_from_slice(manifest_bytes);
+            seed.extend_from_slice(payload);
+            write(&corpus.join("apply"), stem, &seed)?;
+            for (i, c) in m.chunks.iter().enumerate().take(8) {
+                if let Fallback::Literal { blob, .. } = c.fallback {
+                    let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
+                    if let Some(b) = payload.get(start..start + blob.len as usize) {
+                        let mut seed = vec![u8::try_from((c.len - 1) / 256).unwrap_or(255)];
+                        seed.extend_from_slice(b);
+                        write(&corpus.join("codec"), &format!("{stem}-{i}"), &seed)?;
+                    }
+                }
+            }
+        }
+        n += 1;
+    }
+    println!("wrote seeds from {n} vectors into {}", corpus.display());
+    Ok(())
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(name), bytes)
+}
