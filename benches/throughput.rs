@@ -1,19 +1,21 @@
 //! Throughput of the hot paths: chunking, hashing, literal decoding and a copy-heavy apply.
 //! `cargo bench -p abdelta` prints MB/s per case.
 
-use abdelta::chunk::{boundaries, chunk_and_hash, DEFAULT_CHUNKING};
+use abdelta::chunk::{DEFAULT_CHUNKING, boundaries, chunk_and_hash};
 use abdelta::diff::DiffOptions;
 use abdelta::error::no_progress;
 use abdelta::format::Limits;
 use abdelta::storage::{MemBundle, MemTarget};
 use abdelta::{SecretKey, VerifiedBundle};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn image(len: usize) -> Vec<u8> {
     let mut s = 0x1234_5678_u64;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
-        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         // Half compressible text-like runs, half noise: closer to a filesystem than either.
         if (s >> 62) < 2 {
             out.extend_from_slice(b"station charger relay ocpp firmware ");
@@ -30,10 +32,18 @@ fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("64MiB");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("fastcdc boundaries", |b| b.iter(|| boundaries(&data, DEFAULT_CHUNKING).len()));
-    g.bench_function("blake3 one core", |b| b.iter(|| abdelta::chunk::hash(&data)));
-    g.bench_function("blake3 all cores", |b| b.iter(|| abdelta::chunk::hash_large(&data)));
-    g.bench_function("chunk and hash", |b| b.iter(|| chunk_and_hash(&data, DEFAULT_CHUNKING).len()));
+    g.bench_function("fastcdc boundaries", |b| {
+        b.iter(|| boundaries(&data, DEFAULT_CHUNKING).len())
+    });
+    g.bench_function("blake3 one core", |b| {
+        b.iter(|| abdelta::chunk::hash(&data))
+    });
+    g.bench_function("blake3 all cores", |b| {
+        b.iter(|| abdelta::chunk::hash_large(&data))
+    });
+    g.bench_function("chunk and hash", |b| {
+        b.iter(|| chunk_and_hash(&data, DEFAULT_CHUNKING).len())
+    });
 
     // A copy-heavy apply: the target is the source with a few edits.
     let mut target = data.clone();
@@ -41,23 +51,51 @@ fn throughput(c: &mut Criterion) {
         target[at] ^= 1;
     }
     let key = SecretKey::from_seed(&[1; 32]);
-    let options = DiffOptions { literal_level: 1, patch_level: 3, hardware_compat: vec!["bench".into()], ..DiffOptions::default() };
+    let options = DiffOptions {
+        literal_level: 1,
+        patch_level: 3,
+        hardware_compat: vec!["bench".into()],
+        ..DiffOptions::default()
+    };
     let mut bundle = Vec::new();
     abdelta::diff(&data, &target, &options, &key, &mut bundle, &no_progress).expect("diff");
-    let verified = VerifiedBundle::open(&MemBundle(&bundle), &[key.public()], &Limits::DEFAULT).expect("open");
+    let verified =
+        VerifiedBundle::open(&MemBundle(&bundle), &[key.public()], &Limits::DEFAULT).expect("open");
     let plan = abdelta::plan(&verified, &data);
-    g.bench_function("plan (hash-check the source)", |b| b.iter(|| abdelta::plan(&verified, &data).steps.len()));
+    g.bench_function("plan (hash-check the source)", |b| {
+        b.iter(|| abdelta::plan(&verified, &data).steps.len())
+    });
     g.bench_function("apply copy-heavy into memory", |b| {
         b.iter(|| {
-            let mut out = MemTarget { bytes: Vec::with_capacity(target.len()) };
-            abdelta::apply(&verified, &MemBundle(&bundle), &data, &mut out, &plan, &no_progress).expect("apply");
+            let mut out = MemTarget {
+                bytes: Vec::with_capacity(target.len()),
+            };
+            abdelta::apply(
+                &verified,
+                &MemBundle(&bundle),
+                &data,
+                &mut out,
+                &plan,
+                &no_progress,
+            )
+            .expect("apply");
         })
     });
     let blank = abdelta::plan(&verified, &[]);
     g.bench_function("apply from literals (blank device)", |b| {
         b.iter(|| {
-            let mut out = MemTarget { bytes: Vec::with_capacity(target.len()) };
-            abdelta::apply(&verified, &MemBundle(&bundle), &[], &mut out, &blank, &no_progress).expect("apply");
+            let mut out = MemTarget {
+                bytes: Vec::with_capacity(target.len()),
+            };
+            abdelta::apply(
+                &verified,
+                &MemBundle(&bundle),
+                &[],
+                &mut out,
+                &blank,
+                &no_progress,
+            )
+            .expect("apply");
         })
     });
     g.finish();

@@ -7,7 +7,7 @@ use abdelta::storage::{FileTarget, SourceImage};
 use anyhow::Context;
 
 use crate::plan::{first, plan_json};
-use crate::ui::{human, open_bundle, peak_rss, Bar};
+use crate::ui::{Bar, human, open_bundle, peak_rss};
 
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
@@ -32,20 +32,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let (file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
     let source = match &args.source {
-        Some(p) => SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?,
+        Some(p) => {
+            SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?
+        }
         None => SourceImage::empty(),
     };
     let plan = abdelta::plan(&bundle, source.bytes());
     let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
         .with_context(|| format!("opening target {}", args.target.display()))?;
     let bar = Bar::new();
-    let report = abdelta::apply(&bundle, &file, source.bytes(), &mut target, &plan, &|p| bar.update(p));
+    let report = abdelta::apply(&bundle, &file, source.bytes(), &mut target, &plan, &|p| {
+        bar.update(p)
+    });
     bar.finish();
     let report = report.with_context(|| format!("apply to {} failed", args.target.display()))?;
     drop(target);
     let verify_started = Instant::now();
-    abdelta::verify::verify_path(bundle.manifest(), &args.target)
-        .with_context(|| format!("verification of {} after writing failed", args.target.display()))?;
+    abdelta::verify::verify_path(bundle.manifest(), &args.target).with_context(|| {
+        format!(
+            "verification of {} after writing failed",
+            args.target.display()
+        )
+    })?;
     let verify_secs = verify_started.elapsed().as_secs_f64();
     let secs = started.elapsed().as_secs_f64();
     let c = report.counts;
@@ -76,7 +84,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             human(report.bundle_bytes_read),
         );
         if !plan.fell_back.is_empty() {
-            println!("{} chunks fell back from the source: {:?}", plan.fell_back.len(), first(&plan.fell_back));
+            println!(
+                "{} chunks fell back from the source: {:?}",
+                plan.fell_back.len(),
+                first(&plan.fell_back)
+            );
         }
     }
     Ok(())

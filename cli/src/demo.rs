@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 use crate::ui::human;
 
@@ -51,7 +51,10 @@ impl Rng {
         self.next() % n.max(1)
     }
     fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
-        items.get(self.below(items.len() as u64) as usize).copied().unwrap_or("")
+        items
+            .get(self.below(items.len() as u64) as usize)
+            .copied()
+            .unwrap_or("")
     }
 }
 
@@ -66,13 +69,33 @@ struct Insn {
 }
 
 const OPCODES: [&[u8]; 16] = [
-    b"\x55", b"\x48\x89\xe5", b"\x48\x83\xec", b"\xc3", b"\x48\x8b\x45", b"\x89\x7d", b"\xe8", b"\xe9",
-    b"\x0f\x84", b"\x31\xc0", b"\x48\x8d\x3d", b"\x83\xf8", b"\x74", b"\x75", b"\x90", b"\x48\xc7\xc0",
+    b"\x55",
+    b"\x48\x89\xe5",
+    b"\x48\x83\xec",
+    b"\xc3",
+    b"\x48\x8b\x45",
+    b"\x89\x7d",
+    b"\xe8",
+    b"\xe9",
+    b"\x0f\x84",
+    b"\x31\xc0",
+    b"\x48\x8d\x3d",
+    b"\x83\xf8",
+    b"\x74",
+    b"\x75",
+    b"\x90",
+    b"\x48\xc7\xc0",
 ];
 
 fn insn_len(i: &Insn) -> u32 {
-    let op = OPCODES.get(usize::from(i.opcode)).map_or(1, |o| o.len() as u32);
-    op + if i.target.is_some() || i.opcode % 3 == 0 { 4 } else { 1 }
+    let op = OPCODES
+        .get(usize::from(i.opcode))
+        .map_or(1, |o| o.len() as u32);
+    op + if i.target.is_some() || i.opcode.is_multiple_of(3) {
+        4
+    } else {
+        1
+    }
 }
 
 fn binary(name: &str, version: u32, size: u64) -> Vec<u8> {
@@ -82,7 +105,11 @@ fn binary(name: &str, version: u32, size: u64) -> Vec<u8> {
         .map(|_| {
             let opcode = rng.below(16) as u8;
             let target = (opcode == 6 || opcode == 7).then(|| rng.below(u64::from(count)) as u32);
-            Insn { opcode, target, imm: rng.below(64) as u32 }
+            Insn {
+                opcode,
+                target,
+                imm: rng.below(64) as u32,
+            }
         })
         .collect();
     // Each later version edits the previous one: insertions, deletions and changed constants.
@@ -93,7 +120,11 @@ fn binary(name: &str, version: u32, size: u64) -> Vec<u8> {
             match edit.below(3) {
                 0 => {
                     let new: Vec<Insn> = (0..edit.below(40) + 1)
-                        .map(|_| Insn { opcode: edit.below(16) as u8, target: None, imm: edit.below(64) as u32 })
+                        .map(|_| Insn {
+                            opcode: edit.below(16) as u8,
+                            target: None,
+                            imm: edit.below(64) as u32,
+                        })
                         .collect();
                     insns.splice(at..at, new);
                 }
@@ -118,7 +149,12 @@ fn binary(name: &str, version: u32, size: u64) -> Vec<u8> {
     let mut out = b"\x7fELF\x02\x01\x01\0".to_vec();
     out.extend_from_slice(format!("{name} {version}\0").as_bytes());
     for i in &insns {
-        out.extend_from_slice(OPCODES.get(usize::from(i.opcode)).copied().unwrap_or(b"\x90"));
+        out.extend_from_slice(
+            OPCODES
+                .get(usize::from(i.opcode))
+                .copied()
+                .unwrap_or(b"\x90"),
+        );
         if let Some(t) = i.target {
             let addr = addresses.get(t as usize).copied().unwrap_or(0);
             out.extend_from_slice(&addr.to_le_bytes());
@@ -132,9 +168,39 @@ fn binary(name: &str, version: u32, size: u64) -> Vec<u8> {
 }
 
 const WORDS: &[&str] = &[
-    "charger", "station", "session", "meter", "voltage", "current", "phase", "relay", "contactor", "firmware",
-    "update", "fixed", "added", "removed", "security", "timeout", "ocpp", "websocket", "retry", "backoff",
-    "certificate", "tls", "modem", "signal", "error", "warning", "the", "a", "when", "on", "in", "for", "with",
+    "charger",
+    "station",
+    "session",
+    "meter",
+    "voltage",
+    "current",
+    "phase",
+    "relay",
+    "contactor",
+    "firmware",
+    "update",
+    "fixed",
+    "added",
+    "removed",
+    "security",
+    "timeout",
+    "ocpp",
+    "websocket",
+    "retry",
+    "backoff",
+    "certificate",
+    "tls",
+    "modem",
+    "signal",
+    "error",
+    "warning",
+    "the",
+    "a",
+    "when",
+    "on",
+    "in",
+    "for",
+    "with",
 ];
 
 fn text(rng: &mut Rng, words: usize) -> String {
@@ -151,7 +217,10 @@ fn changelog(name: &str, version: u32) -> String {
     for v in (1..=version).rev() {
         let mut rng = Rng::seeded(&[name, "changelog", &v.to_string()]);
         let words = 40 + rng.below(200) as usize;
-        s.push_str(&format!("{name} (1.{v}.0) stable; urgency=medium\n\n  * {}\n\n", text(&mut rng, words)));
+        s.push_str(&format!(
+            "{name} (1.{v}.0) stable; urgency=medium\n\n  * {}\n\n",
+            text(&mut rng, words)
+        ));
     }
     s
 }
@@ -160,13 +229,19 @@ fn config(name: &str, version: u32) -> String {
     let mut rng = Rng::seeded(&[name, "config"]);
     let mut s = format!("# {name} configuration, package version 1.{version}.0\n");
     for i in 0..20 + rng.below(60) {
-        s.push_str(&format!("{}_{i} = {}\n", rng.pick(WORDS), rng.below(10_000)));
+        s.push_str(&format!(
+            "{}_{i} = {}\n",
+            rng.pick(WORDS),
+            rng.below(10_000)
+        ));
     }
     s
 }
 
 fn package_name(i: u32) -> String {
-    const SYL: [&str; 12] = ["lib", "ev", "core", "net", "ssl", "ocpp", "mod", "util", "power", "gui", "log", "db"];
+    const SYL: [&str; 12] = [
+        "lib", "ev", "core", "net", "ssl", "ocpp", "mod", "util", "power", "gui", "log", "db",
+    ];
     let a = SYL.get((i % 12) as usize).copied().unwrap_or("x");
     let b = SYL.get(((i / 12) % 12) as usize).copied().unwrap_or("y");
     format!("{a}{b}{i}")
@@ -204,9 +279,18 @@ fn build_tree(root: &Path, number: u32) -> anyhow::Result<()> {
         fs::remove_dir_all(root)?;
     }
     for (name, version, size) in release(number) {
-        write(&root.join(format!("usr/lib/{name}/lib{name}.so.1")), &binary(&name, version, size))?;
-        write(&root.join(format!("usr/share/doc/{name}/changelog")), changelog(&name, version).as_bytes())?;
-        write(&root.join(format!("etc/{name}/{name}.conf")), config(&name, version).as_bytes())?;
+        write(
+            &root.join(format!("usr/lib/{name}/lib{name}.so.1")),
+            &binary(&name, version, size),
+        )?;
+        write(
+            &root.join(format!("usr/share/doc/{name}/changelog")),
+            changelog(&name, version).as_bytes(),
+        )?;
+        write(
+            &root.join(format!("etc/{name}/{name}.conf")),
+            config(&name, version).as_bytes(),
+        )?;
     }
     // The station application: 60 modules, a third rewritten in release 2.
     for m in 0..60u32 {
@@ -217,9 +301,15 @@ fn build_tree(root: &Path, number: u32) -> anyhow::Result<()> {
             let mut edit = Rng::seeded(&["app-edit", &m.to_string()]);
             body.insert_str(body.len() / 2, &text(&mut edit, 300));
         }
-        write(&root.join(format!("opt/station/app/module{m}.py")), body.as_bytes())?;
+        write(
+            &root.join(format!("opt/station/app/module{m}.py")),
+            body.as_bytes(),
+        )?;
     }
-    write(&root.join("etc/os-release"), format!("NAME=StationOS\nVERSION_ID=1.{number}\n").as_bytes())?;
+    write(
+        &root.join("etc/os-release"),
+        format!("NAME=StationOS\nVERSION_ID=1.{number}\n").as_bytes(),
+    )?;
     // Fixed timestamps so the images do not depend on when the demo ran.
     let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     for entry in walk(root)? {
@@ -233,7 +323,9 @@ fn walk(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let mut entries: Vec<PathBuf> = fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut entries: Vec<PathBuf> = fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
         entries.sort();
         for e in entries {
             if e.is_dir() {
@@ -270,10 +362,16 @@ fn mkfs(tree: &Path, image: &Path, mib: u64) -> anyhow::Result<()> {
 fn run_self(args: &[&dyn AsRef<std::ffi::OsStr>]) -> anyhow::Result<(serde_json::Value, Duration)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let out = Command::new(exe).args(args.iter().map(|a| a.as_ref())).output()?;
+    let out = Command::new(exe)
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()?;
     let elapsed = started.elapsed();
     if !out.status.success() {
-        bail!("abdelta {:?} failed: {}", args.first().map(|a| a.as_ref()), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "abdelta {:?} failed: {}",
+            args.first().map(|a| a.as_ref()),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     Ok((json, elapsed))
@@ -286,9 +384,17 @@ fn num(v: &serde_json::Value, key: &str) -> u64 {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = &args.dir;
     fs::create_dir_all(dir)?;
-    eprintln!("building release 1 and release 2 ext4 images ({} MiB each) in {}", args.image_mib, dir.display());
+    eprintln!(
+        "building release 1 and release 2 ext4 images ({} MiB each) in {}",
+        args.image_mib,
+        dir.display()
+    );
     let (tree_a, tree_b) = (dir.join("tree-1"), dir.join("tree-2"));
-    let (img_a, img_b, img_new) = (dir.join("release-1.img"), dir.join("release-2.img"), dir.join("rebuilt.img"));
+    let (img_a, img_b, img_new) = (
+        dir.join("release-1.img"),
+        dir.join("release-2.img"),
+        dir.join("rebuilt.img"),
+    );
     build_tree(&tree_a, 1)?;
     build_tree(&tree_b, 2)?;
     mkfs(&tree_a, &img_a, args.image_mib)?;
@@ -299,44 +405,110 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     run_self(&[&"keygen", &"-o", &key, &"--force"])?;
     eprintln!("diff (zstd -19 literals and patches, both cores)");
     let (d, diff_time) = run_self(&[
-        &"diff", &"--from", &img_a, &"--to", &img_b, &"--key", &key.with_extension("key"),
-        &"--release-version", &"2", &"--compat", &"demo-station-rev1", &"-o", &bundle, &"--json",
+        &"diff",
+        &"--from",
+        &img_a,
+        &"--to",
+        &img_b,
+        &"--key",
+        &key.with_extension("key"),
+        &"--release-version",
+        &"2",
+        &"--compat",
+        &"demo-station-rev1",
+        &"-o",
+        &bundle,
+        &"--json",
     ])?;
     let (blank, _) = run_self(&[&"plan", &bundle, &"--pubkey", &pubkey, &"--json"])?;
     let _ = fs::remove_file(&img_new);
     eprintln!("apply release 2 onto a new image from release 1");
-    let (a, apply_time) = run_self(&[&"apply", &bundle, &"--source", &img_a, &"--target", &img_new, &"--pubkey", &pubkey, &"--json"])?;
-    let (_, verify_time) = run_self(&[&"verify", &bundle, &"--target", &img_new, &"--pubkey", &pubkey, &"--json"])?;
+    let (a, apply_time) = run_self(&[
+        &"apply",
+        &bundle,
+        &"--source",
+        &img_a,
+        &"--target",
+        &img_new,
+        &"--pubkey",
+        &pubkey,
+        &"--json",
+    ])?;
+    let (_, verify_time) = run_self(&[
+        &"verify",
+        &bundle,
+        &"--target",
+        &img_new,
+        &"--pubkey",
+        &pubkey,
+        &"--json",
+    ])?;
     if fs::read(&img_new)? != fs::read(&img_b)? {
         bail!("rebuilt image differs from release 2");
     }
-    let zstd = if args.no_peers { None } else { zstd_size(&img_b) };
+    let zstd = if args.no_peers {
+        None
+    } else {
+        zstd_size(&img_b)
+    };
     let image = args.image_mib << 20;
     let row = |name: &str, value: String| println!("| {name:<44} | {value:>22} |");
     println!();
-    println!("| {:<44} | {:>22} |", "abdelta demo: release 1 -> release 2", "");
+    println!(
+        "| {:<44} | {:>22} |",
+        "abdelta demo: release 1 -> release 2", ""
+    );
     println!("|{}|{}|", "-".repeat(46), "-".repeat(24));
     row("image size", human(image));
     if let Some(z) = zstd {
         row("full image, zstd -19 --long=27", human(z));
     }
-    row("full path: blank device reads (literals)", human(num(&blank, "download_bytes")));
-    row("bundle file (deltas + literals)", human(num(&d, "bundle_bytes")));
-    row("delta path: device with release 1 reads", human(num(&a, "bundle_bytes_read")));
+    row(
+        "full path: blank device reads (literals)",
+        human(num(&blank, "download_bytes")),
+    );
+    row(
+        "bundle file (deltas + literals)",
+        human(num(&d, "bundle_bytes")),
+    );
+    row(
+        "delta path: device with release 1 reads",
+        human(num(&a, "bundle_bytes_read")),
+    );
     let plan = a.get("plan").cloned().unwrap_or_default();
     row(
         "chunks: copy / zero / patch / literal",
-        format!("{} / {} / {} / {}", num(&plan, "copy"), num(&plan, "zero"), num(&plan, "patch"), num(&plan, "literal")),
+        format!(
+            "{} / {} / {} / {}",
+            num(&plan, "copy"),
+            num(&plan, "zero"),
+            num(&plan, "patch"),
+            num(&plan, "literal")
+        ),
     );
     row("diff time", format!("{:.1} s", diff_time.as_secs_f64()));
-    row("apply time (incl. read-back verify)", format!("{:.2} s", apply_time.as_secs_f64()));
-    row("apply peak memory (RSS, incl. mapped source)", human(num(&a, "peak_rss_bytes")));
+    row(
+        "apply time (incl. read-back verify)",
+        format!("{:.2} s", apply_time.as_secs_f64()),
+    );
+    row(
+        "apply peak memory (RSS, incl. mapped source)",
+        human(num(&a, "peak_rss_bytes")),
+    );
     row("verify time", format!("{:.2} s", verify_time.as_secs_f64()));
-    println!("\nrebuilt image {} is byte-identical to {}", img_new.display(), img_b.display());
+    println!(
+        "\nrebuilt image {} is byte-identical to {}",
+        img_new.display(),
+        img_b.display()
+    );
     Ok(())
 }
 
 fn zstd_size(image: &Path) -> Option<u64> {
-    let out = Command::new("zstd").args(["-19", "--long=27", "-T0", "-c", "-q"]).arg(image).output().ok()?;
+    let out = Command::new("zstd")
+        .args(["-19", "--long=27", "-T0", "-c", "-q"])
+        .arg(image)
+        .output()
+        .ok()?;
     out.status.success().then_some(out.stdout.len() as u64)
 }

@@ -5,12 +5,12 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use abdelta::SecretKey;
 use abdelta::diff::DiffOptions;
 use abdelta::storage::SourceImage;
-use abdelta::SecretKey;
 use anyhow::Context;
 
-use crate::ui::{human, Bar};
+use crate::ui::{Bar, human};
 
 /// Flags of `abdelta diff`.
 #[derive(clap::Args)]
@@ -55,14 +55,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let pem = std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
-    let key = SecretKey::from_pem(&pem).with_context(|| format!("loading {}", args.key.display()))?;
+    let pem = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let key =
+        SecretKey::from_pem(&pem).with_context(|| format!("loading {}", args.key.display()))?;
     let source = match &args.from {
         Some(p) => SourceImage::open(p).with_context(|| format!("opening {}", p.display()))?,
         None => SourceImage::empty(),
     };
-    let target = SourceImage::open(&args.to).with_context(|| format!("opening {}", args.to.display()))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let target =
+        SourceImage::open(&args.to).with_context(|| format!("opening {}", args.to.display()))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let created_at = args.created_at.unwrap_or(now);
     let options = DiffOptions {
         literal_level: args.literal_level,
@@ -71,7 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         hardware_compat: args.compat,
         channel: args.channel,
         created_at,
-        expires_at: args.expires_in_days.map(|d| created_at.saturating_add(d.saturating_mul(86_400))),
+        expires_at: args
+            .expires_in_days
+            .map(|d| created_at.saturating_add(d.saturating_mul(86_400))),
         ..DiffOptions::default()
     };
     // Write beside the destination and rename, so a crash never leaves a half bundle under
@@ -80,11 +88,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::new(file);
     let bar = Bar::new();
-    let report = abdelta::diff(source.bytes(), target.bytes(), &options, &key, &mut out, &|p| bar.update(p))?;
+    let report = abdelta::diff(
+        source.bytes(),
+        target.bytes(),
+        &options,
+        &key,
+        &mut out,
+        &|p| bar.update(p),
+    )?;
     bar.finish();
     let file = out.into_inner().context("flushing the bundle")?;
     file.sync_all()?;
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("renaming to {}", args.out.display()))?;
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("renaming to {}", args.out.display()))?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
         let value = serde_json::json!({

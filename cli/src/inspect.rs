@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use abdelta::UnverifiedBundle;
 use abdelta::format::{Fallback, Limits, Manifest};
 use abdelta::storage::FileBundle;
-use abdelta::UnverifiedBundle;
 use anyhow::Context;
 
 use crate::ui::{hex, human, load_pubkeys};
@@ -50,17 +50,30 @@ fn summary(m: &Manifest) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let file = FileBundle::open(&args.bundle).with_context(|| format!("opening {}", args.bundle.display()))?;
+    let file = FileBundle::open(&args.bundle)
+        .with_context(|| format!("opening {}", args.bundle.display()))?;
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(&file, &limits)?;
-    let signers: Vec<String> = unverified.records().iter().map(|r| hex(&r.key_id)).collect();
+    let signers: Vec<String> = unverified
+        .records()
+        .iter()
+        .map(|r| hex(&r.key_id))
+        .collect();
     let bundle_len = file_len(&args.bundle);
     let (manifest, signature) = if args.pubkey.is_empty() {
-        (unverified.decode_unverified(&limits)?, "not checked (no --pubkey)".to_owned())
+        (
+            unverified.decode_unverified(&limits)?,
+            "not checked (no --pubkey)".to_owned(),
+        )
     } else {
         let keys = load_pubkeys(&args.pubkey)?;
-        let verified = unverified.verify(&keys, &limits).context("signature check failed")?;
-        (verified.manifest().clone(), format!("valid, key {}", verified.verified().key_id()))
+        let verified = unverified
+            .verify(&keys, &limits)
+            .context("signature check failed")?;
+        (
+            verified.manifest().clone(),
+            format!("valid, key {}", verified.verified().key_id()),
+        )
     };
     let mut value = summary(&manifest);
     if let Some(obj) = value.as_object_mut() {
@@ -73,19 +86,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let m = &manifest;
-    println!("bundle          {} ({})", args.bundle.display(), human(bundle_len));
-    println!("signature       {signature}; signed by {}", signers.join(", "));
+    println!(
+        "bundle          {} ({})",
+        args.bundle.display(),
+        human(bundle_len)
+    );
+    println!(
+        "signature       {signature}; signed by {}",
+        signers.join(", ")
+    );
     println!("release         {}", m.release_version);
     println!("compatible with {}", m.hardware_compat.join(", "));
-    println!("channel         {}", if m.channel.is_empty() { "(none)" } else { &m.channel });
+    println!(
+        "channel         {}",
+        if m.channel.is_empty() {
+            "(none)"
+        } else {
+            &m.channel
+        }
+    );
     println!("created         {} (Unix seconds)", m.created_at);
-    println!("expires         {}", m.expires_at.map_or("never".to_owned(), |t| t.to_string()));
+    println!(
+        "expires         {}",
+        m.expires_at.map_or("never".to_owned(), |t| t.to_string())
+    );
     match &m.source {
         Some(s) => println!("source          {} blake3 {}", human(s.size), hex(&s.hash)),
         None => println!("source          (none: full bundle)"),
     }
-    println!("target          {} blake3 {}", human(m.target.size), hex(&m.target.hash));
-    println!("chunks          {} ({}/{}/{} min/avg/max)", m.chunks.len(), human(m.chunking.min.into()), human(m.chunking.avg.into()), human(m.chunking.max.into()));
+    println!(
+        "target          {} blake3 {}",
+        human(m.target.size),
+        hex(&m.target.hash)
+    );
+    println!(
+        "chunks          {} ({}/{}/{} min/avg/max)",
+        m.chunks.len(),
+        human(m.chunking.min.into()),
+        human(m.chunking.avg.into()),
+        human(m.chunking.max.into())
+    );
     println!("recipes         {}", value["recipes"]);
     println!("payload         {}", human(m.payload_len));
     Ok(())

@@ -30,10 +30,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         options.create_new(true);
     }
-    let mut file = options.open(&key_path).with_context(|| format!("creating {}", key_path.display()))?;
+    let mut file = options
+        .open(&key_path)
+        .with_context(|| format!("creating {}", key_path.display()))?;
     file.write_all(key.to_pem()?.as_bytes())?;
     file.sync_all()?;
-    std::fs::write(&pub_path, key.public().to_pem()?).with_context(|| format!("writing {}", pub_path.display()))?;
-    println!("key id {}: wrote {} and {}", key.public().key_id(), key_path.display(), pub_path.display());
+    std::fs::write(&pub_path, key.public().to_pem()?)
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    println!(
+        "key id {}: wrote {} and {}",
+        key.public().key_id(),
+        key_path.display(),
+        pub_path.display()
+    );
     Ok(())
 }

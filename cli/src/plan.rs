@@ -43,7 +43,9 @@ pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (_file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
     let source = match &args.source {
-        Some(p) => SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?,
+        Some(p) => {
+            SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?
+        }
         None => SourceImage::empty(),
     };
     let plan = abdelta::plan(&bundle, source.bytes());
@@ -59,9 +61,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         human(plan.header_bytes),
         human(plan.blob_bytes)
     );
-    println!("chunks: {} copy, {} zero, {} patch, {} literal", c.copy, c.zero, c.patch, c.literal);
+    println!(
+        "chunks: {} copy, {} zero, {} patch, {} literal",
+        c.copy, c.zero, c.patch, c.literal
+    );
     if !plan.fell_back.is_empty() {
-        println!("{} chunks fall back (source differs from the expected one): {:?}", plan.fell_back.len(), first(&plan.fell_back));
+        println!(
+            "{} chunks fall back (source differs from the expected one): {:?}",
+            plan.fell_back.len(),
+            first(&plan.fell_back)
+        );
     }
     Ok(())
 }

@@ -18,16 +18,21 @@ pub fn load_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
     paths
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             PublicKey::from_pem(&text).with_context(|| format!("loading {}", p.display()))
         })
         .collect()
 }
 
 /// Opens a bundle file and authenticates its manifest.
-pub fn open_bundle(path: &Path, pubkeys: &[PathBuf]) -> anyhow::Result<(FileBundle, VerifiedBundle)> {
+pub fn open_bundle(
+    path: &Path,
+    pubkeys: &[PathBuf],
+) -> anyhow::Result<(FileBundle, VerifiedBundle)> {
     let keys = load_pubkeys(pubkeys)?;
-    let file = FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
+    let file =
+        FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
     let verified = VerifiedBundle::open(&file, &keys, &Limits::DEFAULT)
         .with_context(|| format!("bundle {} rejected", path.display()))?;
     Ok((file, verified))
@@ -50,7 +55,10 @@ impl Bar {
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
-        Bar { bar, phase: Mutex::new("") }
+        Bar {
+            bar,
+            phase: Mutex::new(""),
+        }
     }
 
     /// Feeds one progress event.
@@ -81,7 +89,11 @@ pub fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"?")) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"?"))
+    }
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes, where Linux reports it.

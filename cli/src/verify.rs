@@ -25,11 +25,21 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (_file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
     let m = bundle.manifest();
-    abdelta::verify::verify_path(m, &args.target).with_context(|| format!("{} is not the signed image", args.target.display()))?;
+    abdelta::verify::verify_path(m, &args.target)
+        .with_context(|| format!("{} is not the signed image", args.target.display()))?;
     if args.json {
-        println!("{}", serde_json::json!({"target": args.target, "verified": true, "size": m.target.size, "blake3": hex(&m.target.hash)}));
+        println!(
+            "{}",
+            serde_json::json!({"target": args.target, "verified": true, "size": m.target.size, "blake3": hex(&m.target.hash)})
+        );
     } else {
-        println!("{}: OK, release {} ({} bytes, blake3 {})", args.target.display(), m.release_version, m.target.size, hex(&m.target.hash));
+        println!(
+            "{}: OK, release {} ({} bytes, blake3 {})",
+            args.target.display(),
+            m.release_version,
+            m.target.size,
+            hex(&m.target.hash)
+        );
     }
     Ok(())
 }

@@ -6,20 +6,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn abdelta(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_abdelta")).args(args.iter().map(|a| a.as_ref())).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_abdelta"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap()
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn paint(seed: u64, len: usize) -> Vec<u8> {
     let mut s = seed;
-    let words: [&[u8]; 6] = [b"station ", b"charger ", b"\n", b"ocpp=1 ", b"\x00\x00\x00\x00", b"relay "];
+    let words: [&[u8]; 6] = [
+        b"station ",
+        b"charger ",
+        b"\n",
+        b"ocpp=1 ",
+        b"\x00\x00\x00\x00",
+        b"relay ",
+    ];
     let mut out = Vec::new();
     while out.len() < len {
-        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         out.extend_from_slice(words[(s >> 60) as usize % words.len()]);
         if s >> 63 == 1 {
             out.push((s >> 20) as u8);
@@ -54,10 +70,31 @@ fn setup() -> Setup {
     let (key, pubkey) = (dir.join("release.key"), dir.join("release.pub"));
     let bundle = dir.join("r2.abd");
     ok(&abdelta(&[
-        &"diff", &"--from", &old, &"--to", &new, &"--key", &key, &"--release-version", &"2",
-        &"--compat", &"evse-ac22-rev3", &"--literal-level", &"3", &"-o", &bundle,
+        &"diff",
+        &"--from",
+        &old,
+        &"--to",
+        &new,
+        &"--key",
+        &key,
+        &"--release-version",
+        &"2",
+        &"--compat",
+        &"evse-ac22-rev3",
+        &"--literal-level",
+        &"3",
+        &"-o",
+        &bundle,
     ]));
-    Setup { _dir: tmp, dir, old, new, bundle, key, pubkey }
+    Setup {
+        _dir: tmp,
+        dir,
+        old,
+        new,
+        bundle,
+        key,
+        pubkey,
+    }
 }
 
 fn hash(path: &Path) -> blake3::Hash {
@@ -74,8 +111,18 @@ fn keygen_writes_private_key_0600_and_openssl_reads_it() {
     // Refuses to overwrite without --force.
     let again = abdelta(&[&"keygen", &"-o", &s.dir.join("release")]);
     assert_eq!(again.status.code(), Some(3));
-    if let Ok(out) = Command::new("openssl").arg("pkey").arg("-in").arg(&s.key).arg("-noout").output() {
-        assert!(out.status.success(), "openssl cannot read the key: {}", String::from_utf8_lossy(&out.stderr));
+    if let Ok(out) = Command::new("openssl")
+        .arg("pkey")
+        .arg("-in")
+        .arg(&s.key)
+        .arg("-noout")
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "openssl cannot read the key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -83,35 +130,81 @@ fn keygen_writes_private_key_0600_and_openssl_reads_it() {
 fn diff_plan_apply_verify_on_files() {
     let s = setup();
     let source_hash = hash(&s.old);
-    let plan = ok(&abdelta(&[&"plan", &s.bundle, &"--source", &s.old, &"--pubkey", &s.pubkey, &"--json"]));
+    let plan = ok(&abdelta(&[
+        &"plan",
+        &s.bundle,
+        &"--source",
+        &s.old,
+        &"--pubkey",
+        &s.pubkey,
+        &"--json",
+    ]));
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
     let planned = plan["download_bytes"].as_u64().unwrap();
     let bundle_len = std::fs::metadata(&s.bundle).unwrap().len();
-    assert!(planned > 0 && planned < bundle_len / 4, "delta path reads {planned} of {bundle_len}");
+    assert!(
+        planned > 0 && planned < bundle_len / 4,
+        "delta path reads {planned} of {bundle_len}"
+    );
 
     let target = s.dir.join("rebuilt.img"); // missing: apply creates it
-    let out = ok(&abdelta(&[&"apply", &s.bundle, &"--source", &s.old, &"--target", &target, &"--pubkey", &s.pubkey, &"--json"]));
+    let out = ok(&abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--source",
+        &s.old,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+        &"--json",
+    ]));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["bundle_bytes_read"].as_u64().unwrap(), planned);
     assert_eq!(hash(&target), hash(&s.new));
-    ok(&abdelta(&[&"verify", &s.bundle, &"--target", &target, &"--pubkey", &s.pubkey]));
+    ok(&abdelta(&[
+        &"verify",
+        &s.bundle,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+    ]));
     assert_eq!(hash(&s.old), source_hash, "the source was modified");
 
     // Blank device: no source.
     let blank = s.dir.join("blank.img");
-    ok(&abdelta(&[&"apply", &s.bundle, &"--target", &blank, &"--pubkey", &s.pubkey]));
+    ok(&abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--target",
+        &blank,
+        &"--pubkey",
+        &s.pubkey,
+    ]));
     assert_eq!(hash(&blank), hash(&s.new));
 
     let text = ok(&abdelta(&[&"inspect", &s.bundle, &"--pubkey", &s.pubkey]));
-    assert!(text.contains("evse-ac22-rev3") && text.contains("valid"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&ok(&abdelta(&[&"inspect", &s.bundle, &"--json"]))).unwrap();
+    assert!(
+        text.contains("evse-ac22-rev3") && text.contains("valid"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&abdelta(&[&"inspect", &s.bundle, &"--json"]))).unwrap();
     assert_eq!(json["release_version"], 2);
 }
 
 #[test]
 fn verify_names_the_failed_rule() {
     let s = setup();
-    let out = abdelta(&[&"verify", &s.bundle, &"--target", &s.old, &"--pubkey", &s.pubkey]);
+    let out = abdelta(&[
+        &"verify",
+        &s.bundle,
+        &"--target",
+        &s.old,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("target hash mismatch"), "{err}");
@@ -125,13 +218,34 @@ fn tampered_bundle_and_wrong_key_exit_1_before_touching_the_target() {
     let bad = s.dir.join("bad.abd");
     std::fs::write(&bad, &bytes).unwrap();
     let target = s.dir.join("never.img");
-    let out = abdelta(&[&"apply", &bad, &"--source", &s.old, &"--target", &target, &"--pubkey", &s.pubkey]);
+    let out = abdelta(&[
+        &"apply",
+        &bad,
+        &"--source",
+        &s.old,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad signature"));
-    assert!(!target.exists(), "the target was created for a rejected bundle");
+    assert!(
+        !target.exists(),
+        "the target was created for a rejected bundle"
+    );
 
     ok(&abdelta(&[&"keygen", &"-o", &s.dir.join("other")]));
-    let out = abdelta(&[&"apply", &s.bundle, &"--source", &s.old, &"--target", &target, &"--pubkey", &s.dir.join("other.pub")]);
+    let out = abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--source",
+        &s.old,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.dir.join("other.pub"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("untrusted key"));
     assert!(!target.exists());
@@ -141,12 +255,28 @@ fn tampered_bundle_and_wrong_key_exit_1_before_touching_the_target() {
 fn refuses_to_write_the_source_and_reports_io_and_usage_errors() {
     let s = setup();
     let before = hash(&s.old);
-    let out = abdelta(&[&"apply", &s.bundle, &"--source", &s.old, &"--target", &s.old, &"--pubkey", &s.pubkey]);
+    let out = abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--source",
+        &s.old,
+        &"--target",
+        &s.old,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("running partition is never written"));
     assert_eq!(hash(&s.old), before);
 
-    let out = abdelta(&[&"verify", &s.dir.join("missing.abd"), &"--target", &s.new, &"--pubkey", &s.pubkey]);
+    let out = abdelta(&[
+        &"verify",
+        &s.dir.join("missing.abd"),
+        &"--target",
+        &s.new,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let out = abdelta(&[&"apply", &s.bundle]);
     assert_eq!(out.status.code(), Some(2));

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use abdelta::format::{Envelope, Fallback, Limits, Manifest, ENVELOPE_LEN};
+use abdelta::format::{ENVELOPE_LEN, Envelope, Fallback, Limits, Manifest};
 
 fn main() -> std::io::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -18,13 +18,28 @@ fn main() -> std::io::Result<()> {
     for path in names {
         let bytes = std::fs::read(&path)?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("seed");
-        write(&corpus.join("envelope"), stem, bytes.get(..ENVELOPE_LEN).unwrap_or(&bytes))?;
-        let Ok(envelope) = Envelope::decode(bytes.get(..ENVELOPE_LEN).unwrap_or(&[]), &Limits::DEFAULT) else { continue };
+        write(
+            &corpus.join("envelope"),
+            stem,
+            bytes.get(..ENVELOPE_LEN).unwrap_or(&bytes),
+        )?;
+        let Ok(envelope) =
+            Envelope::decode(bytes.get(..ENVELOPE_LEN).unwrap_or(&[]), &Limits::DEFAULT)
+        else {
+            continue;
+        };
         let m_end = ENVELOPE_LEN + envelope.manifest_len as usize;
         let p_start = usize::try_from(envelope.payload_offset()).unwrap_or(usize::MAX);
-        let (Some(manifest_bytes), Some(payload)) = (bytes.get(ENVELOPE_LEN..m_end), bytes.get(p_start..)) else { continue };
+        let (Some(manifest_bytes), Some(payload)) =
+            (bytes.get(ENVELOPE_LEN..m_end), bytes.get(p_start..))
+        else {
+            continue;
+        };
         write(&corpus.join("manifest"), stem, manifest_bytes)?;
-        if let (Ok(len), Ok(m)) = (u16::try_from(manifest_bytes.len()), Manifest::decode(manifest_bytes, &Limits::DEFAULT)) {
+        if let (Ok(len), Ok(m)) = (
+            u16::try_from(manifest_bytes.len()),
+            Manifest::decode(manifest_bytes, &Limits::DEFAULT),
+        ) {
             let mut seed = len.to_le_bytes().to_vec();
             seed.extend_from_slice(manifest_bytes);
             seed.extend_from_slice(payload);

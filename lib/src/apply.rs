@@ -25,11 +25,18 @@ pub struct VerifiedChunk<'a> {
 
 impl<'a> VerifiedChunk<'a> {
     /// Checks `bytes` against the chunk entry; the only constructor.
-    fn check(entry: &ChunkEntry, index: usize, bytes: &'a [u8]) -> Result<VerifiedChunk<'a>, Error> {
+    fn check(
+        entry: &ChunkEntry,
+        index: usize,
+        bytes: &'a [u8],
+    ) -> Result<VerifiedChunk<'a>, Error> {
         if bytes.len() != entry.len as usize || hash(bytes) != entry.hash {
             return Err(Error::ChunkHashMismatch { index });
         }
-        Ok(VerifiedChunk { offset: entry.offset, bytes })
+        Ok(VerifiedChunk {
+            offset: entry.offset,
+            bytes,
+        })
     }
 
     /// Offset in the target.
@@ -102,7 +109,8 @@ fn produce_fallback<'s>(
             let mut encoded = Vec::new();
             bundle.read_blob(reader, &blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
-            codec::decode_literal(&encoded, &mut out).map_err(|error| Error::Blob { index, error })?;
+            codec::decode_literal(&encoded, &mut out)
+                .map_err(|error| Error::Blob { index, error })?;
             Ok((Produced::Owned(out), blob.len.into(), "literal"))
         }
     }
@@ -118,8 +126,14 @@ fn produce<'s>(
 ) -> Result<Output<'s>, Error> {
     let len = u64::from(entry.len);
     let preferred: Option<(Produced<'s>, u64, &'static str)> = match step {
-        Step::Copy { offset } => source_slice(source, *offset, len).map(|b| (Produced::Source(b), 0, "copy")),
-        Step::Patch { base_offset, base_len, blob } => {
+        Step::Copy { offset } => {
+            source_slice(source, *offset, len).map(|b| (Produced::Source(b), 0, "copy"))
+        }
+        Step::Patch {
+            base_offset,
+            base_len,
+            blob,
+        } => {
             let mut encoded = Vec::new();
             bundle.read_blob(reader, blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
@@ -133,7 +147,12 @@ fn produce<'s>(
         && bytes.bytes().len() == entry.len as usize
         && hash(bytes.bytes()) == entry.hash
     {
-        return Ok(Output { bytes, blob_read: read, fell_back: false, kind });
+        return Ok(Output {
+            bytes,
+            blob_read: read,
+            fell_back: false,
+            kind,
+        });
     }
     if matches!(step, Step::Zero | Step::Literal { .. }) {
         return Err(Error::ChunkHashMismatch { index });
@@ -141,7 +160,12 @@ fn produce<'s>(
     // The source changed between plan and apply: its bytes no longer match. Rebuild the chunk
     // from the recipe that needs no source rather than fail the update.
     let (bytes, read, kind) = produce_fallback(bundle, reader, entry, index)?;
-    Ok(Output { bytes, blob_read: read, fell_back: true, kind })
+    Ok(Output {
+        bytes,
+        blob_read: read,
+        fell_back: true,
+        kind,
+    })
 }
 
 /// Rebuilds the target: runs `plan` chunk by chunk, verifies each chunk before writing it,
@@ -156,13 +180,18 @@ pub fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let manifest = bundle.manifest();
-    let mut report = ApplyReport { bundle_bytes_read: plan.header_bytes, ..ApplyReport::default() };
+    let mut report = ApplyReport {
+        bundle_bytes_read: plan.header_bytes,
+        ..ApplyReport::default()
+    };
     let mut image_hasher = blake3::Hasher::new();
     let total = manifest.target.size;
     let mut next = 0usize;
     let chunks = manifest.chunks.len().min(plan.steps.len());
     if plan.steps.len() != manifest.chunks.len() {
-        return Err(Error::InvalidInput("the plan was made for another manifest".into()));
+        return Err(Error::InvalidInput(
+            "the plan was made for another manifest".into(),
+        ));
     }
     while next < chunks {
         let mut end = next;
@@ -175,12 +204,17 @@ pub fn apply(
             .into_par_iter()
             .map(|i| match (manifest.chunks.get(i), plan.steps.get(i)) {
                 (Some(entry), Some(step)) => produce(bundle, reader, source, entry, i, step),
-                _ => Err(Error::InvalidInput("the plan was made for another manifest".into())),
+                _ => Err(Error::InvalidInput(
+                    "the plan was made for another manifest".into(),
+                )),
             })
             .collect();
         for (i, output) in (next..end).zip(outputs) {
             let output = output?;
-            let entry = manifest.chunks.get(i).ok_or(Error::ChunkHashMismatch { index: i })?;
+            let entry = manifest
+                .chunks
+                .get(i)
+                .ok_or(Error::ChunkHashMismatch { index: i })?;
             let chunk = VerifiedChunk::check(entry, i, output.bytes.bytes())?;
             target
                 .write_chunk(&chunk)
@@ -198,12 +232,19 @@ pub fn apply(
                 _ => report.counts.literal += 1,
             }
         }
-        progress(Progress { phase: "apply", done: report.bytes_written, total });
+        progress(Progress {
+            phase: "apply",
+            done: report.bytes_written,
+            total,
+        });
         next = end;
     }
     let image_hash: Hash = *image_hasher.finalize().as_bytes();
     if image_hash != manifest.target.hash {
-        return Err(Error::TargetHashMismatch { bad_chunks: Vec::new(), bad_count: 0 });
+        return Err(Error::TargetHashMismatch {
+            bad_chunks: Vec::new(),
+            bad_count: 0,
+        });
     }
     target.sync().map_err(Error::io("syncing the target"))?;
     report.elapsed = started.elapsed();

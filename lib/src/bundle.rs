@@ -2,8 +2,8 @@
 //! the manifest, and only then expose it. Reading blobs by their payload ranges.
 
 use crate::error::Error;
-use crate::format::{BlobRef, Envelope, Limits, Manifest, SignatureRecord, ENVELOPE_LEN};
-use crate::sign::{verify_manifest, PublicKey, VerifiedManifest};
+use crate::format::{BlobRef, ENVELOPE_LEN, Envelope, Limits, Manifest, SignatureRecord};
+use crate::sign::{PublicKey, VerifiedManifest, verify_manifest};
 use crate::storage::BundleSource;
 
 /// The signed region of a bundle, read but not yet authenticated.
@@ -21,11 +21,16 @@ impl UnverifiedBundle {
         if source.len() < ENVELOPE_LEN as u64 {
             return Err(crate::format::FormatError::Truncated { field: "envelope" }.into());
         }
-        source.read_at(0, &mut head).map_err(Error::io("reading the bundle envelope"))?;
+        source
+            .read_at(0, &mut head)
+            .map_err(Error::io("reading the bundle envelope"))?;
         let envelope = Envelope::decode(&head, limits)?;
         let declared = envelope.bundle_len().unwrap_or(u64::MAX); // checked by decode
         if declared != source.len() {
-            return Err(Error::BundleLength { declared, actual: source.len() });
+            return Err(Error::BundleLength {
+                declared,
+                actual: source.len(),
+            });
         }
         // Both lengths are bounded by the limits (16 MiB and 8 × 72 bytes by default).
         let mut manifest_bytes = vec![0u8; envelope.manifest_len as usize];
@@ -38,7 +43,11 @@ impl UnverifiedBundle {
             .read_at(envelope.signatures_offset(), &mut sig_bytes)
             .map_err(Error::io("reading the bundle signatures"))?;
         let records = SignatureRecord::decode_all(&sig_bytes, envelope.signature_count)?;
-        Ok(UnverifiedBundle { envelope, manifest_bytes, records })
+        Ok(UnverifiedBundle {
+            envelope,
+            manifest_bytes,
+            records,
+        })
     }
 
     /// Authenticates the manifest against `trusted` keys.
@@ -47,7 +56,10 @@ impl UnverifiedBundle {
         if manifest.manifest().payload_len != self.envelope.payload_len {
             return Err(Error::PayloadLengthMismatch);
         }
-        Ok(VerifiedBundle { envelope: self.envelope, manifest })
+        Ok(VerifiedBundle {
+            envelope: self.envelope,
+            manifest,
+        })
     }
 
     /// Decodes the manifest without authenticating it, for display only (`abdelta inspect`
@@ -75,7 +87,11 @@ pub struct VerifiedBundle {
 
 impl VerifiedBundle {
     /// Reads and authenticates a bundle in one step.
-    pub fn open(source: &dyn BundleSource, trusted: &[PublicKey], limits: &Limits) -> Result<VerifiedBundle, Error> {
+    pub fn open(
+        source: &dyn BundleSource,
+        trusted: &[PublicKey],
+        limits: &Limits,
+    ) -> Result<VerifiedBundle, Error> {
         UnverifiedBundle::read(source, limits)?.verify(trusted, limits)
     }
 
@@ -101,7 +117,11 @@ impl VerifiedBundle {
 
     /// Fuzzing only: a bundle around unsigned manifest bytes, with its full byte image.
     #[cfg(fuzzing)]
-    pub fn fuzz_unsigned(manifest_bytes: &[u8], payload: &[u8], limits: &Limits) -> Option<(VerifiedBundle, Vec<u8>)> {
+    pub fn fuzz_unsigned(
+        manifest_bytes: &[u8],
+        payload: &[u8],
+        limits: &Limits,
+    ) -> Option<(VerifiedBundle, Vec<u8>)> {
         let manifest = VerifiedManifest::fuzz_unsigned(manifest_bytes, limits)?;
         let envelope = Envelope {
             manifest_len: u32::try_from(manifest_bytes.len()).ok()?,
@@ -119,8 +139,15 @@ impl VerifiedBundle {
     }
 
     /// Reads one blob's bytes into `buf` (resized to the blob length).
-    pub fn read_blob(&self, source: &dyn BundleSource, blob: &BlobRef, buf: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn read_blob(
+        &self,
+        source: &dyn BundleSource,
+        blob: &BlobRef,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         buf.resize(blob.len as usize, 0);
-        source.read_at(self.blob_offset(blob), buf).map_err(Error::io("reading a blob from the bundle"))
+        source
+            .read_at(self.blob_offset(blob), buf)
+            .map_err(Error::io("reading a blob from the bundle"))
     }
 }

@@ -8,7 +8,11 @@ use crate::format::{Chunking, Hash};
 
 /// Default chunking: 32 KiB average, between 8 KiB and 128 KiB. Small enough that a changed
 /// file costs few neighbouring bytes, large enough that the manifest stays ≈ 0.15 % of the image.
-pub const DEFAULT_CHUNKING: Chunking = Chunking { min: 8 << 10, avg: 32 << 10, max: 128 << 10 };
+pub const DEFAULT_CHUNKING: Chunking = Chunking {
+    min: 8 << 10,
+    avg: 32 << 10,
+    max: 128 << 10,
+};
 
 /// A chunk of an image: offset, length, hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,17 +29,24 @@ impl ChunkSpan {
     /// The bytes of this chunk within `image`.
     pub fn bytes<'a>(&self, image: &'a [u8]) -> &'a [u8] {
         let start = usize::try_from(self.offset).unwrap_or(usize::MAX);
-        image.get(start..start.saturating_add(self.len as usize)).unwrap_or(&[])
+        image
+            .get(start..start.saturating_add(self.len as usize))
+            .unwrap_or(&[])
     }
 }
 
 /// Chunk boundaries of `image` as (offset, len), in order. Parameters must satisfy FastCDC's
 /// bounds (the manifest decoder enforces them for untrusted values).
 pub fn boundaries(image: &[u8], params: Chunking) -> Vec<(u64, u32)> {
-    FastCDC::new(image, params.min as usize, params.avg as usize, params.max as usize)
-        // fastcdc never returns a chunk longer than `max`, which is a u32.
-        .map(|c| (c.offset as u64, u32::try_from(c.length).unwrap_or(u32::MAX)))
-        .collect()
+    FastCDC::new(
+        image,
+        params.min as usize,
+        params.avg as usize,
+        params.max as usize,
+    )
+    // fastcdc never returns a chunk longer than `max`, which is a u32.
+    .map(|c| (c.offset as u64, u32::try_from(c.length).unwrap_or(u32::MAX)))
+    .collect()
 }
 
 /// Chunks `image` and hashes every chunk, hashing on all cores.
@@ -43,7 +54,11 @@ pub fn chunk_and_hash(image: &[u8], params: Chunking) -> Vec<ChunkSpan> {
     boundaries(image, params)
         .into_par_iter()
         .map(|(offset, len)| {
-            let mut span = ChunkSpan { offset, len, hash: [0; 32] };
+            let mut span = ChunkSpan {
+                offset,
+                len,
+                hash: [0; 32],
+            };
             span.hash = hash(span.bytes(image));
             span
         })
@@ -68,7 +83,9 @@ mod tests {
 
     #[test]
     fn boundaries_cover_the_image_exactly() {
-        let image: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let image: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let spans = boundaries(&image, DEFAULT_CHUNKING);
         let mut next = 0;
         for (offset, len) in &spans {

@@ -40,7 +40,9 @@ impl std::fmt::Display for CodecError {
         match self {
             CodecError::NotOneFrame => write!(f, "blob is not exactly one zstd frame"),
             CodecError::TooLong => write!(f, "blob decodes to more than the declared chunk length"),
-            CodecError::TooShort { got } => write!(f, "blob decodes to {got} bytes, fewer than declared"),
+            CodecError::TooShort { got } => {
+                write!(f, "blob decodes to {got} bytes, fewer than declared")
+            }
             CodecError::WindowTooLarge => write!(f, "zstd frame window larger than 128 MiB"),
             CodecError::Corrupt(why) => write!(f, "corrupt zstd frame: {why}"),
         }
@@ -115,7 +117,8 @@ fn decompress(prefix: Option<&[u8]>, blob: &[u8], out: &mut [u8]) -> Result<(), 
     }
     let mut dctx = DCtx::create();
     if let Some(prefix) = prefix {
-        dctx.ref_prefix(prefix).map_err(|c| CodecError::Corrupt(zstd_safe::get_error_name(c)))?;
+        dctx.ref_prefix(prefix)
+            .map_err(|c| CodecError::Corrupt(zstd_safe::get_error_name(c)))?;
     }
     // The buffer is exactly the declared length: zstd stops with dstSize_tooSmall when the
     // frame wants more, whatever its header claims.
@@ -123,7 +126,9 @@ fn decompress(prefix: Option<&[u8]>, blob: &[u8], out: &mut [u8]) -> Result<(), 
     match dctx.decompress(out, blob) {
         Ok(n) if n == want => Ok(()),
         Ok(n) => Err(CodecError::TooShort { got: n }),
-        Err(code) if zstd_safe::get_error_name(code).contains("Destination buffer is too small") => {
+        Err(code)
+            if zstd_safe::get_error_name(code).contains("Destination buffer is too small") =>
+        {
             Err(CodecError::TooLong)
         }
         Err(code) => Err(CodecError::Corrupt(zstd_safe::get_error_name(code))),
@@ -154,7 +159,10 @@ mod tests {
         let mut small = vec![0u8; 1000];
         assert_eq!(decode_literal(&blob, &mut small), Err(CodecError::TooLong));
         let mut big = vec![0u8; 100_001];
-        assert_eq!(decode_literal(&blob, &mut big), Err(CodecError::TooShort { got: 100_000 }));
+        assert_eq!(
+            decode_literal(&blob, &mut big),
+            Err(CodecError::TooShort { got: 100_000 })
+        );
     }
 
     #[test]
@@ -163,11 +171,20 @@ mod tests {
         let mut twice = blob.clone();
         twice.extend_from_slice(&blob);
         let mut out = [0u8; 10];
-        assert_eq!(decode_literal(&twice, &mut out), Err(CodecError::NotOneFrame));
+        assert_eq!(
+            decode_literal(&twice, &mut out),
+            Err(CodecError::NotOneFrame)
+        );
         let mut trailing = blob.clone();
         trailing.push(0);
-        assert_eq!(decode_literal(&trailing, &mut out[..5]), Err(CodecError::NotOneFrame));
-        assert_eq!(decode_literal(&blob[..blob.len() - 1], &mut out[..5]), Err(CodecError::NotOneFrame));
+        assert_eq!(
+            decode_literal(&trailing, &mut out[..5]),
+            Err(CodecError::NotOneFrame)
+        );
+        assert_eq!(
+            decode_literal(&blob[..blob.len() - 1], &mut out[..5]),
+            Err(CodecError::NotOneFrame)
+        );
     }
 
     #[test]
@@ -176,12 +193,17 @@ mod tests {
         // window descriptor (31 − 10) << 3, then an empty last raw block.
         let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 21 << 3, 0x01, 0x00, 0x00];
         let mut out = [0u8; 4];
-        assert_eq!(decode_literal(&frame, &mut out), Err(CodecError::WindowTooLarge));
+        assert_eq!(
+            decode_literal(&frame, &mut out),
+            Err(CodecError::WindowTooLarge)
+        );
     }
 
     #[test]
     fn patch_uses_the_base() {
-        let base: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        let base: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
         let mut data = base[1000..101_000].to_vec();
         data[500] ^= 1;
         let patch = encode_patch(&base, &data, 19);

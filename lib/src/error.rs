@@ -77,18 +77,30 @@ impl std::fmt::Display for Error {
                 "bundle length mismatch: the envelope declares {declared} bytes, the bundle has {actual}"
             ),
             Error::PayloadLengthMismatch => {
-                write!(f, "payload length mismatch: envelope and signed manifest disagree")
+                write!(
+                    f,
+                    "payload length mismatch: envelope and signed manifest disagree"
+                )
             }
             Error::Blob { index, error } => write!(f, "chunk {index}: {error}"),
             Error::ChunkHashMismatch { index } => {
-                write!(f, "chunk hash mismatch: chunk {index} does not match the signed manifest")
+                write!(
+                    f,
+                    "chunk hash mismatch: chunk {index} does not match the signed manifest"
+                )
             }
-            Error::TargetHashMismatch { bad_chunks, bad_count } => write!(
+            Error::TargetHashMismatch {
+                bad_chunks,
+                bad_count,
+            } => write!(
                 f,
                 "target hash mismatch: the image does not match the signed manifest ({bad_count} bad chunks, first: {bad_chunks:?})"
             ),
             Error::TargetTooSmall { size } => {
-                write!(f, "target too small: it is shorter than the {size}-byte image (target hash mismatch)")
+                write!(
+                    f,
+                    "target too small: it is shorter than the {size}-byte image (target hash mismatch)"
+                )
             }
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
         }

@@ -32,7 +32,9 @@ pub fn manifest(data: &[u8]) {
 
 /// Blob codecs under their declared-size cap: output never exceeds the buffer.
 pub fn codec(data: &[u8]) {
-    let Some((&len_byte, rest)) = data.split_first() else { return };
+    let Some((&len_byte, rest)) = data.split_first() else {
+        return;
+    };
     let len = usize::from(len_byte) * 256 + 1;
     let mut out = vec![0u8; len];
     let _ = crate::codec::decode_literal(rest, &mut out);
@@ -44,10 +46,13 @@ pub fn codec(data: &[u8]) {
 /// two bytes) against a small source: plan, then apply into memory. Every write must land
 /// inside the target; nothing may panic.
 pub fn apply(data: &[u8]) {
-    let Some((head, rest)) = data.split_first_chunk::<2>() else { return };
+    let Some((head, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
     let split = usize::from(u16::from_le_bytes(*head)).min(rest.len());
     let (manifest_bytes, payload) = rest.split_at(split);
-    let Some((bundle, bytes)) = crate::bundle::VerifiedBundle::fuzz_unsigned(manifest_bytes, payload, &FUZZ_LIMITS)
+    let Some((bundle, bytes)) =
+        crate::bundle::VerifiedBundle::fuzz_unsigned(manifest_bytes, payload, &FUZZ_LIMITS)
     else {
         return;
     };
@@ -55,6 +60,13 @@ pub fn apply(data: &[u8]) {
     let source: Vec<u8> = (0..source_len).map(|i| (i % 251) as u8).collect();
     let plan = crate::plan(&bundle, &source);
     let mut target = MemTarget::default();
-    let _ = crate::apply(&bundle, &MemBundle(&bytes), &source, &mut target, &plan, &crate::error::no_progress);
+    let _ = crate::apply(
+        &bundle,
+        &MemBundle(&bytes),
+        &source,
+        &mut target,
+        &plan,
+        &crate::error::no_progress,
+    );
     assert!(target.bytes.len() as u64 <= bundle.manifest().target.size);
 }

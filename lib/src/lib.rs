@@ -27,10 +27,10 @@ pub mod sign;
 pub mod storage;
 pub mod verify;
 
-pub use apply::{apply, ApplyReport};
+pub use apply::{ApplyReport, apply};
 pub use bundle::{UnverifiedBundle, VerifiedBundle};
-pub use diff::{diff, DiffOptions, DiffReport};
+pub use diff::{DiffOptions, DiffReport, diff};
 pub use error::{Error, Progress, ProgressFn};
 pub use format::{Limits, Manifest};
-pub use plan::{plan, Plan, Step};
+pub use plan::{Plan, Step, plan};
 pub use sign::{PublicKey, SecretKey};

@@ -115,7 +115,11 @@ fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<Hash, u64> {
 }
 
 enum Choice {
-    Ready { step: Step, fell_back: bool, relocated: bool },
+    Ready {
+        step: Step,
+        fell_back: bool,
+        relocated: bool,
+    },
     /// The copy hint missed: look the chunk up in the source index, then continue with the rest.
     NeedsIndex,
 }
@@ -128,13 +132,21 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
     {
         // Index entries were hashed when built; the copy is hash-checked again at apply.
         let hinted = entry.copy == Some(at);
-        return Choice::Ready { step: Step::Copy { offset: at }, fell_back: false, relocated: !hinted };
+        return Choice::Ready {
+            step: Step::Copy { offset: at },
+            fell_back: false,
+            relocated: !hinted,
+        };
     }
     for recipe in entry.recipes() {
         match recipe {
             Recipe::Copy { offset } => {
                 if slice(source, offset, entry.len.into()).is_some_and(|b| hash(b) == entry.hash) {
-                    return Choice::Ready { step: Step::Copy { offset }, fell_back, relocated: false };
+                    return Choice::Ready {
+                        step: Step::Copy { offset },
+                        fell_back,
+                        relocated: false,
+                    };
                 }
                 if index.is_none() {
                     return Choice::NeedsIndex;
@@ -142,27 +154,55 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
                 fell_back = true;
             }
             Recipe::Patch(patch) => {
-                if slice(source, patch.base.offset, patch.base.len).is_some_and(|b| hash(b) == patch.base.hash) {
-                    let step = Step::Patch { base_offset: patch.base.offset, base_len: patch.base.len, blob: patch.blob };
-                    return Choice::Ready { step, fell_back, relocated: false };
+                if slice(source, patch.base.offset, patch.base.len)
+                    .is_some_and(|b| hash(b) == patch.base.hash)
+                {
+                    let step = Step::Patch {
+                        base_offset: patch.base.offset,
+                        base_len: patch.base.len,
+                        blob: patch.blob,
+                    };
+                    return Choice::Ready {
+                        step,
+                        fell_back,
+                        relocated: false,
+                    };
                 }
                 fell_back = true;
             }
             Recipe::Literal { blob, .. } => {
-                return Choice::Ready { step: Step::Literal { blob }, fell_back, relocated: false };
+                return Choice::Ready {
+                    step: Step::Literal { blob },
+                    fell_back,
+                    relocated: false,
+                };
             }
-            Recipe::Zero => return Choice::Ready { step: Step::Zero, fell_back, relocated: false },
+            Recipe::Zero => {
+                return Choice::Ready {
+                    step: Step::Zero,
+                    fell_back,
+                    relocated: false,
+                };
+            }
         }
     }
     // Unreachable for a decoded manifest (every chunk ends in Literal or Zero); a zero-fill
     // here would still be caught by the chunk hash check.
-    Choice::Ready { step: Step::Zero, fell_back: true, relocated: false }
+    Choice::Ready {
+        step: Step::Zero,
+        fell_back: true,
+        relocated: false,
+    }
 }
 
 /// Plans how to rebuild the bundle's target from `source` (empty for a blank device).
 pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
     let manifest = bundle.manifest();
-    let first: Vec<Choice> = manifest.chunks.par_iter().map(|c| choose(c, source, None)).collect();
+    let first: Vec<Choice> = manifest
+        .chunks
+        .par_iter()
+        .map(|c| choose(c, source, None))
+        .collect();
     let index = first
         .iter()
         .any(|c| matches!(c, Choice::NeedsIndex))
@@ -176,7 +216,11 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
                 ready => ready,
             };
             match choice {
-                Choice::Ready { step, fell_back, relocated } => (step, fell_back, relocated),
+                Choice::Ready {
+                    step,
+                    fell_back,
+                    relocated,
+                } => (step, fell_back, relocated),
                 Choice::NeedsIndex => (Step::Zero, true, false), // index is present: not reached
             }
         })
@@ -208,7 +252,8 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
     let header_bytes = bundle.envelope().payload_offset();
     let blob_bytes = blobs.iter().map(|b| u64::from(b.len)).sum();
     blobs.sort_unstable();
-    let mut ranges: Vec<Range<u64>> = vec![0..header_bytes];
+    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(blobs.len() + 1);
+    ranges.push(0..header_bytes);
     for blob in blobs {
         let start = bundle.blob_offset(&blob);
         let end = start + u64::from(blob.len);
@@ -217,5 +262,13 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
             _ => ranges.push(start..end),
         }
     }
-    Plan { steps, fell_back, relocated, ranges, header_bytes, blob_bytes, counts }
+    Plan {
+        steps,
+        fell_back,
+        relocated,
+        ranges,
+        header_bytes,
+        blob_bytes,
+        counts,
+    }
 }

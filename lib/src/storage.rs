@@ -82,21 +82,31 @@ impl SourceImage {
         let len = file.seek(SeekFrom::End(0))?;
         let identity = Some(identity(&file)?);
         if len == 0 {
-            return Ok(SourceImage { map: None, identity });
+            return Ok(SourceImage {
+                map: None,
+                identity,
+            });
         }
-        let len = usize::try_from(len).map_err(|_| io::Error::other("source larger than the address space"))?;
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::other("source larger than the address space"))?;
         // SAFETY: the map is read-only and private to this process. The file may still change
         // underneath (it is a running partition, or an image someone else writes): that can
         // change the bytes we read but not memory safety of `&[u8]` access on Linux, and every
         // byte taken from it is hash-checked before it reaches the target. A file truncated
         // underneath would raise SIGBUS; A/B partitions are block devices, which cannot shrink.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
-        Ok(SourceImage { map: Some(map), identity })
+        Ok(SourceImage {
+            map: Some(map),
+            identity,
+        })
     }
 
     /// No source: a blank device (USB flashing), or the generator building a full bundle.
     pub fn empty() -> SourceImage {
-        SourceImage { map: None, identity: None }
+        SourceImage {
+            map: None,
+            identity: None,
+        }
     }
 
     /// The source bytes.
@@ -133,7 +143,12 @@ impl FileTarget {
     /// Opens `path` for writing `size` bytes: a block device at least that large, or a regular
     /// file (created if missing, then set to exactly `size`). Refuses the source itself.
     pub fn open(path: &Path, size: u64, source: &SourceImage) -> io::Result<FileTarget> {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let id = identity(&file)?;
         if source.identity == Some(id) {
             return Err(io::Error::new(
@@ -153,7 +168,10 @@ impl FileTarget {
         } else if meta.len() != size {
             file.set_len(size)?;
         }
-        Ok(FileTarget { file, path: path.to_owned() })
+        Ok(FileTarget {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     /// The path it was opened at.
@@ -181,7 +199,9 @@ pub struct MemTarget {
 impl Target for MemTarget {
     fn write_chunk(&mut self, chunk: &VerifiedChunk<'_>) -> io::Result<()> {
         let start = usize::try_from(chunk.offset()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let end = start.checked_add(chunk.bytes().len()).ok_or(io::ErrorKind::InvalidInput)?;
+        let end = start
+            .checked_add(chunk.bytes().len())
+            .ok_or(io::ErrorKind::InvalidInput)?;
         if self.bytes.len() < end {
             self.bytes.resize(end, 0);
         }
@@ -209,7 +229,8 @@ pub fn map_prefix(path: &Path, size: u64) -> io::Result<Option<Mmap>> {
     if size == 0 {
         return Ok(None);
     }
-    let size = usize::try_from(size).map_err(|_| io::Error::other("image larger than the address space"))?;
+    let size = usize::try_from(size)
+        .map_err(|_| io::Error::other("image larger than the address space"))?;
     // SAFETY: read-only private map of bytes we only hash; see SourceImage::open.
     let map = unsafe { memmap2::MmapOptions::new().len(size).map(&file)? };
     Ok(Some(map))

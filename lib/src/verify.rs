@@ -30,16 +30,24 @@ pub fn verify_bytes(manifest: &Manifest, image: &[u8]) -> Result<(), Error> {
         })
         .map(|(i, _)| i)
         .collect();
-    Err(Error::TargetHashMismatch { bad_count: bad.len(), bad_chunks: bad.into_iter().take(LISTED_BAD_CHUNKS).collect() })
+    Err(Error::TargetHashMismatch {
+        bad_count: bad.len(),
+        bad_chunks: bad.into_iter().take(LISTED_BAD_CHUNKS).collect(),
+    })
 }
 
 /// Checks the first `target.size` bytes of a file or block device against the manifest.
 pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
     let map = map_prefix(path, manifest.target.size).map_err(|source| {
         if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::TargetTooSmall { size: manifest.target.size }
+            Error::TargetTooSmall {
+                size: manifest.target.size,
+            }
         } else {
-            Error::Io { context: format!("reading {}", path.display()), source }
+            Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            }
         }
     })?;
     verify_bytes(manifest, map.as_deref().unwrap_or(&[]))

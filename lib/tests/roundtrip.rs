@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{apply_mem, make_bundle, Rng};
+use common::{Rng, apply_mem, make_bundle};
 
 fn check(a: &[u8], b: &[u8]) -> abdelta::ApplyReport {
     let before = blake3::hash(a);
@@ -56,7 +56,16 @@ fn sizes_around_chunk_boundaries() {
     let c = abdelta::chunk::DEFAULT_CHUNKING;
     let mut rng = Rng(2);
     let base = rng.bytes(3 * c.max as usize);
-    for size in [c.min - 1, c.min, c.min + 1, c.avg, c.max - 1, c.max, c.max + 1, 2 * c.max] {
+    for size in [
+        c.min - 1,
+        c.min,
+        c.min + 1,
+        c.avg,
+        c.max - 1,
+        c.max,
+        c.max + 1,
+        2 * c.max,
+    ] {
         let size = size as usize;
         check(&base[..size], &base[1..=size]);
         check(&base[..size / 2], &base[..size]);
@@ -96,7 +105,11 @@ fn small_edits_become_patches() {
         b[at] ^= 0x55;
     }
     let r = check(&a, &b);
-    assert!(r.counts.patch > 0, "byte edits must ship as patches: {:?}", r.counts);
+    assert!(
+        r.counts.patch > 0,
+        "byte edits must ship as patches: {:?}",
+        r.counts
+    );
 }
 
 #[test]
@@ -117,7 +130,10 @@ fn drifted_source_still_rebuilds_and_names_fallbacks() {
     }
     let (out, report, plan) = apply_mem(&bundle, &drifted).unwrap();
     assert!(out == b);
-    assert!(!plan.fell_back.is_empty(), "drifted chunks must be reported");
+    assert!(
+        !plan.fell_back.is_empty(),
+        "drifted chunks must be reported"
+    );
     assert!(report.counts.literal > 0);
     // The plan's download covers exactly the blobs the report read.
     assert_eq!(plan.total_bytes(), report.bundle_bytes_read);

@@ -6,11 +6,11 @@ mod common;
 
 use abdelta::apply::VerifiedChunk;
 use abdelta::error::no_progress;
-use abdelta::format::{Envelope, Fallback, Limits, ENVELOPE_LEN};
+use abdelta::format::{ENVELOPE_LEN, Envelope, Fallback, Limits};
 use abdelta::sign::SignError;
 use abdelta::storage::{MemBundle, Target};
 use abdelta::{Error, VerifiedBundle};
-use common::{apply_mem, make_bundle, other_key, trusted, Rng};
+use common::{Rng, apply_mem, make_bundle, other_key, trusted};
 
 fn pair() -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng(11);
@@ -38,7 +38,10 @@ fn every_bit_flip_of_envelope_manifest_and_signature_is_rejected() {
         for bit in 0..8 {
             let mut bad = bundle.clone();
             bad[byte] ^= 1 << bit;
-            assert!(open(&bad).is_err(), "flip of bit {bit} of byte {byte} was accepted");
+            assert!(
+                open(&bad).is_err(),
+                "flip of bit {bit} of byte {byte} was accepted"
+            );
             flips += 1;
         }
     }
@@ -50,7 +53,10 @@ fn truncation_at_every_header_offset_is_rejected() {
     let (a, b) = pair();
     let bundle = make_bundle(&a, &b);
     for len in 0..bundle.len() {
-        assert!(open(&bundle[..len]).is_err(), "truncation to {len} accepted");
+        assert!(
+            open(&bundle[..len]).is_err(),
+            "truncation to {len} accepted"
+        );
     }
     let mut longer = bundle.clone();
     longer.push(0);
@@ -63,7 +69,11 @@ fn wrong_key_is_rejected() {
     let bundle = make_bundle(&a, &b);
     let wrong = vec![other_key().public()];
     let result = VerifiedBundle::open(&MemBundle(&bundle), &wrong, &Limits::DEFAULT);
-    assert!(matches!(result, Err(Error::Sign(SignError::UnknownKey))), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(Error::Sign(SignError::UnknownKey))),
+        "{:?}",
+        result.err()
+    );
 }
 
 /// A target that checks every write against the expected image.
@@ -75,7 +85,11 @@ struct Checking<'a> {
 impl Target for Checking<'_> {
     fn write_chunk(&mut self, chunk: &VerifiedChunk<'_>) -> std::io::Result<()> {
         let start = usize::try_from(chunk.offset()).unwrap();
-        assert_eq!(&self.expected[start..start + chunk.bytes().len()], chunk.bytes(), "unverified bytes written");
+        assert_eq!(
+            &self.expected[start..start + chunk.bytes().len()],
+            chunk.bytes(),
+            "unverified bytes written"
+        );
         self.written += 1;
         Ok(())
     }
@@ -104,13 +118,28 @@ fn corrupted_literal_fails_its_chunk_and_writes_nothing_unverified() {
     bad[at] ^= 0x01;
     let bad_verified = open(&bad).unwrap(); // payload bytes are not in the signed region
     let plan = abdelta::plan(&bad_verified, &[]);
-    let mut target = Checking { expected: &b, written: 0 };
-    let result = abdelta::apply(&bad_verified, &MemBundle(&bad), &[], &mut target, &plan, &no_progress);
+    let mut target = Checking {
+        expected: &b,
+        written: 0,
+    };
+    let result = abdelta::apply(
+        &bad_verified,
+        &MemBundle(&bad),
+        &[],
+        &mut target,
+        &plan,
+        &no_progress,
+    );
     match result {
-        Err(Error::ChunkHashMismatch { index: i }) | Err(Error::Blob { index: i, .. }) => assert_eq!(i, index),
+        Err(Error::ChunkHashMismatch { index: i }) | Err(Error::Blob { index: i, .. }) => {
+            assert_eq!(i, index)
+        }
         other => panic!("expected chunk {index} to fail, got {other:?}"),
     }
-    assert!(target.written <= index, "chunks after the bad one were written");
+    assert!(
+        target.written <= index,
+        "chunks after the bad one were written"
+    );
 }
 
 #[test]

@@ -12,13 +12,15 @@ mod common;
 
 use std::path::PathBuf;
 
-use abdelta::chunk::{chunk_and_hash, DEFAULT_CHUNKING};
+use abdelta::chunk::{DEFAULT_CHUNKING, chunk_and_hash};
 use abdelta::error::no_progress;
-use abdelta::format::{Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord, ENVELOPE_LEN};
-use abdelta::sign::{sign_manifest, SignError};
+use abdelta::format::{
+    ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord,
+};
+use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{MemBundle, MemTarget};
 use abdelta::{Error, SecretKey, VerifiedBundle};
-use common::{key, options, other_key, Rng};
+use common::{Rng, key, options, other_key};
 
 const REGEN: &str = "ABDELTA_REGEN_VECTORS=1 cargo test -p abdelta --test vectors";
 
@@ -51,7 +53,11 @@ fn split(bundle: &[u8]) -> Parts {
     let envelope = Envelope::decode(&bundle[..ENVELOPE_LEN], &Limits::DEFAULT).unwrap();
     let m_end = ENVELOPE_LEN + envelope.manifest_len as usize;
     let p_start = usize::try_from(envelope.payload_offset()).unwrap();
-    Parts { envelope, manifest: bundle[ENVELOPE_LEN..m_end].to_vec(), payload: bundle[p_start..].to_vec() }
+    Parts {
+        envelope,
+        manifest: bundle[ENVELOPE_LEN..m_end].to_vec(),
+        payload: bundle[p_start..].to_vec(),
+    }
 }
 
 /// Re-assembles a bundle around `manifest` bytes, signed by `signer` over `message`.
@@ -78,11 +84,22 @@ fn edit_manifest(parts: &Parts, edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
     resign(&m.encode(), &parts.payload, &key())
 }
 
-/// (file name, uses the source, bytes)
-fn generate() -> (Vec<(String, Vec<u8>)>, Vec<(String, bool)>) {
+/// Files to write (name, bytes).
+type Files = Vec<(String, Vec<u8>)>;
+
+/// The vector files, and for each bundle whether it is applied against source.bin.
+fn generate() -> (Files, Vec<(String, bool)>) {
     let (source, target) = images();
     let mut delta = Vec::new();
-    abdelta::diff(&source, &target, &options(), &key(), &mut delta, &no_progress).unwrap();
+    abdelta::diff(
+        &source,
+        &target,
+        &options(),
+        &key(),
+        &mut delta,
+        &no_progress,
+    )
+    .unwrap();
     let mut full = Vec::new();
     abdelta::diff(&[], &target, &options(), &key(), &mut full, &no_progress).unwrap();
     let parts = split(&delta);
@@ -99,9 +116,14 @@ fn generate() -> (Vec<(String, Vec<u8>)>, Vec<(String, bool)>) {
     flip("envelope_bad_magic", 1, 0x01);
     flip("envelope_version_2", 8, 0x03);
     flip("envelope_reserved_nonzero", 20, 0x01);
-    flip("signature_flipped_bit", ENVELOPE_LEN + parts.manifest.len() + 8 + 10, 0x04);
+    flip(
+        "signature_flipped_bit",
+        ENVELOPE_LEN + parts.manifest.len() + 8 + 10,
+        0x04,
+    );
     flip("manifest_flipped_bit", ENVELOPE_LEN + 5, 0x80);
-    let mut push = |name: &'static str, source: bool, bytes: Vec<u8>| bundles.push((name, source, bytes));
+    let mut push =
+        |name: &'static str, source: bool, bytes: Vec<u8>| bundles.push((name, source, bytes));
     let mut zstd_magic = delta.clone();
     zstd_magic[..4].copy_from_slice(&[0x28, 0xb5, 0x2f, 0xfd]);
     push("envelope_zstd_magic", true, zstd_magic);
@@ -111,7 +133,11 @@ fn generate() -> (Vec<(String, Vec<u8>)>, Vec<(String, bool)>) {
         b
     };
     push("envelope_manifest_len_zero", true, with_manifest_len(0));
-    push("envelope_manifest_len_max", true, with_manifest_len(u32::MAX));
+    push(
+        "envelope_manifest_len_max",
+        true,
+        with_manifest_len(u32::MAX),
+    );
     let mut no_sigs = delta.clone();
     no_sigs[16..18].copy_from_slice(&0u16.to_le_bytes());
     push("envelope_signature_count_zero", true, no_sigs);
@@ -120,38 +146,89 @@ fn generate() -> (Vec<(String, Vec<u8>)>, Vec<(String, bool)>) {
     push("bundle_trailing_byte", true, trailing);
     push("bundle_truncated", true, delta[..delta.len() - 1].to_vec());
     push("bundle_empty", true, Vec::new());
-    push("signature_all_zero", true, assemble(&parts.manifest, &parts.payload, SignatureRecord { key_id: key().public().key_id().0, signature: [0; 64] }));
-    push("signature_unknown_key", true, resign(&parts.manifest, &parts.payload, &other_key()));
+    push(
+        "signature_all_zero",
+        true,
+        assemble(
+            &parts.manifest,
+            &parts.payload,
+            SignatureRecord {
+                key_id: key().public().key_id().0,
+                signature: [0; 64],
+            },
+        ),
+    );
+    push(
+        "signature_unknown_key",
+        true,
+        resign(&parts.manifest, &parts.payload, &other_key()),
+    );
     // A valid signature by the right key, but over other bytes (the manifest minus its first
     // byte): what a signer that hashed or framed the manifest differently would produce.
-    let raw = assemble(&parts.manifest, &parts.payload, sign_manifest(&key(), &parts.manifest[1..]));
+    let raw = assemble(
+        &parts.manifest,
+        &parts.payload,
+        sign_manifest(&key(), &parts.manifest[1..]),
+    );
     push("signature_over_other_bytes", true, raw);
     let mut trailing_manifest = parts.manifest.clone();
     trailing_manifest.push(0);
-    push("manifest_trailing_byte", true, resign(&trailing_manifest, &parts.payload, &key()));
-    push("manifest_key_id_mismatch", true, edit_manifest(&parts, |m| m.key_id = other_key().public().key_id().0));
-    push("manifest_chunks_short_of_target", true, edit_manifest(&parts, |m| m.target.size += 1));
-    push("manifest_payload_len_mismatch", true, edit_manifest(&parts, |m| m.payload_len += 1));
-    push("manifest_blobs_overlap", true, edit_manifest(&parts, |m| {
-        let mut first = None;
-        for c in &mut m.chunks {
-            if let Fallback::Literal { blob, .. } = &mut c.fallback {
-                match first {
-                    None => first = Some(*blob),
-                    Some(f) => {
-                        blob.offset = f.offset;
-                        break;
+    push(
+        "manifest_trailing_byte",
+        true,
+        resign(&trailing_manifest, &parts.payload, &key()),
+    );
+    push(
+        "manifest_key_id_mismatch",
+        true,
+        edit_manifest(&parts, |m| m.key_id = other_key().public().key_id().0),
+    );
+    push(
+        "manifest_chunks_short_of_target",
+        true,
+        edit_manifest(&parts, |m| m.target.size += 1),
+    );
+    push(
+        "manifest_payload_len_mismatch",
+        true,
+        edit_manifest(&parts, |m| m.payload_len += 1),
+    );
+    push(
+        "manifest_blobs_overlap",
+        true,
+        edit_manifest(&parts, |m| {
+            let mut first = None;
+            for c in &mut m.chunks {
+                if let Fallback::Literal { blob, .. } = &mut c.fallback {
+                    match first {
+                        None => first = Some(*blob),
+                        Some(f) => {
+                            blob.offset = f.offset;
+                            break;
+                        }
                     }
                 }
             }
-        }
-    }));
-    push("manifest_target_hash_wrong", false, edit_manifest(&parts, |m| m.target.hash[0] ^= 1));
-    push("manifest_chunk_hash_wrong", false, edit_manifest(&parts, |m| {
-        if let Some(c) = m.chunks.iter_mut().find(|c| matches!(c.fallback, Fallback::Literal { .. })) {
-            c.hash[31] ^= 1;
-        }
-    }));
+        }),
+    );
+    push(
+        "manifest_target_hash_wrong",
+        false,
+        edit_manifest(&parts, |m| m.target.hash[0] ^= 1),
+    );
+    push(
+        "manifest_chunk_hash_wrong",
+        false,
+        edit_manifest(&parts, |m| {
+            if let Some(c) = m
+                .chunks
+                .iter_mut()
+                .find(|c| matches!(c.fallback, Fallback::Literal { .. }))
+            {
+                c.hash[31] ^= 1;
+            }
+        }),
+    );
     let literal_at = {
         let m = Manifest::decode(&parts.manifest, &Limits::DEFAULT).unwrap();
         let blob = m.chunks.iter().find_map(|c| match c.fallback {
@@ -172,8 +249,13 @@ fn generate() -> (Vec<(String, Vec<u8>)>, Vec<(String, bool)>) {
     }
     files.push(("source.bin".into(), source.clone()));
     files.push(("target.bin".into(), target.clone()));
-    files.push(("release.pub".into(), key().public().to_pem().unwrap().into_bytes()));
-    let mut chunks = String::from("# FastCDC 2020 boundaries of target.bin with the default parameters (8/32/128 KiB): offset length blake3\n");
+    files.push((
+        "release.pub".into(),
+        key().public().to_pem().unwrap().into_bytes(),
+    ));
+    let mut chunks = String::from(
+        "# FastCDC 2020 boundaries of target.bin with the default parameters (8/32/128 KiB): offset length blake3\n",
+    );
     for c in chunk_and_hash(&target, DEFAULT_CHUNKING) {
         chunks.push_str(&format!("{} {} {}\n", c.offset, c.len, hex(&c.hash)));
     }
@@ -221,19 +303,36 @@ fn outcome(bundle: &[u8], source: &[u8]) -> String {
     };
     let plan = abdelta::plan(&verified, source);
     let mut target = MemTarget::default();
-    match abdelta::apply(&verified, &MemBundle(bundle), source, &mut target, &plan, &no_progress) {
-        Ok(r) => format!("ok read={} blake3={}", r.bundle_bytes_read, hex(blake3::hash(&target.bytes).as_bytes())),
+    match abdelta::apply(
+        &verified,
+        &MemBundle(bundle),
+        source,
+        &mut target,
+        &plan,
+        &no_progress,
+    ) {
+        Ok(r) => format!(
+            "ok read={} blake3={}",
+            r.bundle_bytes_read,
+            hex(blake3::hash(&target.bytes).as_bytes())
+        ),
         Err(e) => format!("apply-error {}", rule(&e)),
     }
 }
 
 fn expected_txt(files: &[(String, Vec<u8>)], uses: &[(String, bool)]) -> String {
     let source = &files.iter().find(|(n, _)| n == "source.bin").unwrap().1;
-    let mut out = String::from("# vector, source it is applied against, outcome (see lib/tests/vectors.rs)\n");
+    let mut out = String::from(
+        "# vector, source it is applied against, outcome (see lib/tests/vectors.rs)\n",
+    );
     for (name, uses_source) in uses {
         let bytes = &files.iter().find(|(n, _)| n == name).unwrap().1;
         let src: &[u8] = if *uses_source { source } else { &[] };
-        out.push_str(&format!("{name} {} {}\n", if *uses_source { "source.bin" } else { "none" }, outcome(bytes, src)));
+        out.push_str(&format!(
+            "{name} {} {}\n",
+            if *uses_source { "source.bin" } else { "none" },
+            outcome(bytes, src)
+        ));
     }
     out
 }
@@ -261,7 +360,10 @@ fn vectors_are_fresh() {
     assert_eq!(on_disk, generated, "vector set changed; run {REGEN}");
     for (name, bytes) in &files {
         let disk = std::fs::read(dir.join(name)).unwrap();
-        assert!(disk == *bytes, "testdata/vectors/{name} is stale; run {REGEN}");
+        assert!(
+            disk == *bytes,
+            "testdata/vectors/{name} is stale; run {REGEN}"
+        );
     }
 }
 
@@ -278,14 +380,24 @@ fn every_vector_gives_its_outcome() {
     let mut seen = 0;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let mut fields = line.splitn(3, ' ');
-        let (name, src, want) = (fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap());
+        let (name, src, want) = (
+            fields.next().unwrap(),
+            fields.next().unwrap(),
+            fields.next().unwrap(),
+        );
         let bundle = std::fs::read(dir.join(name)).unwrap();
         let src: &[u8] = if src == "none" { &[] } else { &source };
         assert_eq!(outcome(&bundle, src), want, "vector {name}");
         if name.starts_with("ok_") {
-            assert!(want.ends_with(&target_hash), "{name} must rebuild target.bin");
+            assert!(
+                want.ends_with(&target_hash),
+                "{name} must rebuild target.bin"
+            );
         } else {
-            assert!(!want.starts_with("ok"), "negative vector {name} was accepted");
+            assert!(
+                !want.starts_with("ok"),
+                "negative vector {name} was accepted"
+            );
         }
         seen += 1;
     }

@@ -59,7 +59,10 @@ impl SourceIndex {
         anchors(source, |pos, key| {
             anchors_map.entry(key).or_insert(pos as u64);
         });
-        SourceIndex { chunks, anchors: anchors_map }
+        SourceIndex {
+            chunks,
+            anchors: anchors_map,
+        }
     }
 
     /// The source offset that best aligns with the start of `chunk`, by anchor votes: the
@@ -72,7 +75,10 @@ impl SourceIndex {
                 *votes.entry(at as i64 - pos as i64).or_insert(0) += 1;
             }
         });
-        votes.into_iter().max_by_key(|&(diag, n)| (n, std::cmp::Reverse(diag))).map(|(diag, _)| diag)
+        votes
+            .into_iter()
+            .max_by_key(|&(diag, n)| (n, std::cmp::Reverse(diag)))
+            .map(|(diag, _)| diag)
     }
 }
 
@@ -86,7 +92,9 @@ mod tests {
         let mut state = 1u64;
         let source: Vec<u8> = (0..400_000)
             .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 (state >> 56) as u8
             })
             .collect();

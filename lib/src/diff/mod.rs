@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::chunk::{chunk_and_hash, hash, hash_large, ChunkSpan, DEFAULT_CHUNKING};
+use crate::chunk::{ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, hash, hash_large};
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::manifest::{Fallback, LiteralCodec, Patch, PatchCodec};
-use crate::format::{BlobRef, ChunkEntry, Chunking, Envelope, ImageId, Limits, Manifest, SourceRange};
-use crate::sign::{sign_manifest, SecretKey};
+use crate::format::{
+    BlobRef, ChunkEntry, Chunking, Envelope, ImageId, Limits, Manifest, SourceRange,
+};
+use crate::sign::{SecretKey, sign_manifest};
 
 pub use index::SourceIndex;
 
@@ -105,11 +107,21 @@ fn encode_chunk(
 ) -> Encoded {
     let data = span.bytes(target);
     if data.iter().all(|&b| b == 0) {
-        return Encoded { copy: None, zero: true, patch: None, literal: None };
+        return Encoded {
+            copy: None,
+            zero: true,
+            patch: None,
+            literal: None,
+        };
     }
     let literal = codec::encode_literal(data, options.literal_level);
     if let Some(&at) = index.chunks.get(&span.hash) {
-        return Encoded { copy: Some(at), zero: false, patch: None, literal: Some(literal) };
+        return Encoded {
+            copy: Some(at),
+            zero: false,
+            patch: None,
+            literal: Some(literal),
+        };
     }
     let patch = index.best_alignment(data).and_then(|diag| {
         // The base: the aligned source range widened by half a chunk each side, so insertions
@@ -117,18 +129,29 @@ fn encode_chunk(
         let pad = i64::from(span.len / 2);
         let src_len = source.len() as i64;
         let start = (diag - pad).clamp(0, src_len);
-        let end = (diag + i64::from(span.len) + pad).clamp(0, src_len).min(start + max_base as i64);
+        let end = (diag + i64::from(span.len) + pad)
+            .clamp(0, src_len)
+            .min(start + max_base as i64);
         if end <= start {
             return None;
         }
         let base = source.get(start as usize..end as usize)?;
         let blob = codec::encode_patch(base, data, options.patch_level);
         (!blob.is_empty() && blob.len() + PATCH_RECIPE_OVERHEAD < literal.len()).then(|| {
-            let range = SourceRange { offset: start as u64, len: (end - start) as u64, hash: hash(base) };
+            let range = SourceRange {
+                offset: start as u64,
+                len: (end - start) as u64,
+                hash: hash(base),
+            };
             (range, blob)
         })
     });
-    Encoded { copy: None, zero: false, patch, literal: Some(literal) }
+    Encoded {
+        copy: None,
+        zero: false,
+        patch,
+        literal: Some(literal),
+    }
 }
 
 /// Generates a bundle that rebuilds `target`, with copies and patches against `source` (empty
@@ -143,33 +166,57 @@ pub fn diff(
 ) -> Result<DiffReport, Error> {
     let limits = Limits::DEFAULT;
     if target.len() as u64 > limits.max_image_len || source.len() as u64 > limits.max_image_len {
-        return Err(Error::InvalidInput(format!("image larger than the format's {}-byte limit", limits.max_image_len)));
+        return Err(Error::InvalidInput(format!(
+            "image larger than the format's {}-byte limit",
+            limits.max_image_len
+        )));
     }
     let Chunking { min, avg, max } = options.chunking;
-    let in_range = (64..=1 << 20).contains(&min) && (256..=4 << 20).contains(&avg) && (1024..=limits.max_chunk_len).contains(&max);
+    let in_range = (64..=1 << 20).contains(&min)
+        && (256..=4 << 20).contains(&avg)
+        && (1024..=limits.max_chunk_len).contains(&max);
     if !in_range || min > avg || avg > max || min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
         return Err(Error::InvalidInput(
-            "chunking must satisfy 64 <= min <= avg <= max <= 4 MiB, all even (SPEC.md, chunking)".into(),
+            "chunking must satisfy 64 <= min <= avg <= max <= 4 MiB, all even (SPEC.md, chunking)"
+                .into(),
         ));
     }
     let mut hardware_compat = options.hardware_compat.clone();
     hardware_compat.sort();
     hardware_compat.dedup();
     if hardware_compat.is_empty() {
-        return Err(Error::InvalidInput("at least one hardware-compatibility id is required".into()));
+        return Err(Error::InvalidInput(
+            "at least one hardware-compatibility id is required".into(),
+        ));
     }
 
-    progress(Progress { phase: "index source", done: 0, total: source.len() as u64 });
+    progress(Progress {
+        phase: "index source",
+        done: 0,
+        total: source.len() as u64,
+    });
     let source_spans = chunk_and_hash(source, options.chunking);
     let index = SourceIndex::build(source, &source_spans);
-    let source_id = (!source.is_empty()).then(|| ImageId { size: source.len() as u64, hash: hash_large(source) });
-    progress(Progress { phase: "index source", done: source.len() as u64, total: source.len() as u64 });
+    let source_id = (!source.is_empty()).then(|| ImageId {
+        size: source.len() as u64,
+        hash: hash_large(source),
+    });
+    progress(Progress {
+        phase: "index source",
+        done: source.len() as u64,
+        total: source.len() as u64,
+    });
 
     let spans = chunk_and_hash(target, options.chunking);
     if spans.len() as u64 > limits.max_chunks {
-        return Err(Error::InvalidInput("too many chunks: raise the chunk size".into()));
+        return Err(Error::InvalidInput(
+            "too many chunks: raise the chunk size".into(),
+        ));
     }
-    let target_id = ImageId { size: target.len() as u64, hash: hash_large(target) };
+    let target_id = ImageId {
+        size: target.len() as u64,
+        hash: hash_large(target),
+    };
 
     let done = AtomicU64::new(0);
     let total = target.len() as u64;
@@ -179,19 +226,29 @@ pub fn diff(
         .map(|span| {
             let e = encode_chunk(span, target, source, &index, options, max_base);
             let now = done.fetch_add(span.len.into(), Ordering::Relaxed) + u64::from(span.len);
-            progress(Progress { phase: "compress", done: now, total });
+            progress(Progress {
+                phase: "compress",
+                done: now,
+                total,
+            });
             e
         })
         .collect();
     drop(index);
 
     // Layout: all patch blobs in target order, then all literal blobs in target order.
-    let mut report = DiffReport { chunks: spans.len(), ..DiffReport::default() };
+    let mut report = DiffReport {
+        chunks: spans.len(),
+        ..DiffReport::default()
+    };
     let mut offset = 0u64;
     let mut patch_refs = Vec::with_capacity(spans.len());
     for e in &encoded {
         patch_refs.push(e.patch.as_ref().map(|(_, blob)| {
-            let r = BlobRef { offset, len: blob.len() as u32 };
+            let r = BlobRef {
+                offset,
+                len: blob.len() as u32,
+            };
             offset += blob.len() as u64;
             r
         }));
@@ -201,17 +258,27 @@ pub fn diff(
     for ((span, e), patch_ref) in spans.iter().zip(&encoded).zip(patch_refs) {
         let fallback = match &e.literal {
             Some(blob) if !e.zero => {
-                let r = BlobRef { offset, len: blob.len() as u32 };
+                let r = BlobRef {
+                    offset,
+                    len: blob.len() as u32,
+                };
                 offset += blob.len() as u64;
-                Fallback::Literal { codec: LiteralCodec::Zstd, blob: r }
+                Fallback::Literal {
+                    codec: LiteralCodec::Zstd,
+                    blob: r,
+                }
             }
             _ => Fallback::Zero,
         };
-        let patch = e.patch.as_ref().zip(patch_ref).map(|((base, _), blob)| Patch {
-            codec: PatchCodec::ZstdRef,
-            base: *base,
-            blob,
-        });
+        let patch = e
+            .patch
+            .as_ref()
+            .zip(patch_ref)
+            .map(|((base, _), blob)| Patch {
+                codec: PatchCodec::ZstdRef,
+                base: *base,
+                blob,
+            });
         match (&e.copy, &patch, &fallback) {
             (Some(_), _, _) => report.copy += 1,
             (_, Some(p), _) => {
@@ -224,7 +291,14 @@ pub fn diff(
                 report.expected_download += u64::from(blob.len);
             }
         }
-        chunks.push(ChunkEntry { offset: span.offset, len: span.len, hash: span.hash, copy: e.copy, patch, fallback });
+        chunks.push(ChunkEntry {
+            offset: span.offset,
+            len: span.len,
+            hash: span.hash,
+            copy: e.copy,
+            patch,
+            fallback,
+        });
     }
     report.literal_bytes = offset - report.patch_bytes;
 

@@ -16,7 +16,10 @@ pub struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Cursor { rest: bytes, pos: 0 }
+        Cursor {
+            rest: bytes,
+            pos: 0,
+        }
     }
 
     /// Bytes not yet read.
@@ -79,17 +82,26 @@ impl<'a> Cursor<'a> {
             let bits = u64::from(byte & 0x7f);
             // The tenth byte may carry only the top bit of a u64.
             if index == 9 && bits > 1 {
-                return Err(FormatError::Malformed { field, rule: "varint overflows u64" });
+                return Err(FormatError::Malformed {
+                    field,
+                    rule: "varint overflows u64",
+                });
             }
             value |= bits << (7 * index);
             if byte & 0x80 == 0 {
                 if byte == 0 && index > 0 {
-                    return Err(FormatError::Malformed { field, rule: "varint is not minimal" });
+                    return Err(FormatError::Malformed {
+                        field,
+                        rule: "varint is not minimal",
+                    });
                 }
                 return Ok(value);
             }
         }
-        Err(FormatError::Malformed { field, rule: "varint longer than 10 bytes" })
+        Err(FormatError::Malformed {
+            field,
+            rule: "varint longer than 10 bytes",
+        })
     }
 
     /// A varint that must lie in `min..=max`, returned as usize.
@@ -101,7 +113,12 @@ impl<'a> Cursor<'a> {
     ) -> Result<u64, FormatError> {
         let value = self.varint(field)?;
         if value < min || value > max {
-            return Err(FormatError::OutOfRange { field, value, min, max });
+            return Err(FormatError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            });
         }
         Ok(value)
     }
@@ -118,7 +135,10 @@ impl<'a> Cursor<'a> {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(FormatError::TrailingBytes { what, count: self.rest.len() })
+            Err(FormatError::TrailingBytes {
+                what,
+                count: self.rest.len(),
+            })
         }
     }
 }
@@ -148,7 +168,17 @@ mod tests {
 
     #[test]
     fn varint_round_trips_at_boundaries() {
-        for value in [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, value);
             let mut cursor = Cursor::new(&out);
@@ -161,12 +191,18 @@ mod tests {
     fn varint_rejects_non_minimal_and_overflow() {
         assert!(matches!(
             Cursor::new(&[0x80, 0x00]).varint("v"),
-            Err(FormatError::Malformed { rule: "varint is not minimal", .. })
+            Err(FormatError::Malformed {
+                rule: "varint is not minimal",
+                ..
+            })
         ));
         let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
         assert!(matches!(
             Cursor::new(&overflow).varint("v"),
-            Err(FormatError::Malformed { rule: "varint overflows u64", .. })
+            Err(FormatError::Malformed {
+                rule: "varint overflows u64",
+                ..
+            })
         ));
         assert!(matches!(
             Cursor::new(&[0x80]).varint("v"),

@@ -1,6 +1,6 @@
 //! The fixed 32-byte envelope that frames manifest, signatures and payload (SPEC.md §Envelope).
 
-use super::{Cursor, FormatError, Limits, FORMAT_VERSION};
+use super::{Cursor, FORMAT_VERSION, FormatError, Limits};
 
 /// First eight bytes of every bundle. The high byte and CR LF / ^Z / LF catch transfers that
 /// mangle line endings or strip the eighth bit (the PNG trick).
@@ -35,7 +35,10 @@ impl Envelope {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         if c.u16_le("flags")? != 0 {
-            return Err(FormatError::Malformed { field: "flags", rule: "reserved flags must be zero" });
+            return Err(FormatError::Malformed {
+                field: "flags",
+                rule: "reserved flags must be zero",
+            });
         }
         let manifest_len = c.u32_le("manifest length")?;
         if manifest_len == 0 || manifest_len > limits.max_manifest_len {
@@ -56,11 +59,18 @@ impl Envelope {
             });
         }
         if c.array::<6>("reserved")? != [0; 6] {
-            return Err(FormatError::Malformed { field: "reserved", rule: "reserved bytes must be zero" });
+            return Err(FormatError::Malformed {
+                field: "reserved",
+                rule: "reserved bytes must be zero",
+            });
         }
         let payload_len = c.u64_le("payload length")?;
         c.finish("envelope")?;
-        let envelope = Envelope { manifest_len, signature_count, payload_len };
+        let envelope = Envelope {
+            manifest_len,
+            signature_count,
+            payload_len,
+        };
         // The whole bundle length must be representable; checked once here so users of the
         // offsets below need no further overflow checks.
         envelope.bundle_len().ok_or(FormatError::OutOfRange {
@@ -148,7 +158,11 @@ mod tests {
 
     #[test]
     fn envelope_round_trips() {
-        let e = Envelope { manifest_len: 1234, signature_count: 1, payload_len: 99 };
+        let e = Envelope {
+            manifest_len: 1234,
+            signature_count: 1,
+            payload_len: 99,
+        };
         let bytes = e.encode();
         assert_eq!(Envelope::decode(&bytes, &Limits::DEFAULT).unwrap(), e);
         assert_eq!(e.payload_offset(), 32 + 1234 + 72);
@@ -156,10 +170,17 @@ mod tests {
 
     #[test]
     fn envelope_rejects_huge_manifest_before_allocating() {
-        let e = Envelope { manifest_len: u32::MAX, signature_count: 1, payload_len: 0 };
+        let e = Envelope {
+            manifest_len: u32::MAX,
+            signature_count: 1,
+            payload_len: 0,
+        };
         assert!(matches!(
             Envelope::decode(&e.encode(), &Limits::DEFAULT),
-            Err(FormatError::OutOfRange { field: "manifest length", .. })
+            Err(FormatError::OutOfRange {
+                field: "manifest length",
+                ..
+            })
         ));
     }
 }

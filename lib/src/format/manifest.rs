@@ -6,7 +6,7 @@
 //! exact inverse (`encode(decode(x)) == x` for every accepted `x`).
 
 use super::cursor::{put_bytes, put_varint};
-use super::{Cursor, FormatError, Hash, Limits, FORMAT_VERSION};
+use super::{Cursor, FORMAT_VERSION, FormatError, Hash, Limits};
 
 /// The only signature algorithm of version 1: pure Ed25519 over a domain-separated message.
 pub const SIG_ALG_ED25519: u8 = 1;
@@ -196,14 +196,22 @@ pub struct Manifest {
 fn name(c: &mut Cursor<'_>, field: &'static str, min: u64) -> Result<String, FormatError> {
     let bytes = c.bytes(field, MAX_NAME_LEN)?;
     if (bytes.len() as u64) < min {
-        return Err(FormatError::Malformed { field, rule: "must not be empty" });
+        return Err(FormatError::Malformed {
+            field,
+            rule: "must not be empty",
+        });
     }
     if !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
-        return Err(FormatError::Malformed { field, rule: "only printable ASCII without spaces" });
+        return Err(FormatError::Malformed {
+            field,
+            rule: "only printable ASCII without spaces",
+        });
     }
     // Checked above: ASCII is valid UTF-8.
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| FormatError::Malformed { field, rule: "only printable ASCII without spaces" })
+    String::from_utf8(bytes.to_vec()).map_err(|_| FormatError::Malformed {
+        field,
+        rule: "only printable ASCII without spaces",
+    })
 }
 
 fn read_hash(c: &mut Cursor<'_>, field: &'static str) -> Result<Hash, FormatError> {
@@ -214,10 +222,16 @@ fn blob(c: &mut Cursor<'_>, limits: &Limits, payload_len: u64) -> Result<BlobRef
     let offset = c.varint_in("blob offset", 0, payload_len)?;
     let len = c.varint_in("blob length", 1, limits.max_blob_len.into())?;
     if offset.checked_add(len).is_none_or(|end| end > payload_len) {
-        return Err(FormatError::Malformed { field: "blob", rule: "blob must lie inside the payload" });
+        return Err(FormatError::Malformed {
+            field: "blob",
+            rule: "blob must lie inside the payload",
+        });
     }
     // Bounded by max_blob_len (a u32) just above.
-    let len = u32::try_from(len).map_err(|_| FormatError::Malformed { field: "blob length", rule: "fits u32" })?;
+    let len = u32::try_from(len).map_err(|_| FormatError::Malformed {
+        field: "blob length",
+        rule: "fits u32",
+    })?;
     Ok(BlobRef { offset, len })
 }
 
@@ -239,7 +253,10 @@ impl Manifest {
         }
         let alg = c.u8("signature algorithm")?;
         if alg != SIG_ALG_ED25519 {
-            return Err(FormatError::Unsupported { field: "signature algorithm", value: alg.into() });
+            return Err(FormatError::Unsupported {
+                field: "signature algorithm",
+                value: alg.into(),
+            });
         }
         let key_id = c.array::<8>("key id")?;
         let release_version = c.varint("release version")?;
@@ -247,7 +264,12 @@ impl Manifest {
         let expires_at = match c.u8("expiry flag")? {
             0 => None,
             1 => Some(c.varint("expiry time")?),
-            v => return Err(FormatError::Unsupported { field: "expiry flag", value: v.into() }),
+            v => {
+                return Err(FormatError::Unsupported {
+                    field: "expiry flag",
+                    value: v.into(),
+                });
+            }
         };
         let compat_count = c.varint_in("hardware compatibility count", 1, MAX_COMPAT_IDS)?;
         let mut hardware_compat: Vec<String> = Vec::new();
@@ -268,7 +290,12 @@ impl Manifest {
                 size: c.varint_in("source size", 0, limits.max_image_len)?,
                 hash: read_hash(&mut c, "source hash")?,
             }),
-            v => return Err(FormatError::Unsupported { field: "source flag", value: v.into() }),
+            v => {
+                return Err(FormatError::Unsupported {
+                    field: "source flag",
+                    value: v.into(),
+                });
+            }
         };
         let target = ImageId {
             size: c.varint_in("target size", 0, limits.max_image_len)?,
@@ -434,14 +461,24 @@ fn decode_chunking(c: &mut Cursor<'_>, limits: &Limits) -> Result<Chunking, Form
     let avg = c.varint_in("chunking avg", 256, 4 << 20)?;
     let max = c.varint_in("chunking max", 1024, limits.max_chunk_len.into())?;
     if !(min <= avg && avg <= max) {
-        return Err(FormatError::Malformed { field: "chunking", rule: "min <= avg <= max" });
+        return Err(FormatError::Malformed {
+            field: "chunking",
+            rule: "min <= avg <= max",
+        });
     }
     if min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
-        return Err(FormatError::Malformed { field: "chunking", rule: "min, avg and max must be even" });
+        return Err(FormatError::Malformed {
+            field: "chunking",
+            rule: "min, avg and max must be even",
+        });
     }
     // Each is bounded by the ranges above, far below u32::MAX.
     let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-    Ok(Chunking { min: to_u32(min), avg: to_u32(avg), max: to_u32(max) })
+    Ok(Chunking {
+        min: to_u32(min),
+        avg: to_u32(avg),
+        max: to_u32(max),
+    })
 }
 
 fn decode_chunk(
@@ -452,20 +489,32 @@ fn decode_chunk(
     payload_len: u64,
 ) -> Result<ChunkEntry, FormatError> {
     let len = c.varint_in("chunk length", 1, limits.max_chunk_len.into())?;
-    let len = u32::try_from(len).map_err(|_| FormatError::Malformed { field: "chunk length", rule: "fits u32" })?;
+    let len = u32::try_from(len).map_err(|_| FormatError::Malformed {
+        field: "chunk length",
+        rule: "fits u32",
+    })?;
     let hash = read_hash(c, "chunk hash")?;
     let mask = c.u8("recipe mask")?;
     if mask & !(RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO) != 0 {
-        return Err(FormatError::Unsupported { field: "recipe mask", value: mask.into() });
+        return Err(FormatError::Unsupported {
+            field: "recipe mask",
+            value: mask.into(),
+        });
     }
     let needs_source = |field: &'static str| {
-        source.ok_or(FormatError::Malformed { field, rule: "copy and patch recipes need a source image" })
+        source.ok_or(FormatError::Malformed {
+            field,
+            rule: "copy and patch recipes need a source image",
+        })
     };
     let copy = if mask & RECIPE_COPY != 0 {
         let src = needs_source("copy recipe")?;
         let at = c.varint("copy offset")?;
         if at.checked_add(len.into()).is_none_or(|end| end > src.size) {
-            return Err(FormatError::Malformed { field: "copy recipe", rule: "copy range must lie inside the source" });
+            return Err(FormatError::Malformed {
+                field: "copy recipe",
+                rule: "copy range must lie inside the source",
+            });
         }
         Some(at)
     } else {
@@ -475,15 +524,34 @@ fn decode_chunk(
         let src = needs_source("patch recipe")?;
         let codec = match c.u8("patch codec")? {
             1 => PatchCodec::ZstdRef,
-            v => return Err(FormatError::Unsupported { field: "patch codec", value: v.into() }),
+            v => {
+                return Err(FormatError::Unsupported {
+                    field: "patch codec",
+                    value: v.into(),
+                });
+            }
         };
         let base_offset = c.varint("patch base offset")?;
         let base_len = c.varint_in("patch base length", 1, limits.max_patch_base_len)?;
-        if base_offset.checked_add(base_len).is_none_or(|end| end > src.size) {
-            return Err(FormatError::Malformed { field: "patch recipe", rule: "patch base must lie inside the source" });
+        if base_offset
+            .checked_add(base_len)
+            .is_none_or(|end| end > src.size)
+        {
+            return Err(FormatError::Malformed {
+                field: "patch recipe",
+                rule: "patch base must lie inside the source",
+            });
         }
-        let base = SourceRange { offset: base_offset, len: base_len, hash: read_hash(c, "patch base hash")? };
-        Some(Patch { codec, base, blob: blob(c, limits, payload_len)? })
+        let base = SourceRange {
+            offset: base_offset,
+            len: base_len,
+            hash: read_hash(c, "patch base hash")?,
+        };
+        Some(Patch {
+            codec,
+            base,
+            blob: blob(c, limits, payload_len)?,
+        })
     } else {
         None
     };
@@ -491,9 +559,17 @@ fn decode_chunk(
         RECIPE_LITERAL => {
             let codec = match c.u8("literal codec")? {
                 1 => LiteralCodec::Zstd,
-                v => return Err(FormatError::Unsupported { field: "literal codec", value: v.into() }),
+                v => {
+                    return Err(FormatError::Unsupported {
+                        field: "literal codec",
+                        value: v.into(),
+                    });
+                }
             };
-            Fallback::Literal { codec, blob: blob(c, limits, payload_len)? }
+            Fallback::Literal {
+                codec,
+                blob: blob(c, limits, payload_len)?,
+            }
         }
         RECIPE_ZERO => Fallback::Zero,
         _ => {
@@ -505,7 +581,17 @@ fn decode_chunk(
     };
     let end_ok = offset.checked_add(len.into()).is_some();
     if !end_ok {
-        return Err(FormatError::Malformed { field: "chunk table", rule: "chunks must cover the target exactly once" });
+        return Err(FormatError::Malformed {
+            field: "chunk table",
+            rule: "chunks must cover the target exactly once",
+        });
     }
-    Ok(ChunkEntry { offset, len, hash, copy, patch, fallback })
+    Ok(ChunkEntry {
+        offset,
+        len,
+        hash,
+        copy,
+        patch,
+        fallback,
+    })
 }

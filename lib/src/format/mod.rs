@@ -9,10 +9,10 @@ pub mod envelope;
 pub mod manifest;
 
 pub use cursor::Cursor;
-pub use envelope::{Envelope, SignatureRecord, ENVELOPE_LEN, MAGIC};
+pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, SignatureRecord};
 pub use manifest::{
-    BlobRef, ChunkEntry, Chunking, Fallback, ImageId, LiteralCodec, Manifest, Patch, PatchCodec, Recipe,
-    SourceRange,
+    BlobRef, ChunkEntry, Chunking, Fallback, ImageId, LiteralCodec, Manifest, Patch, PatchCodec,
+    Recipe, SourceRange,
 };
 
 /// A BLAKE3-256 digest.
@@ -116,13 +116,24 @@ impl std::fmt::Display for FormatError {
             FormatError::Truncated { field } => write!(f, "truncated: input ends inside {field}"),
             FormatError::BadMagic => write!(f, "bad magic: not an abdelta bundle"),
             FormatError::UnsupportedVersion { found } => {
-                write!(f, "unsupported format version {found} (this reader implements {FORMAT_VERSION})")
+                write!(
+                    f,
+                    "unsupported format version {found} (this reader implements {FORMAT_VERSION})"
+                )
             }
             FormatError::Unsupported { field, value } => {
                 write!(f, "unsupported value {value} for {field}")
             }
-            FormatError::OutOfRange { field, value, min, max } => {
-                write!(f, "{field} = {value} is outside the allowed range {min}..={max}")
+            FormatError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => {
+                write!(
+                    f,
+                    "{field} = {value} is outside the allowed range {min}..={max}"
+                )
             }
             FormatError::Malformed { field, rule } => write!(f, "malformed {field}: {rule}"),
             FormatError::TrailingBytes { what, count } => {

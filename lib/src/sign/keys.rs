@@ -2,7 +2,9 @@
 //! -algorithm ED25519` writes and reads) and SPKI PEM public keys.
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::SignError;
@@ -52,15 +54,22 @@ impl SecretKey {
     /// PKCS#8 PEM. A v2 document with an embedded public key is accepted only if that key is
     /// the one derived from the secret (ed25519-dalek checks this; RUSTSEC-2022-0093).
     pub fn from_pem(pem: &str) -> Result<SecretKey, SignError> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| SignError::BadKeyFile(format!("not an Ed25519 PKCS#8 PEM private key ({e})")))?;
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| {
+            SignError::BadKeyFile(format!("not an Ed25519 PKCS#8 PEM private key ({e})"))
+        })?;
         Ok(SecretKey(key))
     }
 
     /// PKCS#8 v1 PEM, as OpenSSL writes it (dalek's own encoder writes v2 with the public
     /// key embedded, which OpenSSL 3.0 does not load).
     pub fn to_pem(&self) -> Result<String, SignError> {
-        let pair = KeypairBytes { secret_key: self.0.to_bytes(), public_key: None };
-        let doc = pair.to_pkcs8_pem(LineEnding::LF).map_err(|e| SignError::BadKeyFile(e.to_string()))?;
+        let pair = KeypairBytes {
+            secret_key: self.0.to_bytes(),
+            public_key: None,
+        };
+        let doc = pair
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| SignError::BadKeyFile(e.to_string()))?;
         Ok(doc.as_str().to_owned())
     }
 }
@@ -97,14 +106,17 @@ impl PublicKey {
 
     /// SPKI PEM (`openssl pkey -pubin` reads it).
     pub fn from_pem(pem: &str) -> Result<PublicKey, SignError> {
-        let key = VerifyingKey::from_public_key_pem(pem)
-            .map_err(|e| SignError::BadKeyFile(format!("not an Ed25519 SPKI PEM public key ({e})")))?;
+        let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| {
+            SignError::BadKeyFile(format!("not an Ed25519 SPKI PEM public key ({e})"))
+        })?;
         PublicKey::from_bytes(key.as_bytes())
     }
 
     /// SPKI PEM.
     pub fn to_pem(&self) -> Result<String, SignError> {
-        self.0.to_public_key_pem(LineEnding::LF).map_err(|e| SignError::BadKeyFile(e.to_string()))
+        self.0
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| SignError::BadKeyFile(e.to_string()))
     }
 
     /// `verify_strict`: rejects small-order R and A and S ≥ L.

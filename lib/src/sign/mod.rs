@@ -39,9 +39,17 @@ impl std::fmt::Display for SignError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SignError::UnknownKey => write!(f, "untrusted key: no signature is by a trusted key"),
-            SignError::BadSignature => write!(f, "bad signature: the manifest is not signed by the trusted key"),
-            SignError::KeyIdMismatch => write!(f, "key id mismatch: the manifest names another signing key"),
-            SignError::WeakKey => write!(f, "weak key: small-order or non-canonical public key rejected"),
+            SignError::BadSignature => write!(
+                f,
+                "bad signature: the manifest is not signed by the trusted key"
+            ),
+            SignError::KeyIdMismatch => {
+                write!(f, "key id mismatch: the manifest names another signing key")
+            }
+            SignError::WeakKey => write!(
+                f,
+                "weak key: small-order or non-canonical public key rejected"
+            ),
             SignError::BadKeyFile(why) => write!(f, "bad key file: {why}"),
             SignError::Format(e) => write!(f, "signed manifest is invalid: {e}"),
             SignError::Random(why) => write!(f, "no randomness: {why}"),
@@ -80,9 +88,16 @@ impl VerifiedManifest {
 
     /// Fuzzing only: skips the signature so the fuzzer can reach the apply path.
     #[cfg(fuzzing)]
-    pub(crate) fn fuzz_unsigned(manifest_bytes: &[u8], limits: &Limits) -> Option<VerifiedManifest> {
+    pub(crate) fn fuzz_unsigned(
+        manifest_bytes: &[u8],
+        limits: &Limits,
+    ) -> Option<VerifiedManifest> {
         let manifest = Manifest::decode(manifest_bytes, limits).ok()?;
-        Some(VerifiedManifest { manifest, manifest_hash: [0; 32], key_id: KeyId([0; 8]) })
+        Some(VerifiedManifest {
+            manifest,
+            manifest_hash: [0; 32],
+            key_id: KeyId([0; 8]),
+        })
     }
 
     /// Id of the key whose signature verified.
@@ -100,7 +115,10 @@ fn signed_message(manifest_bytes: &[u8]) -> Vec<u8> {
 
 /// Signs manifest bytes, returning the record to put in the envelope.
 pub fn sign_manifest(key: &SecretKey, manifest_bytes: &[u8]) -> SignatureRecord {
-    SignatureRecord { key_id: key.public().key_id().0, signature: key.sign(&signed_message(manifest_bytes)) }
+    SignatureRecord {
+        key_id: key.public().key_id().0,
+        signature: key.sign(&signed_message(manifest_bytes)),
+    }
 }
 
 /// Authenticates `manifest_bytes` with `records` against the `trusted` keys, then decodes them.
@@ -118,14 +136,20 @@ pub fn verify_manifest(
     let mut saw_trusted = false;
     let mut verified: Vec<KeyId> = Vec::new();
     for record in records {
-        let Some(key) = trusted.iter().find(|k| k.key_id().0 == record.key_id) else { continue };
+        let Some(key) = trusted.iter().find(|k| k.key_id().0 == record.key_id) else {
+            continue;
+        };
         saw_trusted = true;
         if key.verify_strict(&message, &record.signature) {
             verified.push(key.key_id());
         }
     }
     if verified.is_empty() {
-        return Err(if saw_trusted { SignError::BadSignature } else { SignError::UnknownKey });
+        return Err(if saw_trusted {
+            SignError::BadSignature
+        } else {
+            SignError::UnknownKey
+        });
     }
     let manifest = Manifest::decode(manifest_bytes, limits).map_err(SignError::Format)?;
     // The manifest names its release key: that key's signature must be among those verified.
@@ -133,5 +157,9 @@ pub fn verify_manifest(
     if !verified.contains(&key_id) {
         return Err(SignError::KeyIdMismatch);
     }
-    Ok(VerifiedManifest { manifest, manifest_hash: *blake3::hash(manifest_bytes).as_bytes(), key_id })
+    Ok(VerifiedManifest {
+        manifest,
+        manifest_hash: *blake3::hash(manifest_bytes).as_bytes(),
+        key_id,
+    })
 }

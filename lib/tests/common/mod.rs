@@ -26,7 +26,10 @@ impl Rng {
     }
     /// Compressible "text-like" bytes: words from a small vocabulary.
     pub fn text(&mut self, n: usize) -> Vec<u8> {
-        const WORDS: &[&str] = &["config", "station", "charger", "voltage", "=", "\n", "0x1f", "enable", "port", " ", "log", "ocpp"];
+        const WORDS: &[&str] = &[
+            "config", "station", "charger", "voltage", "=", "\n", "0x1f", "enable", "port", " ",
+            "log", "ocpp",
+        ];
         let mut out = Vec::with_capacity(n + 16);
         while out.len() < n {
             out.extend_from_slice(WORDS[self.below(WORDS.len())].as_bytes());
@@ -66,10 +69,20 @@ pub fn trusted() -> Vec<PublicKey> {
 }
 
 /// Opens, plans and applies `bundle` against `source` into memory.
-pub fn apply_mem(bundle: &[u8], source: &[u8]) -> Result<(Vec<u8>, ApplyReport, abdelta::Plan), Error> {
+pub fn apply_mem(
+    bundle: &[u8],
+    source: &[u8],
+) -> Result<(Vec<u8>, ApplyReport, abdelta::Plan), Error> {
     let verified = VerifiedBundle::open(&MemBundle(bundle), &trusted(), &Limits::DEFAULT)?;
     let plan = abdelta::plan(&verified, source);
     let mut target = MemTarget::default();
-    let report = abdelta::apply(&verified, &MemBundle(bundle), source, &mut target, &plan, &no_progress)?;
+    let report = abdelta::apply(
+        &verified,
+        &MemBundle(bundle),
+        source,
+        &mut target,
+        &plan,
+        &no_progress,
+    )?;
     Ok((target.bytes, report, plan))
 }
