@@ -19,8 +19,8 @@ pub struct Args {
     /// Working directory (trees, images, keys, bundle).
     #[arg(long, default_value = "target/abdelta-demo")]
     dir: PathBuf,
-    /// Size of each ext4 image in MiB.
-    #[arg(long, default_value_t = 128)]
+    /// Size of each ext4 image in MiB (at least 16; the file trees fill about half).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(16..=65536))]
     image_mib: u64,
     /// Skip the zstd reference compression.
     #[arg(long)]
@@ -247,19 +247,20 @@ fn package_name(i: u32) -> String {
     format!("{a}{b}{i}")
 }
 
-/// Package versions of a release: (name, version, binary size).
-fn release(number: u32) -> Vec<(String, u32, u64)> {
+/// Package versions of a release: (name, version, binary size). About one package per MiB of
+/// image keeps the trees at roughly half the image.
+fn release(number: u32, count: u32) -> Vec<(String, u32, u64)> {
     let mut packages = Vec::new();
-    for i in 0..140u32 {
+    for i in 0..count {
         let name = package_name(i);
         let mut rng = Rng::seeded(&[&name, "meta"]);
         let size = 20_000 + rng.below(600_000) + if i % 17 == 0 { 2_000_000 } else { 0 };
         let bumped = rng.below(100) < 20;
         let version = if number >= 2 && bumped { 2 } else { 1 };
-        if number >= 2 && i == 33 {
+        if number >= 2 && i == count / 4 {
             continue; // removed in release 2
         }
-        if number < 2 && i >= 138 {
+        if number < 2 && i + 2 >= count {
             continue; // added in release 2
         }
         packages.push((name, version, size));
@@ -274,11 +275,11 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-fn build_tree(root: &Path, number: u32) -> anyhow::Result<()> {
+fn build_tree(root: &Path, number: u32, packages: u32) -> anyhow::Result<()> {
     if root.exists() {
         fs::remove_dir_all(root)?;
     }
-    for (name, version, size) in release(number) {
+    for (name, version, size) in release(number, packages) {
         write(
             &root.join(format!("usr/lib/{name}/lib{name}.so.1")),
             &binary(&name, version, size),
@@ -395,8 +396,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dir.join("release-2.img"),
         dir.join("rebuilt.img"),
     );
-    build_tree(&tree_a, 1)?;
-    build_tree(&tree_b, 2)?;
+    let packages = u32::try_from(args.image_mib).unwrap_or(u32::MAX).max(8);
+    build_tree(&tree_a, 1, packages)?;
+    build_tree(&tree_b, 2, packages)?;
     mkfs(&tree_a, &img_a, args.image_mib)?;
     mkfs(&tree_b, &img_b, args.image_mib)?;
     let key = dir.join("release");

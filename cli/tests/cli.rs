@@ -281,3 +281,73 @@ fn refuses_to_write_the_source_and_reports_io_and_usage_errors() {
     let out = abdelta(&[&"apply", &s.bundle]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Attaches `file` to a loop device, or `None` where this machine does not allow it.
+fn losetup(file: &Path, read_only: bool) -> Option<String> {
+    let mut cmd = Command::new("losetup");
+    cmd.arg("--find").arg("--show");
+    if read_only {
+        cmd.arg("--read-only");
+    }
+    let out = cmd.arg(file).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn apply_and_verify_on_loop_block_devices() {
+    let s = setup();
+    // Block devices hold whole 512-byte sectors: the target device is larger than the image.
+    let image_len = std::fs::metadata(&s.new).unwrap().len();
+    let backing = s.dir.join("slot-b.raw");
+    std::fs::write(
+        &backing,
+        vec![0xa5u8; (image_len as usize).div_ceil(512) * 512 + 4096],
+    )
+    .unwrap();
+    let mut old = std::fs::read(&s.old).unwrap();
+    old.resize(old.len().div_ceil(512) * 512, 0);
+    let slot_a = s.dir.join("slot-a.raw");
+    std::fs::write(&slot_a, &old).unwrap();
+    let (Some(source), Some(target)) = (losetup(&slot_a, true), losetup(&backing, false)) else {
+        eprintln!("loop devices not available here (needs root and /dev/loop-control): skipped");
+        return;
+    };
+    let (source, target) = (Loop(source), Loop(target));
+    let source_hash = hash(Path::new(&source.0));
+    ok(&abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--source",
+        &source.0,
+        &"--target",
+        &target.0,
+        &"--pubkey",
+        &s.pubkey,
+    ]));
+    ok(&abdelta(&[
+        &"verify",
+        &s.bundle,
+        &"--target",
+        &target.0,
+        &"--pubkey",
+        &s.pubkey,
+    ]));
+    assert_eq!(hash(Path::new(&source.0)), source_hash);
+    drop(target);
+    let written = std::fs::read(&backing).unwrap();
+    assert!(written[..image_len as usize] == std::fs::read(&s.new).unwrap()[..]);
+    assert!(
+        written[image_len as usize..].iter().all(|&b| b == 0xa5),
+        "bytes past the image were written"
+    );
+}

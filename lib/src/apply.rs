@@ -4,6 +4,7 @@
 //! cap), hashed, and only then wrapped in a [`VerifiedChunk`], the one type a [`Target`]
 //! accepts. The whole image's hash is checked at the end. The source is only ever read.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -13,27 +14,20 @@ use crate::chunk::hash;
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::{ChunkEntry, Fallback, Hash};
-use crate::plan::{Plan, Step, StepCounts};
+use crate::plan::{Plan, Step, StepCounts, StepKind};
 use crate::storage::{BundleSource, Target};
 
 /// Bytes whose hash matched the signed manifest, with where they go. Only this module makes
 /// one, after the check, so a [`Target`] can never be handed unverified bytes.
 pub struct VerifiedChunk<'a> {
     offset: u64,
-    bytes: &'a [u8],
+    bytes: Cow<'a, [u8]>,
 }
 
 impl<'a> VerifiedChunk<'a> {
-    /// Checks `bytes` against the chunk entry; the only constructor.
-    fn check(
-        entry: &ChunkEntry,
-        index: usize,
-        bytes: &'a [u8],
-    ) -> Result<VerifiedChunk<'a>, Error> {
-        if bytes.len() != entry.len as usize || hash(bytes) != entry.hash {
-            return Err(Error::ChunkHashMismatch { index });
-        }
-        Ok(VerifiedChunk {
+    /// Checks `bytes` against the chunk entry: the only constructor.
+    fn check(entry: &ChunkEntry, bytes: Cow<'a, [u8]>) -> Option<VerifiedChunk<'a>> {
+        (bytes.len() == entry.len as usize && hash(&bytes) == entry.hash).then_some(VerifiedChunk {
             offset: entry.offset,
             bytes,
         })
@@ -45,8 +39,8 @@ impl<'a> VerifiedChunk<'a> {
     }
 
     /// The verified bytes.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -55,8 +49,8 @@ impl<'a> VerifiedChunk<'a> {
 pub struct ApplyReport {
     /// Chunks by the step that produced them.
     pub counts: StepCounts,
-    /// Chunks whose planned copy or patch failed its hash check during apply (the source
-    /// changed after planning) and were rebuilt from their fallback recipe instead.
+    /// Chunks whose planned copy or patch failed its check during apply (the source changed
+    /// after planning, or a patch blob was corrupt) and were rebuilt from their fallback recipe.
     pub fell_back: Vec<usize>,
     /// Bytes read from the bundle (header and blobs).
     pub bundle_bytes_read: u64,
@@ -66,30 +60,17 @@ pub struct ApplyReport {
     pub elapsed: Duration,
 }
 
-/// Chunks decoded in parallel before being written in order: bounded in count and bytes so
+/// Chunks produced in parallel before being written in order: bounded in count and bytes so
 /// memory stays bounded whatever the image size.
 const BATCH_CHUNKS: usize = 64;
 const BATCH_BYTES: u64 = 16 << 20;
 
-enum Produced<'s> {
-    Source(&'s [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Produced<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Produced::Source(b) => b,
-            Produced::Owned(v) => v,
-        }
-    }
-}
-
+/// A produced, verified chunk and what it cost.
 struct Output<'s> {
-    bytes: Produced<'s>,
+    chunk: VerifiedChunk<'s>,
     blob_read: u64,
     fell_back: bool,
-    kind: &'static str,
+    kind: StepKind,
 }
 
 fn source_slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
@@ -97,25 +78,36 @@ fn source_slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
     source.get(start..start.checked_add(usize::try_from(len).ok()?)?)
 }
 
+/// Produces a chunk from the recipe that needs no source (literal or zero-fill).
 fn produce_fallback<'s>(
     bundle: &VerifiedBundle,
     reader: &dyn BundleSource,
     entry: &ChunkEntry,
     index: usize,
-) -> Result<(Produced<'s>, u64, &'static str), Error> {
-    match entry.fallback {
-        Fallback::Zero => Ok((Produced::Owned(vec![0u8; entry.len as usize]), 0, "zero")),
+) -> Result<Output<'s>, Error> {
+    let (bytes, blob_read, kind) = match entry.fallback {
+        Fallback::Zero => (vec![0u8; entry.len as usize], 0, StepKind::Zero),
         Fallback::Literal { blob, .. } => {
             let mut encoded = Vec::new();
             bundle.read_blob(reader, &blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
             codec::decode_literal(&encoded, &mut out)
                 .map_err(|error| Error::Blob { index, error })?;
-            Ok((Produced::Owned(out), blob.len.into(), "literal"))
+            (out, blob.len.into(), StepKind::Literal)
         }
-    }
+    };
+    let chunk =
+        VerifiedChunk::check(entry, Cow::Owned(bytes)).ok_or(Error::ChunkHashMismatch { index })?;
+    Ok(Output {
+        chunk,
+        blob_read,
+        fell_back: false,
+        kind,
+    })
 }
 
+/// Produces and verifies one chunk by its planned step, falling back to the source-free
+/// recipe when the planned copy or patch does not verify.
 fn produce<'s>(
     bundle: &VerifiedBundle,
     reader: &dyn BundleSource,
@@ -125,10 +117,8 @@ fn produce<'s>(
     step: &Step,
 ) -> Result<Output<'s>, Error> {
     let len = u64::from(entry.len);
-    let preferred: Option<(Produced<'s>, u64, &'static str)> = match step {
-        Step::Copy { offset } => {
-            source_slice(source, *offset, len).map(|b| (Produced::Source(b), 0, "copy"))
-        }
+    let (candidate, spent) = match step {
+        Step::Copy { offset } => (source_slice(source, *offset, len).map(Cow::Borrowed), 0),
         Step::Patch {
             base_offset,
             base_len,
@@ -137,35 +127,27 @@ fn produce<'s>(
             let mut encoded = Vec::new();
             bundle.read_blob(reader, blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
-            source_slice(source, *base_offset, *base_len)
-                .and_then(|b| codec::decode_patch(b, &encoded, &mut out).ok())
-                .map(|()| (Produced::Owned(out), u64::from(blob.len), "patch"))
+            let decoded = source_slice(source, *base_offset, *base_len)
+                .and_then(|base| codec::decode_patch(base, &encoded, &mut out).ok())
+                .map(|()| Cow::Owned(out));
+            (decoded, u64::from(blob.len))
         }
-        Step::Zero | Step::Literal { .. } => Some(produce_fallback(bundle, reader, entry, index)?),
+        Step::Zero | Step::Literal { .. } => return produce_fallback(bundle, reader, entry, index),
     };
-    if let Some((bytes, read, kind)) = preferred
-        && bytes.bytes().len() == entry.len as usize
-        && hash(bytes.bytes()) == entry.hash
-    {
+    if let Some(chunk) = candidate.and_then(|bytes| VerifiedChunk::check(entry, bytes)) {
         return Ok(Output {
-            bytes,
-            blob_read: read,
+            chunk,
+            blob_read: spent,
             fell_back: false,
-            kind,
+            kind: step.kind(),
         });
     }
-    if matches!(step, Step::Zero | Step::Literal { .. }) {
-        return Err(Error::ChunkHashMismatch { index });
-    }
-    // The source changed between plan and apply: its bytes no longer match. Rebuild the chunk
-    // from the recipe that needs no source rather than fail the update.
-    let (bytes, read, kind) = produce_fallback(bundle, reader, entry, index)?;
-    Ok(Output {
-        bytes,
-        blob_read: read,
-        fell_back: true,
-        kind,
-    })
+    // The source changed between plan and apply, or the patch blob is corrupt. Rebuild the
+    // chunk from the recipe that needs no source rather than fail the update.
+    let mut output = produce_fallback(bundle, reader, entry, index)?;
+    output.fell_back = true;
+    output.blob_read += spent;
+    Ok(output)
 }
 
 /// Rebuilds the target: runs `plan` chunk by chunk, verifies each chunk before writing it,
@@ -180,64 +162,58 @@ pub fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let manifest = bundle.manifest();
-    let mut report = ApplyReport {
-        bundle_bytes_read: plan.header_bytes,
-        ..ApplyReport::default()
-    };
-    let mut image_hasher = blake3::Hasher::new();
-    let total = manifest.target.size;
-    let mut next = 0usize;
-    let chunks = manifest.chunks.len().min(plan.steps.len());
     if plan.steps.len() != manifest.chunks.len() {
         return Err(Error::InvalidInput(
             "the plan was made for another manifest".into(),
         ));
     }
-    while next < chunks {
-        let mut end = next;
+    let mut report = ApplyReport {
+        bundle_bytes_read: plan.header_bytes,
+        ..ApplyReport::default()
+    };
+    let mut image_hasher = blake3::Hasher::new();
+    let work: Vec<(usize, &ChunkEntry, &Step)> = manifest
+        .chunks
+        .iter()
+        .zip(&plan.steps)
+        .enumerate()
+        .map(|(i, (c, s))| (i, c, s))
+        .collect();
+    let mut rest = work.as_slice();
+    while !rest.is_empty() {
+        let mut take = 0;
         let mut bytes = 0u64;
-        while end < chunks && end - next < BATCH_CHUNKS && bytes < BATCH_BYTES {
-            bytes += manifest.chunks.get(end).map_or(0, |c| u64::from(c.len));
-            end += 1;
+        for (_, entry, _) in rest.iter().take(BATCH_CHUNKS) {
+            if bytes >= BATCH_BYTES {
+                break;
+            }
+            bytes += u64::from(entry.len);
+            take += 1;
         }
-        let outputs: Vec<Result<Output<'_>, Error>> = (next..end)
-            .into_par_iter()
-            .map(|i| match (manifest.chunks.get(i), plan.steps.get(i)) {
-                (Some(entry), Some(step)) => produce(bundle, reader, source, entry, i, step),
-                _ => Err(Error::InvalidInput(
-                    "the plan was made for another manifest".into(),
-                )),
-            })
+        let (batch, tail) = rest.split_at(take);
+        rest = tail;
+        let outputs: Vec<Result<Output<'_>, Error>> = batch
+            .par_iter()
+            .map(|&(i, entry, step)| produce(bundle, reader, source, entry, i, step))
             .collect();
-        for (i, output) in (next..end).zip(outputs) {
+        for (&(i, _, _), output) in batch.iter().zip(outputs) {
             let output = output?;
-            let entry = manifest
-                .chunks
-                .get(i)
-                .ok_or(Error::ChunkHashMismatch { index: i })?;
-            let chunk = VerifiedChunk::check(entry, i, output.bytes.bytes())?;
             target
-                .write_chunk(&chunk)
+                .write_chunk(&output.chunk)
                 .map_err(Error::io(format!("writing chunk {i} to the target")))?;
-            image_hasher.update(chunk.bytes());
-            report.bytes_written += u64::from(entry.len);
+            image_hasher.update(output.chunk.bytes());
+            report.bytes_written += output.chunk.bytes().len() as u64;
             report.bundle_bytes_read += output.blob_read;
             if output.fell_back {
                 report.fell_back.push(i);
             }
-            match output.kind {
-                "copy" => report.counts.copy += 1,
-                "zero" => report.counts.zero += 1,
-                "patch" => report.counts.patch += 1,
-                _ => report.counts.literal += 1,
-            }
+            report.counts.add(output.kind);
         }
         progress(Progress {
             phase: "apply",
             done: report.bytes_written,
-            total,
+            total: manifest.target.size,
         });
-        next = end;
     }
     let image_hash: Hash = *image_hasher.finalize().as_bytes();
     if image_hash != manifest.target.hash {

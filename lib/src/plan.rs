@@ -49,18 +49,31 @@ impl Step {
         }
     }
 
-    /// A short name for reports.
-    pub fn kind(&self) -> &'static str {
+    /// Which kind of step this is.
+    pub fn kind(&self) -> StepKind {
         match self {
-            Step::Copy { .. } => "copy",
-            Step::Zero => "zero",
-            Step::Patch { .. } => "patch",
-            Step::Literal { .. } => "literal",
+            Step::Copy { .. } => StepKind::Copy,
+            Step::Zero => StepKind::Zero,
+            Step::Patch { .. } => StepKind::Patch,
+            Step::Literal { .. } => StepKind::Literal,
         }
     }
 }
 
-/// Counts of chunks and bytes by step kind.
+/// The kinds of [`Step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Copied from the source.
+    Copy,
+    /// Zero-filled.
+    Zero,
+    /// Patched from the source.
+    Patch,
+    /// Decoded from a literal.
+    Literal,
+}
+
+/// Counts of chunks by step kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StepCounts {
     /// Chunks copied from the source.
@@ -71,6 +84,18 @@ pub struct StepCounts {
     pub patch: usize,
     /// Chunks decoded from literals.
     pub literal: usize,
+}
+
+impl StepCounts {
+    /// Counts one more chunk of `kind`.
+    pub fn add(&mut self, kind: StepKind) {
+        match kind {
+            StepKind::Copy => self.copy += 1,
+            StepKind::Zero => self.zero += 1,
+            StepKind::Patch => self.patch += 1,
+            StepKind::Literal => self.literal += 1,
+        }
+    }
 }
 
 /// The plan for one bundle and one source.
@@ -232,12 +257,7 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
     let mut blobs = Vec::new();
     let mut steps = Vec::with_capacity(chosen.len());
     for (index, (step, fb, moved)) in chosen.into_iter().enumerate() {
-        match step {
-            Step::Copy { .. } => counts.copy += 1,
-            Step::Zero => counts.zero += 1,
-            Step::Patch { .. } => counts.patch += 1,
-            Step::Literal { .. } => counts.literal += 1,
-        }
+        counts.add(step.kind());
         if fb {
             fell_back.push(index);
         }
