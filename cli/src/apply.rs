@@ -7,7 +7,7 @@ use abdelta::storage::{FileTarget, SourceImage};
 use anyhow::Context;
 
 use crate::plan::{first, plan_json};
-use crate::ui::{Bar, human, open_bundle, peak_rss};
+use crate::ui::{Bar, human, memory, open_bundle};
 
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
@@ -69,7 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "apply_seconds": report.elapsed.as_secs_f64(),
             "verify_seconds": verify_secs,
             "seconds": secs,
-            "peak_rss_bytes": peak_rss(),
+            "peak_rss_bytes": memory("VmHWM"),
+            "rss_anon_bytes": memory("RssAnon"),
         });
         println!("{value}");
     } else {

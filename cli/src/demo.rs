@@ -493,9 +493,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "apply time (incl. read-back verify)",
         format!("{:.2} s", apply_time.as_secs_f64()),
     );
+    row("diff peak memory (RSS)", human(num(&d, "peak_rss_bytes")));
     row(
-        "apply peak memory (RSS, incl. mapped source)",
+        "apply peak RSS (incl. mapped source pages)",
         human(num(&a, "peak_rss_bytes")),
+    );
+    row(
+        "apply anonymous memory at the end",
+        human(num(&a, "rss_anon_bytes")),
     );
     row("verify time", format!("{:.2} s", verify_time.as_secs_f64()));
     println!(

@@ -45,6 +45,10 @@ pub struct Args {
     /// zstd level of patch blobs (1-22).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
     patch_level: i32,
+    /// Average chunk size in KiB (min = avg/4, max = avg×4): larger chunks make a smaller
+    /// manifest, smaller ones reuse more of a drifted or different source.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    chunk_avg_kib: Option<u32>,
     /// Output bundle.
     #[arg(short = 'o', long = "out", value_name = "BUNDLE")]
     out: PathBuf,
@@ -82,6 +86,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|d| created_at.saturating_add(d.saturating_mul(86_400))),
         ..DiffOptions::default()
     };
+    let options = match args.chunk_avg_kib {
+        Some(kib) => DiffOptions {
+            chunking: abdelta::format::Chunking {
+                min: kib * 256,
+                avg: kib * 1024,
+                max: kib * 4096,
+            },
+            ..options
+        },
+        None => options,
+    };
     // Write beside the destination and rename, so a crash never leaves a half bundle under
     // the final name.
     let tmp = args.out.with_extension("partial");
@@ -116,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "literal_bytes": report.literal_bytes,
             "expected_download_bytes": report.expected_download,
             "seconds": secs,
+            "peak_rss_bytes": crate::ui::memory("VmHWM"),
         });
         println!("{value}");
     } else {

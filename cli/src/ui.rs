@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use abdelta::format::Limits;
 use abdelta::storage::FileBundle;
 use abdelta::{Progress, PublicKey, VerifiedBundle};
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Loads trusted public keys (SPKI PEM files).
 pub fn load_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
@@ -38,37 +38,47 @@ pub fn open_bundle(
     Ok((file, verified))
 }
 
-/// A progress bar on stderr, drawn only when stderr is a terminal, shown only for work that
-/// lasts more than a second.
+/// A progress bar on stderr: drawn only when stderr is a terminal, and only once the work has
+/// lasted a second (short commands stay quiet).
 pub struct Bar {
     bar: ProgressBar,
-    phase: Mutex<&'static str>,
+    started: Instant,
+    state: Mutex<(&'static str, bool)>,
 }
 
 impl Bar {
     /// A hidden bar that appears after a second of work.
     pub fn new() -> Bar {
-        let bar = ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
         bar.set_style(
-            ProgressStyle::with_template("{msg:>14} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>14} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
-        bar.enable_steady_tick(Duration::from_millis(200));
         Bar {
             bar,
-            phase: Mutex::new(""),
+            started: Instant::now(),
+            state: Mutex::new(("", false)),
         }
     }
 
     /// Feeds one progress event.
     pub fn update(&self, p: Progress) {
-        if let Ok(mut phase) = self.phase.lock()
-            && *phase != p.phase
-        {
-            *phase = p.phase;
-            self.bar.set_message(p.phase);
-            self.bar.reset();
+        if let Ok(mut state) = self.state.lock() {
+            let (phase, shown) = &mut *state;
+            if !*shown && self.started.elapsed() >= Duration::from_secs(1) {
+                *shown = true;
+                // Hidden by indicatif itself when stderr is not a terminal.
+                self.bar.set_draw_target(ProgressDrawTarget::stderr());
+                self.bar.enable_steady_tick(Duration::from_millis(200));
+            }
+            if *phase != p.phase {
+                *phase = p.phase;
+                self.bar.set_message(p.phase);
+                self.bar.reset();
+            }
         }
         self.bar.set_length(p.total);
         self.bar.set_position(p.done);
@@ -96,10 +106,14 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Peak resident memory of this process (VmHWM), in bytes, where Linux reports it.
-pub fn peak_rss() -> Option<u64> {
+/// A memory figure of this process from /proc/self/status, in bytes, where Linux reports it:
+/// `VmHWM` (peak resident set, including mapped file pages such as the source partition) or
+/// `RssAnon` (anonymous memory resident now: buffers, tables, heap).
+pub fn memory(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

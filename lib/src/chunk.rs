@@ -6,12 +6,15 @@ use rayon::prelude::*;
 
 use crate::format::{Chunking, Hash};
 
-/// Default chunking: 32 KiB average, between 8 KiB and 128 KiB. Small enough that a changed
-/// file costs few neighbouring bytes, large enough that the manifest stays ≈ 0.15 % of the image.
+/// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Measured on the demo pair and
+/// on two numpy releases in ext4 images (16/32/64/128 KiB averages): patches absorb small edits
+/// inside a chunk, so larger chunks cost few delta bytes while halving the manifest (about 30
+/// bytes per chunk that every device downloads) and compressing literals better; 64 KiB keeps
+/// drift recovery fine-grained.
 pub const DEFAULT_CHUNKING: Chunking = Chunking {
-    min: 8 << 10,
-    avg: 32 << 10,
-    max: 128 << 10,
+    min: 16 << 10,
+    avg: 64 << 10,
+    max: 256 << 10,
 };
 
 /// A chunk of an image: offset, length, hash.

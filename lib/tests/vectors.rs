@@ -254,7 +254,7 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         key().public().to_pem().unwrap().into_bytes(),
     ));
     let mut chunks = String::from(
-        "# FastCDC 2020 boundaries of target.bin with the default parameters (8/32/128 KiB): offset length blake3\n",
+        "# FastCDC 2020 boundaries of target.bin with the default parameters (16/64/256 KiB): offset length blake3\n",
     );
     for c in chunk_and_hash(&target, DEFAULT_CHUNKING) {
         chunks.push_str(&format!("{} {} {}\n", c.offset, c.len, hex(&c.hash)));
