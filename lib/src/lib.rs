@@ -12,6 +12,8 @@
 //! → `plan` → `apply` (through `storage`) → `verify`.
 
 #![deny(unsafe_code)]
+// Hostile bytes reach most of this crate: no panicking slice indexing outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod apply;
 pub mod bundle;

@@ -2,6 +2,9 @@
 //! content-defined anchors (for finding where a changed chunk's old version lies, so its patch
 //! gets the right base).
 
+// Indexing here is by `u8` into 256-entry tables, or inside a const loop bounded by 256.
+#![allow(clippy::indexing_slicing)]
+
 use std::collections::HashMap;
 
 use crate::chunk::ChunkSpan;
