@@ -6,8 +6,11 @@ use std::time::Instant;
 use abdelta::storage::{FileTarget, SourceImage};
 use anyhow::Context;
 
+use crate::device::DeviceArgs;
 use crate::plan::{first, plan_json};
-use crate::ui::{Bar, human, memory, open_bundle};
+use abdelta::policy::Decision;
+
+use crate::ui::{Bar, human, memory};
 
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
@@ -20,9 +23,8 @@ pub struct Args {
     /// The partition or image file to write (created if it is a missing regular file).
     #[arg(long, value_name = "NEW")]
     target: PathBuf,
-    /// Trusted public key (repeat for several).
-    #[arg(long, value_name = "NAME.pub", required = true)]
-    pubkey: Vec<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -30,7 +32,23 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
+    let device = args.device.device()?;
+    // Policy first, state saved (highest-seen release, trusted time, keyset) before any
+    // payload byte is read.
+    let opened = crate::device::open(&args.bundle, &device, true)?;
+    let (file, bundle, mut state) = (opened.file, opened.authorized.bundle, opened.state);
+    let release = bundle.manifest().release_version;
+    if opened.authorized.decision == Decision::UpToDate {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"up_to_date": true, "release": release, "bundle_bytes_read": bundle.envelope().payload_offset()})
+            );
+        } else {
+            println!("up to date: release {release} is installed; nothing downloaded or written");
+        }
+        return Ok(());
+    }
     let source = match &args.source {
         Some(p) => {
             SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?
@@ -55,6 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     let verify_secs = verify_started.elapsed().as_secs_f64();
+    if let Some(dir) = &device.state_dir {
+        state.installed = Some(release);
+        state.save(dir)?;
+    }
     let secs = started.elapsed().as_secs_f64();
     let c = report.counts;
     if args.json {

@@ -49,6 +49,9 @@ pub struct Args {
     /// manifest, smaller ones reuse more of a drifted or different source.
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
     chunk_avg_kib: Option<u32>,
+    /// Root-signed keyset file to carry in the bundle (key rotation).
+    #[arg(long, value_name = "KEYSET")]
+    keyset: Option<PathBuf>,
     /// Output bundle.
     #[arg(short = 'o', long = "out", value_name = "BUNDLE")]
     out: PathBuf,
@@ -86,6 +89,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|d| created_at.saturating_add(d.saturating_mul(86_400))),
         ..DiffOptions::default()
     };
+    let keyset = match &args.keyset {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let options = DiffOptions { keyset, ..options };
     let options = match args.chunk_avg_kib {
         Some(kib) => DiffOptions {
             chunking: abdelta::format::Chunking {

@@ -7,16 +7,20 @@ use abdelta::format::{Fallback, Limits, Manifest};
 use abdelta::storage::FileBundle;
 use anyhow::Context;
 
-use crate::ui::{hex, human, load_pubkeys};
+use abdelta::policy::{Decision, DeviceState, authorize};
+
+use crate::device::DeviceArgs;
+use crate::ui::{hex, human};
 
 /// Flags of `abdelta inspect`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The bundle.
     bundle: PathBuf,
-    /// Trusted public key: when given, the signature is checked and its result printed.
-    #[arg(long, value_name = "NAME.pub")]
-    pubkey: Vec<PathBuf>,
+    /// With keys (and optionally the device's policy), the signature and policy are checked
+    /// and the verdict printed; nothing is saved.
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -60,24 +64,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|r| hex(&r.key_id))
         .collect();
     let bundle_len = file_len(&args.bundle);
-    let (manifest, signature) = if args.pubkey.is_empty() {
+    let (manifest, signature, policy) = if !args.device.is_configured() {
+        let m = unverified.decode_unverified(&limits)?;
         (
-            unverified.decode_unverified(&limits)?,
-            "not checked (no --pubkey)".to_owned(),
+            m,
+            "not checked (no --pubkey or --root-key)".to_owned(),
+            "not checked".to_owned(),
         )
     } else {
-        let keys = load_pubkeys(&args.pubkey)?;
-        let verified = unverified
-            .verify(&keys, &limits)
-            .context("signature check failed")?;
-        (
-            verified.manifest().clone(),
-            format!("valid, key {}", verified.verified().key_id()),
-        )
+        let device = args.device.device()?;
+        let mut state = match &device.state_dir {
+            Some(dir) => DeviceState::load(dir)?,
+            None => DeviceState::default(),
+        };
+        let manifest = unverified.decode_unverified(&limits).ok();
+        match authorize(
+            unverified,
+            &device.policy,
+            &mut state,
+            crate::device::now(),
+            &limits,
+        ) {
+            Ok(a) => {
+                let verdict = match a.decision {
+                    Decision::Install => "passes: would install",
+                    Decision::UpToDate => "passes: up to date, nothing to install",
+                };
+                let signer = format!("valid, key {}", a.bundle.verified().key_id());
+                (a.bundle.manifest().clone(), signer, verdict.to_owned())
+            }
+            Err(e) => {
+                let m = manifest.ok_or_else(|| anyhow::anyhow!("{e}"))?;
+                if matches!(e, abdelta::Error::Policy(_)) {
+                    (m, "valid".to_owned(), format!("FAILS: {e}"))
+                } else {
+                    (m, format!("FAILS: {e}"), "not checked".to_owned())
+                }
+            }
+        }
     };
     let mut value = summary(&manifest);
     if let Some(obj) = value.as_object_mut() {
         obj.insert("signature".into(), signature.clone().into());
+        obj.insert("policy".into(), policy.clone().into());
         obj.insert("signature_key_ids".into(), signers.clone().into());
         obj.insert("bundle_bytes".into(), bundle_len.into());
     }
@@ -95,6 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "signature       {signature}; signed by {}",
         signers.join(", ")
     );
+    println!("policy          {policy}");
     println!("release         {}", m.release_version);
     println!("compatible with {}", m.hardware_compat.join(", "));
     println!(

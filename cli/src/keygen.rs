@@ -14,6 +14,9 @@ pub struct Args {
     /// Base name: writes NAME.key and NAME.pub.
     #[arg(short = 'o', long = "out", value_name = "NAME")]
     name: PathBuf,
+    /// Label the pair as an offline root key (it signs keysets, never releases).
+    #[arg(long)]
+    root: bool,
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
@@ -37,8 +40,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     file.sync_all()?;
     std::fs::write(&pub_path, key.public().to_pem()?)
         .with_context(|| format!("writing {}", pub_path.display()))?;
+    let role = if args.root {
+        "root key (keep offline; signs keysets)"
+    } else {
+        "release key"
+    };
     println!(
-        "key id {}: wrote {} and {}",
+        "{role} {}: wrote {} and {}",
         key.public().key_id(),
         key_path.display(),
         pub_path.display()

@@ -5,9 +5,11 @@
 
 mod apply;
 mod demo;
+mod device;
 mod diff;
 mod inspect;
 mod keygen;
+mod keyset;
 mod plan;
 mod ui;
 mod verify;
@@ -28,6 +30,9 @@ struct Cli {
 enum Command {
     /// Generate a signing key pair: NAME.key (PKCS#8 PEM, mode 0600) and NAME.pub (SPKI PEM).
     Keygen(keygen::Args),
+    /// Sign or inspect a keyset: the release keys a root key authorises.
+    #[command(subcommand)]
+    Keyset(keyset::Command),
     /// Generate a signed bundle that rebuilds NEW, with deltas against OLD.
     Diff(diff::Args),
     /// Print a bundle's manifest (authenticated when --pubkey is given).
@@ -55,7 +60,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 _ => EXIT_CHECK_FAILED,
             };
         }
-        if cause.downcast_ref::<abdelta::sign::SignError>().is_some() {
+        if cause.downcast_ref::<abdelta::sign::SignError>().is_some()
+            || cause
+                .downcast_ref::<abdelta::format::FormatError>()
+                .is_some()
+            || cause
+                .downcast_ref::<abdelta::policy::PolicyError>()
+                .is_some()
+        {
             return EXIT_CHECK_FAILED;
         }
     }
@@ -66,6 +78,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
+        Command::Keyset(c) => keyset::run(c),
         Command::Diff(a) => diff::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Plan(a) => plan::run(a),

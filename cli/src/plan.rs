@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use abdelta::storage::SourceImage;
 use anyhow::Context;
 
-use crate::ui::{human, open_bundle};
+use abdelta::policy::Decision;
+
+use crate::device::DeviceArgs;
+use crate::ui::human;
 
 /// Flags of `abdelta plan`.
 #[derive(clap::Args)]
@@ -15,9 +18,8 @@ pub struct Args {
     /// The running partition or old image (omit for a blank device).
     #[arg(long, value_name = "OLD")]
     source: Option<PathBuf>,
-    /// Trusted public key (repeat for several).
-    #[arg(long, value_name = "NAME.pub", required = true)]
-    pubkey: Vec<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -41,14 +43,30 @@ pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (_file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
+    // A plan changes nothing: the device state is read, never saved.
+    let opened = crate::device::open(&args.bundle, &args.device.device()?, false)?;
+    let bundle = &opened.authorized.bundle;
+    if opened.authorized.decision == Decision::UpToDate {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"up_to_date": true, "download_bytes": 0})
+            );
+        } else {
+            println!(
+                "up to date: release {} is installed; nothing to read",
+                bundle.manifest().release_version
+            );
+        }
+        return Ok(());
+    }
     let source = match &args.source {
         Some(p) => {
             SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?
         }
         None => SourceImage::empty(),
     };
-    let plan = abdelta::plan(&bundle, source.bytes());
+    let plan = abdelta::plan(bundle, source.bytes());
     if args.json {
         println!("{}", plan_json(&plan));
         return Ok(());

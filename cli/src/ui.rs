@@ -1,42 +1,10 @@
 //! Shared shell pieces: key and bundle loading, progress bars, human sizes, peak memory.
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use abdelta::format::Limits;
-use abdelta::storage::FileBundle;
-use abdelta::{Progress, PublicKey, VerifiedBundle};
-use anyhow::Context;
+use abdelta::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-/// Loads trusted public keys (SPKI PEM files).
-pub fn load_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
-    if paths.is_empty() {
-        anyhow::bail!("no trusted key: pass --pubkey NAME.pub");
-    }
-    paths
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            PublicKey::from_pem(&text).with_context(|| format!("loading {}", p.display()))
-        })
-        .collect()
-}
-
-/// Opens a bundle file and authenticates its manifest.
-pub fn open_bundle(
-    path: &Path,
-    pubkeys: &[PathBuf],
-) -> anyhow::Result<(FileBundle, VerifiedBundle)> {
-    let keys = load_pubkeys(pubkeys)?;
-    let file =
-        FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
-    let verified = VerifiedBundle::open(&file, &keys, &Limits::DEFAULT)
-        .with_context(|| format!("bundle {} rejected", path.display()))?;
-    Ok((file, verified))
-}
 
 /// A progress bar on stderr: drawn only when stderr is a terminal, and only once the work has
 /// lasted a second (short commands stay quiet).

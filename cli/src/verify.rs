@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::ui::{hex, open_bundle};
+use crate::device::DeviceArgs;
+use crate::ui::hex;
 
 /// Flags of `abdelta verify`.
 #[derive(clap::Args)]
@@ -14,17 +15,23 @@ pub struct Args {
     /// The partition or image to check.
     #[arg(long, value_name = "NEW")]
     target: PathBuf,
-    /// Trusted public key (repeat for several).
-    #[arg(long, value_name = "NAME.pub", required = true)]
+    /// Trusted release public key (repeat for several).
+    #[arg(long, value_name = "NAME.pub")]
     pubkey: Vec<PathBuf>,
+    /// Trusted root public key: release keys come from the bundle's keyset.
+    #[arg(long, value_name = "ROOT.pub")]
+    root_key: Vec<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (_file, bundle) = open_bundle(&args.bundle, &args.pubkey)?;
-    let m = bundle.manifest();
+    // Authenticity only: any trusted key, no device policy (a slot holding an older release
+    // is still that release).
+    let keys_only = DeviceArgs::keys(args.pubkey, args.root_key);
+    let opened = crate::device::open(&args.bundle, &keys_only.device()?, false)?;
+    let m = opened.authorized.bundle.manifest();
     abdelta::verify::verify_path(m, &args.target)
         .with_context(|| format!("{} is not the signed image", args.target.display()))?;
     if args.json {

@@ -11,6 +11,7 @@ pub struct UnverifiedBundle {
     envelope: Envelope,
     manifest_bytes: Vec<u8>,
     records: Vec<SignatureRecord>,
+    keyset: Vec<u8>,
 }
 
 impl UnverifiedBundle {
@@ -37,16 +38,22 @@ impl UnverifiedBundle {
         source
             .read_at(ENVELOPE_LEN as u64, &mut manifest_bytes)
             .map_err(Error::io("reading the bundle manifest"))?;
-        let sig_len = (envelope.payload_offset() - envelope.signatures_offset()) as usize;
+        let sig_len = (envelope.keyset_offset() - envelope.signatures_offset()) as usize;
         let mut sig_bytes = vec![0u8; sig_len];
         source
             .read_at(envelope.signatures_offset(), &mut sig_bytes)
             .map_err(Error::io("reading the bundle signatures"))?;
         let records = SignatureRecord::decode_all(&sig_bytes, envelope.signature_count)?;
+        // Bounded by MAX_KEYSET_FILE_LEN at envelope decoding.
+        let mut keyset = vec![0u8; envelope.keyset_len as usize];
+        source
+            .read_at(envelope.keyset_offset(), &mut keyset)
+            .map_err(Error::io("reading the bundle keyset"))?;
         Ok(UnverifiedBundle {
             envelope,
             manifest_bytes,
             records,
+            keyset,
         })
     }
 
@@ -71,6 +78,12 @@ impl UnverifiedBundle {
     /// The envelope.
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
+    }
+
+    /// The root-signed keyset file the bundle carries, if any (authenticated by the policy
+    /// layer against the device's root keys, never by the manifest's signature).
+    pub fn keyset_file(&self) -> Option<&[u8]> {
+        (!self.keyset.is_empty()).then_some(self.keyset.as_slice())
     }
 
     /// The signature records.
@@ -126,6 +139,7 @@ impl VerifiedBundle {
         let envelope = Envelope {
             manifest_len: u32::try_from(manifest_bytes.len()).ok()?,
             signature_count: 1,
+            keyset_len: 0,
             payload_len: payload.len() as u64,
         };
         if manifest.manifest().payload_len != envelope.payload_len {

@@ -5,6 +5,7 @@ use std::io;
 
 use crate::codec::CodecError;
 use crate::format::FormatError;
+use crate::policy::PolicyError;
 use crate::sign::SignError;
 
 /// An error from `diff`, `plan`, `apply` or `verify`.
@@ -22,6 +23,8 @@ pub enum Error {
     Format(FormatError),
     /// The manifest is not signed by a trusted key.
     Sign(SignError),
+    /// The release is signed but not for this device now (rollback, hardware, expiry, keys).
+    Policy(PolicyError),
     /// The bundle's length differs from what its envelope declares.
     BundleLength {
         /// Length the envelope implies.
@@ -72,6 +75,7 @@ impl std::fmt::Display for Error {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Format(e) => write!(f, "invalid bundle: {e}"),
             Error::Sign(e) => write!(f, "{e}"),
+            Error::Policy(e) => write!(f, "{e}"),
             Error::BundleLength { declared, actual } => write!(
                 f,
                 "bundle length mismatch: the envelope declares {declared} bytes, the bundle has {actual}"
@@ -113,6 +117,7 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             Error::Format(e) => Some(e),
             Error::Sign(e) => Some(e),
+            Error::Policy(e) => Some(e),
             Error::Blob { error, .. } => Some(error),
             _ => None,
         }
@@ -122,6 +127,12 @@ impl std::error::Error for Error {
 impl From<FormatError> for Error {
     fn from(e: FormatError) -> Self {
         Error::Format(e)
+    }
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Policy(e)
     }
 }
 

@@ -25,6 +25,7 @@ pub mod format;
 #[cfg(fuzzing)]
 pub mod fuzz_hooks;
 pub mod plan;
+pub mod policy;
 pub mod sign;
 pub mod storage;
 pub mod verify;

@@ -65,6 +65,7 @@ fn assemble(manifest: &[u8], payload: &[u8], record: SignatureRecord) -> Vec<u8>
     let envelope = Envelope {
         manifest_len: u32::try_from(manifest.len()).unwrap(),
         signature_count: 1,
+        keyset_len: 0,
         payload_len: payload.len() as u64,
     };
     let mut out = envelope.encode().to_vec();
@@ -115,7 +116,8 @@ fn generate() -> (Files, Vec<(String, bool)>) {
     };
     flip("envelope_bad_magic", 1, 0x01);
     flip("envelope_version_2", 8, 0x03);
-    flip("envelope_reserved_nonzero", 20, 0x01);
+    flip("envelope_reserved_nonzero", 22, 0x01);
+    flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
         "signature_flipped_bit",
         ENVELOPE_LEN + parts.manifest.len() + 8 + 10,

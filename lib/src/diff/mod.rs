@@ -44,6 +44,9 @@ pub struct DiffOptions {
     pub created_at: u64,
     /// Expiry, Unix seconds.
     pub expires_at: Option<u64>,
+    /// A root-signed keyset file to carry in the bundle (key rotation reaches devices with
+    /// the next release); checked for form here, for trust on the device.
+    pub keyset: Option<Vec<u8>>,
 }
 
 impl Default for DiffOptions {
@@ -57,6 +60,7 @@ impl Default for DiffOptions {
             channel: String::new(),
             created_at: 0,
             expires_at: None,
+            keyset: None,
         }
     }
 }
@@ -180,6 +184,10 @@ pub fn diff(
             "chunking must satisfy 64 <= min <= avg <= max <= 4 MiB, all even (SPEC.md, chunking)"
                 .into(),
         ));
+    }
+    if let Some(keyset) = &options.keyset {
+        let signed = crate::format::SignedKeyset::decode(keyset)?;
+        crate::format::Keyset::decode(signed.document)?;
     }
     let mut hardware_compat = options.hardware_compat.clone();
     hardware_compat.sort();
@@ -322,6 +330,8 @@ pub fn diff(
         manifest_len: u32::try_from(manifest_bytes.len())
             .map_err(|_| Error::InvalidInput("manifest too large: raise the chunk size".into()))?,
         signature_count: 1,
+        keyset_len: u32::try_from(options.keyset.as_ref().map_or(0, Vec::len))
+            .map_err(|_| Error::InvalidInput("keyset file too large".into()))?,
         payload_len: offset,
     };
     let io = Error::io("writing the bundle");
@@ -331,6 +341,9 @@ pub fn diff(
         let mut sig = Vec::with_capacity(72);
         record.encode_into(&mut sig);
         out.write_all(&sig)?;
+        if let Some(keyset) = &options.keyset {
+            out.write_all(keyset)?;
+        }
         for e in &encoded {
             if let Some((_, blob)) = &e.patch {
                 out.write_all(blob)?;

@@ -12,14 +12,20 @@ pub const ENVELOPE_LEN: usize = 32;
 /// Size of one signature record: key id (8) and ed25519 signature (64).
 pub const SIGNATURE_RECORD_LEN: usize = 72;
 
-/// The decoded envelope: where manifest, signatures and payload lie.
+/// Largest signed keyset file a bundle may carry: magic, length, a maximal document, count,
+/// and the maximal number of root signature records.
+pub const MAX_KEYSET_FILE_LEN: u32 = 8 + 4 + super::keyset::MAX_KEYSET_DOC_LEN + 2 + 8 * 72;
+
+/// The decoded envelope: where manifest, signatures, keyset and payload lie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope {
     /// Length of the manifest that follows the envelope.
     pub manifest_len: u32,
     /// Number of signature records after the manifest.
     pub signature_count: u16,
-    /// Length of the payload that follows the signatures.
+    /// Length of the signed keyset file after the signatures (0: none).
+    pub keyset_len: u32,
+    /// Length of the payload that follows.
     pub payload_len: u64,
 }
 
@@ -58,7 +64,16 @@ impl Envelope {
                 max: limits.max_signatures.into(),
             });
         }
-        if c.array::<6>("reserved")? != [0; 6] {
+        let keyset_len = c.u32_le("keyset length")?;
+        if keyset_len > MAX_KEYSET_FILE_LEN {
+            return Err(FormatError::OutOfRange {
+                field: "keyset length",
+                value: keyset_len.into(),
+                min: 0,
+                max: MAX_KEYSET_FILE_LEN.into(),
+            });
+        }
+        if c.array::<2>("reserved")? != [0; 2] {
             return Err(FormatError::Malformed {
                 field: "reserved",
                 rule: "reserved bytes must be zero",
@@ -69,6 +84,7 @@ impl Envelope {
         let envelope = Envelope {
             manifest_len,
             signature_count,
+            keyset_len,
             payload_len,
         };
         // The whole bundle length must be representable; checked once here so users of the
@@ -85,13 +101,14 @@ impl Envelope {
     /// The canonical 32 bytes.
     pub fn encode(&self) -> [u8; ENVELOPE_LEN] {
         let mut out = [0u8; ENVELOPE_LEN];
-        let fields: [&[u8]; 7] = [
+        let fields: [&[u8]; 8] = [
             &MAGIC,
             &FORMAT_VERSION.to_le_bytes(),
             &0u16.to_le_bytes(),
             &self.manifest_len.to_le_bytes(),
             &self.signature_count.to_le_bytes(),
-            &[0u8; 6],
+            &self.keyset_len.to_le_bytes(),
+            &[0u8; 2],
             &self.payload_len.to_le_bytes(),
         ];
         let mut at = 0;
@@ -109,10 +126,15 @@ impl Envelope {
         ENVELOPE_LEN as u64 + u64::from(self.manifest_len)
     }
 
-    /// Bytes from the start of the file to the end of the signatures: what a device must read
+    /// Offset of the keyset file (if `keyset_len` > 0).
+    pub fn keyset_offset(&self) -> u64 {
+        self.signatures_offset() + u64::from(self.signature_count) * SIGNATURE_RECORD_LEN as u64
+    }
+
+    /// Bytes from the start of the file to the end of the keyset: what a device must read
     /// before it can authenticate anything.
     pub fn payload_offset(&self) -> u64 {
-        self.signatures_offset() + u64::from(self.signature_count) * SIGNATURE_RECORD_LEN as u64
+        self.keyset_offset() + u64::from(self.keyset_len)
     }
 
     /// Total bundle length, or `None` if it would overflow.
@@ -161,6 +183,7 @@ mod tests {
         let e = Envelope {
             manifest_len: 1234,
             signature_count: 1,
+            keyset_len: 0,
             payload_len: 99,
         };
         let bytes = e.encode();
@@ -173,6 +196,7 @@ mod tests {
         let e = Envelope {
             manifest_len: u32::MAX,
             signature_count: 1,
+            keyset_len: 0,
             payload_len: 0,
         };
         assert!(matches!(

@@ -6,10 +6,12 @@
 
 pub mod cursor;
 pub mod envelope;
+pub mod keyset;
 pub mod manifest;
 
 pub use cursor::Cursor;
-pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, SignatureRecord};
+pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, MAX_KEYSET_FILE_LEN, SignatureRecord};
+pub use keyset::{Keyset, ReleaseKey, SignedKeyset};
 pub use manifest::{
     BlobRef, ChunkEntry, Chunking, Fallback, ImageId, LiteralCodec, Manifest, Patch, PatchCodec,
     Recipe, SourceRange,
@@ -19,7 +21,7 @@ pub use manifest::{
 pub type Hash = [u8; 32];
 
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].

@@ -112,6 +112,49 @@ impl PublicKey {
         PublicKey::from_bytes(key.as_bytes())
     }
 
+    /// An OpenSSH public-key line: `ssh-ed25519 <base64> [comment]` (the comment is ignored).
+    pub fn from_openssh(line: &str) -> Result<PublicKey, SignError> {
+        use base64::Engine as _;
+        let bad = |why: &str| {
+            SignError::BadKeyFile(format!("not an OpenSSH ssh-ed25519 public key ({why})"))
+        };
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some("ssh-ed25519") {
+            return Err(bad("type must be ssh-ed25519"));
+        }
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(fields.next().ok_or_else(|| bad("no key"))?)
+            .map_err(|_| bad("bad base64"))?;
+        // Wire format: string "ssh-ed25519", string key (32 bytes); strings are u32 BE lengths.
+        let mut c = crate::format::Cursor::new(&blob);
+        let string = |c: &mut crate::format::Cursor<'_>| -> Result<Vec<u8>, SignError> {
+            let len = u32::from_be_bytes(
+                c.array::<4>("ssh string length")
+                    .map_err(|_| bad("truncated"))?,
+            );
+            Ok(c.take(len as usize, "ssh string")
+                .map_err(|_| bad("truncated"))?
+                .to_vec())
+        };
+        if string(&mut c)? != b"ssh-ed25519" {
+            return Err(bad("inner type must be ssh-ed25519"));
+        }
+        let key: [u8; 32] = string(&mut c)?
+            .try_into()
+            .map_err(|_| bad("key must be 32 bytes"))?;
+        c.finish("ssh key").map_err(|_| bad("trailing bytes"))?;
+        PublicKey::from_bytes(&key)
+    }
+
+    /// A public key file's text: SPKI PEM or an OpenSSH `ssh-ed25519` line.
+    pub fn parse(text: &str) -> Result<PublicKey, SignError> {
+        if text.trim_start().starts_with("ssh-ed25519") {
+            PublicKey::from_openssh(text.trim())
+        } else {
+            PublicKey::from_pem(text)
+        }
+    }
+
     /// SPKI PEM.
     pub fn to_pem(&self) -> Result<String, SignError> {
         self.0

@@ -9,11 +9,13 @@ mod keys;
 
 pub use keys::{KeyId, PublicKey, SecretKey};
 
-use crate::format::{FormatError, Limits, Manifest, SignatureRecord};
+use crate::format::{FormatError, Keyset, Limits, Manifest, SignatureRecord, SignedKeyset};
 
 /// Domain-separation prefix of manifest signatures. Other signed documents get other prefixes,
 /// so a signature over one kind is never valid as another.
 pub const MANIFEST_DOMAIN: &[u8] = b"abdelta/manifest/v1\0";
+/// Domain-separation prefix of keyset signatures (by root keys).
+pub const KEYSET_DOMAIN: &[u8] = b"abdelta/keyset/v1\0";
 
 /// Why a manifest is not trusted: each variant names the rule that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,18 +108,98 @@ impl VerifiedManifest {
     }
 }
 
-fn signed_message(manifest_bytes: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(MANIFEST_DOMAIN.len() + manifest_bytes.len());
-    message.extend_from_slice(MANIFEST_DOMAIN);
-    message.extend_from_slice(manifest_bytes);
+fn domain_message(domain: &[u8], document: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(domain.len() + document.len());
+    message.extend_from_slice(domain);
+    message.extend_from_slice(document);
     message
+}
+
+/// Ids of the trusted keys whose record verifies over `domain ‖ document`; errors name why
+/// none did.
+fn verifying_keys(
+    domain: &[u8],
+    document: &[u8],
+    records: &[SignatureRecord],
+    trusted: &[PublicKey],
+) -> Result<Vec<KeyId>, SignError> {
+    let message = domain_message(domain, document);
+    let mut saw_trusted = false;
+    let mut verified: Vec<KeyId> = Vec::new();
+    for record in records {
+        let Some(key) = trusted.iter().find(|k| k.key_id().0 == record.key_id) else {
+            continue;
+        };
+        saw_trusted = true;
+        if key.verify_strict(&message, &record.signature) && !verified.contains(&key.key_id()) {
+            verified.push(key.key_id());
+        }
+    }
+    if verified.is_empty() {
+        return Err(if saw_trusted {
+            SignError::BadSignature
+        } else {
+            SignError::UnknownKey
+        });
+    }
+    Ok(verified)
+}
+
+/// A keyset whose root signature verified. Only [`verify_keyset`] makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedKeyset {
+    keyset: Keyset,
+    release_keys: Vec<PublicKey>,
+}
+
+impl VerifiedKeyset {
+    /// The authenticated keyset.
+    pub fn keyset(&self) -> &Keyset {
+        &self.keyset
+    }
+
+    /// The release keys it lists, validated as keys, in the keyset's order.
+    pub fn release_keys(&self) -> &[PublicKey] {
+        &self.release_keys
+    }
+}
+
+/// Signs a keyset document with a root key, returning the signed keyset file.
+pub fn sign_keyset(roots: &[&SecretKey], keyset: &Keyset) -> Vec<u8> {
+    let document = keyset.encode();
+    let message = domain_message(KEYSET_DOMAIN, &document);
+    let records: Vec<SignatureRecord> = roots
+        .iter()
+        .map(|root| SignatureRecord {
+            key_id: root.public().key_id().0,
+            signature: root.sign(&message),
+        })
+        .collect();
+    SignedKeyset::encode(&document, &records)
+}
+
+/// Authenticates a signed keyset file against trusted root keys, then decodes it and checks
+/// every release key it lists (weak or non-canonical keys reject the whole keyset).
+pub fn verify_keyset(file: &[u8], roots: &[PublicKey]) -> Result<VerifiedKeyset, SignError> {
+    let signed = SignedKeyset::decode(file).map_err(SignError::Format)?;
+    verifying_keys(KEYSET_DOMAIN, signed.document, &signed.records, roots)?;
+    let keyset = Keyset::decode(signed.document).map_err(SignError::Format)?;
+    let release_keys = keyset
+        .release_keys
+        .iter()
+        .map(|k| PublicKey::from_bytes(&k.public_key))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifiedKeyset {
+        keyset,
+        release_keys,
+    })
 }
 
 /// Signs manifest bytes, returning the record to put in the envelope.
 pub fn sign_manifest(key: &SecretKey, manifest_bytes: &[u8]) -> SignatureRecord {
     SignatureRecord {
         key_id: key.public().key_id().0,
-        signature: key.sign(&signed_message(manifest_bytes)),
+        signature: key.sign(&domain_message(MANIFEST_DOMAIN, manifest_bytes)),
     }
 }
 
@@ -132,25 +214,7 @@ pub fn verify_manifest(
     trusted: &[PublicKey],
     limits: &Limits,
 ) -> Result<VerifiedManifest, SignError> {
-    let message = signed_message(manifest_bytes);
-    let mut saw_trusted = false;
-    let mut verified: Vec<KeyId> = Vec::new();
-    for record in records {
-        let Some(key) = trusted.iter().find(|k| k.key_id().0 == record.key_id) else {
-            continue;
-        };
-        saw_trusted = true;
-        if key.verify_strict(&message, &record.signature) {
-            verified.push(key.key_id());
-        }
-    }
-    if verified.is_empty() {
-        return Err(if saw_trusted {
-            SignError::BadSignature
-        } else {
-            SignError::UnknownKey
-        });
-    }
+    let verified = verifying_keys(MANIFEST_DOMAIN, manifest_bytes, records, trusted)?;
     let manifest = Manifest::decode(manifest_bytes, limits).map_err(SignError::Format)?;
     // The manifest names its release key: that key's signature must be among those verified.
     let key_id = KeyId(manifest.key_id);

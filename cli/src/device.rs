@@ -1,0 +1,177 @@
+//! The device's configuration from flags and an optional config file, turned into the
+//! library's [`Policy`] and [`DeviceState`]; and opening a bundle under it.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use abdelta::format::Limits;
+use abdelta::policy::{Authorized, DeviceState, Policy, authorize};
+use abdelta::storage::FileBundle;
+use abdelta::{PublicKey, UnverifiedBundle};
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Flags that say what the device trusts and is. Flags override the config file.
+#[derive(clap::Args, Clone, Default)]
+pub struct DeviceArgs {
+    /// Trusted release public key (SPKI PEM or OpenSSH `ssh-ed25519` line; repeat for several).
+    #[arg(long, value_name = "NAME.pub")]
+    pubkey: Vec<PathBuf>,
+    /// Trusted root public key that signs keysets (repeat: current and next root).
+    #[arg(long, value_name = "ROOT.pub")]
+    root_key: Vec<PathBuf>,
+    /// This device's hardware-compatibility id: the release must list it.
+    #[arg(long, value_name = "ID")]
+    hardware_id: Option<String>,
+    /// This device's channel: the release must be for it.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Directory of the device state (installed release, trusted time, keyset).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Refuse releases valid for longer than this many days.
+    #[arg(long, value_name = "DAYS")]
+    max_validity_days: Option<u64>,
+    /// Refuse releases that never expire.
+    #[arg(long)]
+    require_expiry: bool,
+    /// Device configuration file (TOML: pubkeys, root_keys, hardware_id, channel, state_dir,
+    /// max_validity_days, require_expiry).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The config file's keys (all optional).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    pubkeys: Vec<PathBuf>,
+    #[serde(default)]
+    root_keys: Vec<PathBuf>,
+    hardware_id: Option<String>,
+    channel: Option<String>,
+    state_dir: Option<PathBuf>,
+    max_validity_days: Option<u64>,
+    #[serde(default)]
+    require_expiry: bool,
+}
+
+fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            PublicKey::parse(&text).with_context(|| format!("loading {}", p.display()))
+        })
+        .collect()
+}
+
+/// The device's resolved configuration.
+pub struct Device {
+    /// What it trusts and is.
+    pub policy: Policy,
+    /// Where its state lives, if anywhere.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl DeviceArgs {
+    /// Only trusted keys: authenticity without device policy.
+    pub fn keys(pubkey: Vec<PathBuf>, root_key: Vec<PathBuf>) -> DeviceArgs {
+        DeviceArgs {
+            pubkey,
+            root_key,
+            ..DeviceArgs::default()
+        }
+    }
+
+    /// Whether any key or config was given.
+    pub fn is_configured(&self) -> bool {
+        !self.pubkey.is_empty() || !self.root_key.is_empty() || self.config.is_some()
+    }
+
+    /// Resolves flags and config file into a policy.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        let config: Config = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        let pubkeys = if self.pubkey.is_empty() {
+            config.pubkeys
+        } else {
+            self.pubkey.clone()
+        };
+        let roots = if self.root_key.is_empty() {
+            config.root_keys
+        } else {
+            self.root_key.clone()
+        };
+        let policy = Policy {
+            release_keys: load_keys(&pubkeys)?,
+            root_keys: load_keys(&roots)?,
+            hardware_id: self.hardware_id.clone().or(config.hardware_id),
+            channel: self.channel.clone().or(config.channel),
+            max_validity: self
+                .max_validity_days
+                .or(config.max_validity_days)
+                .map(|d| d.saturating_mul(86_400)),
+            require_expiry: self.require_expiry || config.require_expiry,
+        };
+        if policy.release_keys.is_empty() && policy.root_keys.is_empty() {
+            anyhow::bail!(
+                "no trusted key: pass --pubkey NAME.pub or --root-key ROOT.pub (or set them in --config)"
+            );
+        }
+        Ok(Device {
+            policy,
+            state_dir: self.state_dir.clone().or(config.state_dir),
+        })
+    }
+}
+
+/// Seconds since the Unix epoch by the device clock (only ever raises the trusted floor).
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A bundle opened under the device's policy.
+pub struct Opened {
+    /// The bundle file.
+    pub file: FileBundle,
+    /// The signed, authorised bundle and what to do with it.
+    pub authorized: Authorized,
+    /// The device state after authorisation (persisted by `open` when asked).
+    pub state: DeviceState,
+}
+
+/// Opens `path`, authenticates it and checks the device policy; with `persist`, saves the
+/// updated state (highest-seen release, trusted time, keyset) before anything else is read.
+pub fn open(path: &Path, device: &Device, persist: bool) -> anyhow::Result<Opened> {
+    let file =
+        FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
+    let mut state = match &device.state_dir {
+        Some(dir) => DeviceState::load(dir)?,
+        None => DeviceState::default(),
+    };
+    let limits = Limits::DEFAULT;
+    let unverified = UnverifiedBundle::read(&file, &limits)
+        .with_context(|| format!("bundle {} rejected", path.display()))?;
+    let authorized = authorize(unverified, &device.policy, &mut state, now(), &limits)
+        .with_context(|| format!("bundle {} rejected", path.display()))?;
+    if persist && let Some(dir) = &device.state_dir {
+        state.save(dir)?;
+    }
+    Ok(Opened {
+        file,
+        authorized,
+        state,
+    })
+}

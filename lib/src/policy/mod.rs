@@ -1,0 +1,342 @@
+//! Device policy: only the right signed release installs. Given the device's own configuration
+//! (trusted keys, hardware id, channel) and its persistent [`DeviceState`], [`authorize`]
+//! authenticates a bundle's keyset and manifest and refuses rollbacks, other hardware, other
+//! channels, expired releases and keys outside their validity window, all before the first
+//! payload byte is read. Nothing here comes from the manifest's own claims about the device.
+
+mod state;
+
+pub use state::DeviceState;
+
+use crate::bundle::{UnverifiedBundle, VerifiedBundle};
+use crate::error::Error;
+use crate::format::Limits;
+use crate::sign::{KeyId, PublicKey, VerifiedKeyset, verify_keyset};
+
+/// What the device trusts and is, from local configuration only.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Release keys trusted directly (no keyset needed).
+    pub release_keys: Vec<PublicKey>,
+    /// Root keys trusted to sign keysets: the current root and the next one.
+    pub root_keys: Vec<PublicKey>,
+    /// This device's hardware-compatibility id; when set, the manifest must list it.
+    pub hardware_id: Option<String>,
+    /// This device's channel; when set, the manifest's channel must equal it.
+    pub channel: Option<String>,
+    /// Longest validity (expiry − creation, seconds) accepted, if limited.
+    pub max_validity: Option<u64>,
+    /// Refuse manifests without an expiry.
+    pub require_expiry: bool,
+}
+
+/// Why a signed release is refused: each variant names the rule that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The release is lower than one installed or already accepted.
+    Rollback {
+        /// The manifest's release.
+        release: u64,
+        /// The lowest release still acceptable.
+        minimum: u64,
+    },
+    /// The manifest does not list this device's hardware id.
+    WrongHardware {
+        /// The device's id.
+        device: String,
+        /// The ids the manifest lists.
+        compatible: Vec<String>,
+    },
+    /// The manifest is for another channel.
+    WrongChannel {
+        /// The device's channel.
+        device: String,
+        /// The manifest's channel.
+        manifest: String,
+    },
+    /// The manifest expired before the trusted-time floor.
+    Expired {
+        /// Its expiry.
+        expires_at: u64,
+        /// The trusted-time floor.
+        floor: u64,
+    },
+    /// The manifest has no expiry and the policy requires one.
+    NoExpiry,
+    /// The manifest's validity period exceeds the policy's maximum.
+    ValidityTooLong {
+        /// expiry − creation, seconds.
+        validity: u64,
+        /// The maximum.
+        max: u64,
+    },
+    /// The bundle's keyset is older than the one the device accepted.
+    KeysetRollback {
+        /// Its version.
+        found: u64,
+        /// The accepted version.
+        accepted: u64,
+    },
+    /// The keyset in use expired before the trusted-time floor.
+    KeysetExpired {
+        /// Its expiry.
+        expires_at: u64,
+        /// The floor.
+        floor: u64,
+    },
+    /// The release key that signed is outside its validity window.
+    KeyNotValid {
+        /// The key.
+        key_id: String,
+        /// The window, Unix seconds.
+        not_before: u64,
+        /// The window, Unix seconds.
+        not_after: u64,
+    },
+    /// Neither a release key nor a keyset is configured.
+    NoTrustedKeys,
+    /// The state file could not be read or written.
+    StateIo(String),
+    /// The state file is damaged: refuse rather than forget what was installed.
+    StateCorrupt(String),
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyError::Rollback { release, minimum } => {
+                write!(
+                    f,
+                    "rollback: release {release} is lower than {minimum}, already installed or accepted"
+                )
+            }
+            PolicyError::WrongHardware { device, compatible } => write!(
+                f,
+                "wrong hardware: this device is {device}, the release is for {}",
+                compatible.join(", ")
+            ),
+            PolicyError::WrongChannel { device, manifest } => {
+                write!(
+                    f,
+                    "wrong channel: this device follows {device:?}, the release is for {manifest:?}"
+                )
+            }
+            PolicyError::Expired { expires_at, floor } => {
+                write!(
+                    f,
+                    "expired: the release expired at {expires_at}, trusted time is at least {floor}"
+                )
+            }
+            PolicyError::NoExpiry => write!(f, "no expiry: the policy requires releases to expire"),
+            PolicyError::ValidityTooLong { validity, max } => {
+                write!(
+                    f,
+                    "validity too long: {validity} s exceeds the policy's {max} s"
+                )
+            }
+            PolicyError::KeysetRollback { found, accepted } => {
+                write!(
+                    f,
+                    "keyset rollback: keyset {found} is older than the accepted keyset {accepted}"
+                )
+            }
+            PolicyError::KeysetExpired { expires_at, floor } => {
+                write!(
+                    f,
+                    "keyset expired at {expires_at}, trusted time is at least {floor}"
+                )
+            }
+            PolicyError::KeyNotValid {
+                key_id,
+                not_before,
+                not_after,
+            } => write!(
+                f,
+                "release key {key_id} is outside its validity window {not_before}..={not_after}"
+            ),
+            PolicyError::NoTrustedKeys => {
+                write!(f, "no trusted key: configure a release key or root keys")
+            }
+            PolicyError::StateIo(why) => write!(f, "device state: {why}"),
+            PolicyError::StateCorrupt(path) => write!(
+                f,
+                "device state corrupt: {path} fails its checksum; refusing to forget the installed release"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// What to do with an authorised release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// A newer release: plan and apply it.
+    Install,
+    /// The installed release: nothing to download.
+    UpToDate,
+}
+
+/// A bundle that passed signature and policy.
+pub struct Authorized {
+    /// The authenticated bundle.
+    pub bundle: VerifiedBundle,
+    /// Install it, or nothing to do.
+    pub decision: Decision,
+    /// The version of a keyset accepted from this bundle, if one was.
+    pub keyset_accepted: Option<u64>,
+}
+
+/// Authenticates `unverified` under `policy` and checks it against `state`, updating `state`
+/// (accepted keyset, highest-seen release, time floor). The caller persists `state` before
+/// fetching anything else. `now` is the device clock (Unix seconds), trusted only to raise the
+/// floor.
+pub fn authorize(
+    unverified: UnverifiedBundle,
+    policy: &Policy,
+    state: &mut DeviceState,
+    now: u64,
+    limits: &Limits,
+) -> Result<Authorized, Error> {
+    let floor = state.time_floor.max(now);
+    let mut keyset: Option<VerifiedKeyset> = if state.keyset_file.is_empty() {
+        None
+    } else {
+        Some(verify_keyset(&state.keyset_file, &policy.root_keys)?)
+    };
+    let mut keyset_accepted = None;
+    if let Some(file) = unverified.keyset_file() {
+        let candidate = verify_keyset(file, &policy.root_keys)?;
+        let version = candidate.keyset().version;
+        if version < state.keyset_version {
+            return Err(PolicyError::KeysetRollback {
+                found: version,
+                accepted: state.keyset_version,
+            }
+            .into());
+        }
+        if version > state.keyset_version {
+            let k = candidate.keyset();
+            if k.expires_at < floor {
+                return Err(PolicyError::KeysetExpired {
+                    expires_at: k.expires_at,
+                    floor,
+                }
+                .into());
+            }
+            if let Some(reset) = k.version_floor_reset {
+                // The one way down: a root-signed reset after a key signed a huge release.
+                state.highest_seen = reset;
+                state.installed = state.installed.map(|i| i.min(reset));
+            }
+            state.keyset_version = version;
+            state.keyset_file = file.to_vec();
+            state.time_floor = state.time_floor.max(k.created_at);
+            keyset_accepted = Some(version);
+            keyset = Some(candidate);
+        }
+    }
+    if let Some(k) = &keyset
+        && k.keyset().expires_at < floor
+    {
+        return Err(PolicyError::KeysetExpired {
+            expires_at: k.keyset().expires_at,
+            floor,
+        }
+        .into());
+    }
+    let mut trusted = policy.release_keys.clone();
+    if let Some(k) = &keyset {
+        trusted.extend(k.release_keys().iter().cloned());
+    }
+    if trusted.is_empty() {
+        return Err(PolicyError::NoTrustedKeys.into());
+    }
+    let bundle = unverified.verify(&trusted, limits)?;
+    let manifest = bundle.manifest();
+    let signer = bundle.verified().key_id();
+    check_key_window(policy, keyset.as_ref(), signer, floor, manifest.created_at)?;
+    if let Some(device) = &policy.hardware_id
+        && !manifest.hardware_compat.contains(device)
+    {
+        return Err(PolicyError::WrongHardware {
+            device: device.clone(),
+            compatible: manifest.hardware_compat.clone(),
+        }
+        .into());
+    }
+    if let Some(device) = &policy.channel
+        && *device != manifest.channel
+    {
+        return Err(PolicyError::WrongChannel {
+            device: device.clone(),
+            manifest: manifest.channel.clone(),
+        }
+        .into());
+    }
+    match manifest.expires_at {
+        Some(expires_at) if expires_at < floor => {
+            return Err(PolicyError::Expired { expires_at, floor }.into());
+        }
+        Some(expires_at) => {
+            let validity = expires_at.saturating_sub(manifest.created_at);
+            if let Some(max) = policy.max_validity
+                && validity > max
+            {
+                return Err(PolicyError::ValidityTooLong { validity, max }.into());
+            }
+        }
+        None if policy.require_expiry => return Err(PolicyError::NoExpiry.into()),
+        None => {}
+    }
+    let release = manifest.release_version;
+    let decision = if state.installed == Some(release) {
+        Decision::UpToDate
+    } else {
+        let minimum = state.installed.unwrap_or(0).max(state.highest_seen);
+        if release < minimum {
+            return Err(PolicyError::Rollback { release, minimum }.into());
+        }
+        Decision::Install
+    };
+    state.highest_seen = state.highest_seen.max(release);
+    state.time_floor = floor.max(manifest.created_at);
+    Ok(Authorized {
+        bundle,
+        decision,
+        keyset_accepted,
+    })
+}
+
+fn check_key_window(
+    policy: &Policy,
+    keyset: Option<&VerifiedKeyset>,
+    signer: KeyId,
+    floor: u64,
+    created_at: u64,
+) -> Result<(), PolicyError> {
+    // Directly trusted keys have no window; keyset keys are valid only inside theirs, both by
+    // trusted time and by the manifest's signed creation time.
+    if policy.release_keys.iter().any(|k| k.key_id() == signer) {
+        return Ok(());
+    }
+    let Some(keyset) = keyset else { return Ok(()) };
+    for (key, entry) in keyset
+        .release_keys()
+        .iter()
+        .zip(&keyset.keyset().release_keys)
+    {
+        if key.key_id() == signer {
+            let inside = |t: u64| (entry.not_before..=entry.not_after).contains(&t);
+            if !inside(floor) || !inside(created_at) {
+                return Err(PolicyError::KeyNotValid {
+                    key_id: signer.to_string(),
+                    not_before: entry.not_before,
+                    not_after: entry.not_after,
+                });
+            }
+        }
+    }
+    Ok(())
+}
