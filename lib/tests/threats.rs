@@ -574,9 +574,9 @@ fn t13_weak_keys_and_malleable_signatures_are_rejected() {
     ];
     let mut malleated = good;
     let mut carry = 0u16;
-    for i in 0..32 {
-        let sum = u16::from(malleated.signature[32 + i]) + u16::from(L[i]) + carry;
-        malleated.signature[32 + i] = sum as u8;
+    for (byte, l) in malleated.signature[32..].iter_mut().zip(L) {
+        let sum = u16::from(*byte) + u16::from(l) + carry;
+        *byte = sum as u8;
         carry = sum >> 8;
     }
     let r = check(
