@@ -351,3 +351,146 @@ fn apply_and_verify_on_loop_block_devices() {
         "bytes past the image were written"
     );
 }
+
+#[test]
+fn device_policy_keyset_and_state_through_the_cli() {
+    let s = setup(); // r2.abd: release 2 signed by release.key, for evse-ac22-rev3
+    let root = s.dir.join("root");
+    let out = ok(&abdelta(&[&"keygen", &"--root", &"-o", &root]));
+    assert!(out.contains("root key"));
+    let ks = s.dir.join("keyset-1.abk");
+    ok(&abdelta(&[
+        &"keyset",
+        &"sign",
+        &"--root-key",
+        &root.with_extension("key"),
+        &"--version",
+        &"1",
+        &"--release-key",
+        &s.pubkey,
+        &"--expires-in-days",
+        &"30",
+        &"-o",
+        &ks,
+    ]));
+    let inspected: serde_json::Value = serde_json::from_str(&ok(&abdelta(&[
+        &"keyset",
+        &"inspect",
+        &ks,
+        &"--root-key",
+        &root.with_extension("pub"),
+        &"--json",
+    ])))
+    .unwrap();
+    assert_eq!(inspected["version"], 1);
+    assert_eq!(inspected["signature"], "valid");
+
+    let r3 = s.dir.join("r3.abd");
+    ok(&abdelta(&[
+        &"diff",
+        &"--from",
+        &s.old,
+        &"--to",
+        &s.new,
+        &"--key",
+        &s.key,
+        &"--release-version",
+        &"3",
+        &"--compat",
+        &"evse-ac22-rev3",
+        &"--keyset",
+        &ks,
+        &"--literal-level",
+        &"3",
+        &"-o",
+        &r3,
+    ]));
+    let state = s.dir.join("state");
+    let target = s.dir.join("slot-b.img");
+    let root_pub = root.with_extension("pub");
+    let device: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+        &"--root-key",
+        &root_pub,
+        &"--hardware-id",
+        &"evse-ac22-rev3",
+        &"--state-dir",
+        &state,
+    ];
+    let apply = |bundle: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"apply", &bundle, &"--source", &s.old, &"--target", &target];
+        args.extend_from_slice(extra);
+        abdelta(&args)
+    };
+    ok(&apply(&r3, &device));
+    assert_eq!(hash(&target), hash(&s.new));
+    let again = ok(&apply(&r3, &device));
+    assert!(again.contains("up to date"), "{again}");
+
+    // Release 2 after 3: a rollback, refused with exit 1, even with its key trusted directly.
+    let mut with_pub = device.to_vec();
+    with_pub.extend_from_slice(&[&"--pubkey", &s.pubkey]);
+    let out = apply(&s.bundle, &with_pub);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rollback"));
+
+    // Another hardware revision: refused; inspect shows the verdict without failing.
+    let other: [&dyn AsRef<std::ffi::OsStr>; 4] = [
+        &"--root-key",
+        &root_pub,
+        &"--hardware-id",
+        &"evse-dc50-rev1",
+    ];
+    let out = apply(&r3, &other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong hardware"));
+    let mut inspect: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"inspect", &r3];
+    inspect.extend_from_slice(&other);
+    assert!(ok(&abdelta(&inspect)).contains("FAILS: wrong hardware"));
+
+    // The same device configuration from a file, with the key as an OpenSSH line.
+    let pem = std::fs::read_to_string(&s.pubkey).unwrap();
+    let public = abdelta::PublicKey::parse(&pem).unwrap().to_bytes();
+    let mut wire = Vec::new();
+    for field in [&b"ssh-ed25519"[..], &public[..]] {
+        wire.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        wire.extend_from_slice(field);
+    }
+    let ssh = s.dir.join("release.ssh.pub");
+    std::fs::write(
+        &ssh,
+        format!("ssh-ed25519 {} release@ci\n", base64_encode(&wire)),
+    )
+    .unwrap();
+    let config = s.dir.join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "pubkeys = [{:?}]\nhardware_id = \"evse-ac22-rev3\"\nstate_dir = {:?}\n",
+            ssh.display().to_string(),
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = ok(&apply(&r3, &[&"--config", &config]));
+    assert!(out.contains("up to date"), "{out}");
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

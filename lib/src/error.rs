@@ -111,18 +111,9 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            Error::Format(e) => Some(e),
-            Error::Sign(e) => Some(e),
-            Error::Policy(e) => Some(e),
-            Error::Blob { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
+// `source()` stays `None`: each Display above already includes the inner error's message, and
+// a chain printer (anyhow's `{:#}`) would otherwise repeat it. Match on the variant to reach it.
+impl std::error::Error for Error {}
 
 impl From<FormatError> for Error {
     fn from(e: FormatError) -> Self {

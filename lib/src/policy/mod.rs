@@ -200,13 +200,16 @@ pub fn authorize(
     limits: &Limits,
 ) -> Result<Authorized, Error> {
     let floor = state.time_floor.max(now);
-    let mut keyset: Option<VerifiedKeyset> = if state.keyset_file.is_empty() {
-        None
-    } else {
-        Some(verify_keyset(&state.keyset_file, &policy.root_keys)?)
-    };
+    // A stored keyset counts only while a configured root still vouches for it; its version
+    // stays the floor for keyset rollback either way. Without root keys, keysets are ignored
+    // and only the directly trusted release keys count.
+    let mut keyset: Option<VerifiedKeyset> =
+        verify_keyset(&state.keyset_file, &policy.root_keys).ok();
     let mut keyset_accepted = None;
-    if let Some(file) = unverified.keyset_file() {
+    if let Some(file) = unverified
+        .keyset_file()
+        .filter(|_| !policy.root_keys.is_empty())
+    {
         let candidate = verify_keyset(file, &policy.root_keys)?;
         let version = candidate.keyset().version;
         if version < state.keyset_version {

@@ -59,14 +59,8 @@ impl std::fmt::Display for SignError {
     }
 }
 
-impl std::error::Error for SignError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SignError::Format(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// No `source()`: the Display of `Format` already includes the inner error.
+impl std::error::Error for SignError {}
 
 /// A manifest whose signature verified under a trusted key. Only [`verify_manifest`] makes one.
 #[derive(Debug, Clone)]
