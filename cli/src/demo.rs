@@ -424,6 +424,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ])?;
     let (blank, _) = run_self(&[&"plan", &bundle, &"--pubkey", &pubkey, &"--json"])?;
     let _ = fs::remove_file(&img_new);
+    // A fresh device: no release installed yet.
+    let state = dir.join("device-state");
+    let _ = fs::remove_dir_all(&state);
     eprintln!("apply release 2 onto a new image from release 1");
     let (a, apply_time) = run_self(&[
         &"apply",
@@ -434,6 +437,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &img_new,
         &"--pubkey",
         &pubkey,
+        &"--hardware-id",
+        &"demo-station-rev1",
+        &"--state-dir",
+        &state,
         &"--json",
     ])?;
     let (_, verify_time) = run_self(&[
