@@ -34,7 +34,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let device = args.device.device()?;
     if device.state_dir.is_none() {
-        eprintln!("abdelta: note: no --state-dir: rollback protection and the trusted-time floor are off");
+        eprintln!(
+            "abdelta: note: no --state-dir: rollback protection and the trusted-time floor are off"
+        );
     }
     // Policy first, state saved (highest-seen release, trusted time, keyset) before any
     // payload byte is read.

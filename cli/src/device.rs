@@ -142,6 +142,30 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Opens `path` and authenticates it with the device's keys only (release keys, and keyset
+/// keys when a configured root signed the bundle's keyset), ignoring every policy rule: for
+/// checking which release a slot holds, whatever its age.
+pub fn open_authentic(path: &Path, device: &Device) -> anyhow::Result<abdelta::VerifiedBundle> {
+    let file =
+        FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
+    let limits = Limits::DEFAULT;
+    let unverified = UnverifiedBundle::read(&file, &limits)
+        .with_context(|| format!("bundle {} rejected", path.display()))?;
+    let mut keys = device.policy.release_keys.clone();
+    if let Some(keyset) = unverified
+        .keyset_file()
+        .filter(|_| !device.policy.root_keys.is_empty())
+    {
+        let verified = abdelta::sign::verify_keyset(keyset, &device.policy.root_keys)
+            .map_err(abdelta::Error::from)
+            .with_context(|| format!("bundle {} rejected", path.display()))?;
+        keys.extend(verified.release_keys().iter().cloned());
+    }
+    unverified
+        .verify(&keys, &limits)
+        .with_context(|| format!("bundle {} rejected", path.display()))
+}
+
 /// A bundle opened under the device's policy.
 pub struct Opened {
     /// The bundle file.

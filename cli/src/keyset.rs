@@ -108,7 +108,7 @@ fn sign(args: SignArgs) -> anyhow::Result<()> {
         release_keys,
     };
     let refs: Vec<&SecretKey> = roots.iter().collect();
-    let file = sign_keyset(&refs, &keyset);
+    let file = sign_keyset(&refs, &keyset)?;
     std::fs::write(&args.out, &file).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "wrote keyset version {} ({} release keys) to {}",

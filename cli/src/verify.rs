@@ -30,8 +30,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Authenticity only: any trusted key, no device policy (a slot holding an older release
     // is still that release).
     let keys_only = DeviceArgs::keys(args.pubkey, args.root_key);
-    let opened = crate::device::open(&args.bundle, &keys_only.device()?, false)?;
-    let m = opened.authorized.bundle.manifest();
+    let bundle = crate::device::open_authentic(&args.bundle, &keys_only.device()?)?;
+    let m = bundle.manifest();
     abdelta::verify::verify_path(m, &args.target)
         .with_context(|| format!("{} is not the signed image", args.target.display()))?;
     if args.json {

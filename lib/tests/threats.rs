@@ -325,7 +325,7 @@ fn rooted() -> Policy {
 fn t06_fast_forward_recovers_through_a_root_signed_keyset() {
     let (root, _) = roots();
     let (old, new) = (key(), other_key());
-    let ks1 = sign_keyset(&[&root], &keyset(1, &[(&old, 0, u64::MAX)], None));
+    let ks1 = sign_keyset(&[&root], &keyset(1, &[(&old, 0, u64::MAX)], None)).unwrap();
     let mut state = DeviceState {
         installed: Some(10),
         highest_seen: 10,
@@ -348,7 +348,7 @@ fn t06_fast_forward_recovers_through_a_root_signed_keyset() {
     );
     assert!(matches!(policy_error(stuck), PolicyError::Rollback { .. }));
     // The root rotates the release key and resets the floor to 10.
-    let ks2 = sign_keyset(&[&root], &keyset(2, &[(&new, 0, u64::MAX)], Some(10)));
+    let ks2 = sign_keyset(&[&root], &keyset(2, &[(&new, 0, u64::MAX)], Some(10))).unwrap();
     let accepted = check(
         &bundle(&with_keyset(release(11), ks2), &new),
         &rooted(),
@@ -363,6 +363,20 @@ fn t06_fast_forward_recovers_through_a_root_signed_keyset() {
     // The old key is no longer trusted.
     let old_again = check(&bundle(&release(12), &old), &rooted(), &mut state, NOW);
     assert_eq!(sign_error(old_again), SignError::UnknownKey);
+    // The fleet moves on to release 20; a later keyset that still carries the reset must not
+    // lower the floor again (that would reopen releases 11..19).
+    check(&bundle(&release(20), &new), &rooted(), &mut state, NOW).unwrap();
+    state.installed = Some(20);
+    let ks3 = sign_keyset(&[&root], &keyset(3, &[(&new, 0, u64::MAX)], Some(10))).unwrap();
+    check(
+        &bundle(&with_keyset(release(21), ks3), &new),
+        &rooted(),
+        &mut state,
+        NOW,
+    )
+    .unwrap();
+    let r = check(&bundle(&release(15), &new), &rooted(), &mut state, NOW);
+    assert!(matches!(policy_error(r), PolicyError::Rollback { .. }));
 }
 
 #[test]
@@ -472,7 +486,7 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
     let (root, next) = roots();
     let (old, new) = (key(), other_key());
     let mut state = DeviceState::default();
-    let ks2 = sign_keyset(&[&root], &keyset(2, &[(&new, 0, u64::MAX)], None));
+    let ks2 = sign_keyset(&[&root], &keyset(2, &[(&new, 0, u64::MAX)], None)).unwrap();
     check(
         &bundle(&with_keyset(release(2), ks2), &new),
         &rooted(),
@@ -491,7 +505,7 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
         SignError::UnknownKey
     );
     // Keyset rollback: version 1 after 2.
-    let ks1 = sign_keyset(&[&root], &keyset(1, &[(&old, 0, u64::MAX)], None));
+    let ks1 = sign_keyset(&[&root], &keyset(1, &[(&old, 0, u64::MAX)], None)).unwrap();
     let r = check(
         &bundle(&with_keyset(release(3), ks1), &old),
         &rooted(),
@@ -507,7 +521,7 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
     ));
     // A keyset signed by an untrusted root.
     let rogue = SecretKey::from_seed(&[66; 32]);
-    let ks3 = sign_keyset(&[&rogue], &keyset(3, &[(&old, 0, u64::MAX)], None));
+    let ks3 = sign_keyset(&[&rogue], &keyset(3, &[(&old, 0, u64::MAX)], None)).unwrap();
     let r = check(
         &bundle(&with_keyset(release(3), ks3), &old),
         &rooted(),
@@ -516,7 +530,7 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
     );
     assert_eq!(sign_error(r), SignError::UnknownKey);
     // The next root (pre-shipped) takes over.
-    let ks4 = sign_keyset(&[&next], &keyset(4, &[(&new, 0, u64::MAX)], None));
+    let ks4 = sign_keyset(&[&next], &keyset(4, &[(&new, 0, u64::MAX)], None)).unwrap();
     check(
         &bundle(&with_keyset(release(3), ks4), &new),
         &rooted(),
@@ -525,7 +539,8 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
     )
     .unwrap();
     // A release key outside its validity window.
-    let ks5 = sign_keyset(&[&root], &keyset(5, &[(&new, 0, NOW - DAY)], None));
+    let ks5 = sign_keyset(&[&root], &keyset(5, &[(&new, 0, NOW - DAY)], None)).unwrap();
+    let before = state.clone();
     let r = check(
         &bundle(&with_keyset(release(3), ks5), &new),
         &rooted(),
@@ -533,6 +548,8 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
         NOW,
     );
     assert!(matches!(policy_error(r), PolicyError::KeyNotValid { .. }));
+    // A refused bundle changes nothing, not even the keyset it carried.
+    assert_eq!(state, before);
 }
 
 #[test]
@@ -607,7 +624,21 @@ fn t13_weak_keys_and_malleable_signatures_are_rejected() {
         not_after: u64::MAX,
     });
     weak.release_keys.sort_by_key(|k| k.public_key);
-    let file = sign_keyset(&[&root], &weak);
+    // The signing tool refuses it; a forger signing by hand (with the root) gets it rejected.
+    assert!(matches!(
+        sign_keyset(&[&root], &weak),
+        Err(SignError::WeakKey)
+    ));
+    let document = weak.encode();
+    let mut message = abdelta::sign::KEYSET_DOMAIN.to_vec();
+    message.extend_from_slice(&document);
+    let signature =
+        ed25519_dalek::Signer::sign(&ed25519_dalek::SigningKey::from_bytes(&[50; 32]), &message);
+    let record = SignatureRecord {
+        key_id: root.public().key_id().0,
+        signature: signature.to_bytes(),
+    };
+    let file = abdelta::format::SignedKeyset::encode(&document, &[record]);
     let r = check(
         &bundle(&with_keyset(release(2), file), &key()),
         &rooted(),

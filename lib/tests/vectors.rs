@@ -115,7 +115,8 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    flip("envelope_version_2", 8, 0x03);
+    flip("envelope_version_1", 8, 0x03);
+    flip("envelope_version_3", 8, 0x01);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(

@@ -53,6 +53,12 @@ impl Keyset {
         let keyset_version = c.varint_in("keyset version", 1, u64::MAX)?;
         let created_at = c.varint("keyset creation time")?;
         let expires_at = c.varint("keyset expiry")?;
+        if expires_at < created_at {
+            return Err(FormatError::Malformed {
+                field: "keyset expiry",
+                rule: "a keyset must not expire before it is created",
+            });
+        }
         let version_floor_reset = match c.u8("version floor reset flag")? {
             0 => None,
             1 => Some(c.varint("version floor reset")?),
@@ -138,10 +144,10 @@ impl<'a> SignedKeyset<'a> {
         if c.array::<8>("keyset magic")? != KEYSET_MAGIC {
             return Err(FormatError::BadMagic);
         }
-        let len = c.u32_le("keyset length")?;
+        let len = c.u32_le("keyset document length")?;
         if len == 0 || len > MAX_KEYSET_DOC_LEN {
             return Err(FormatError::OutOfRange {
-                field: "keyset length",
+                field: "keyset document length",
                 value: len.into(),
                 min: 1,
                 max: MAX_KEYSET_DOC_LEN.into(),

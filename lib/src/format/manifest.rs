@@ -8,7 +8,7 @@
 use super::cursor::{put_bytes, put_varint};
 use super::{Cursor, FORMAT_VERSION, FormatError, Hash, Limits};
 
-/// The only signature algorithm of version 1: pure Ed25519 over a domain-separated message.
+/// The only signature algorithm of format versions 1 and 2: pure Ed25519 over a domain-separated message.
 pub const SIG_ALG_ED25519: u8 = 1;
 /// Most hardware-compatibility ids in one manifest.
 pub const MAX_COMPAT_IDS: u64 = 16;
@@ -171,7 +171,7 @@ impl ChunkEntry {
 pub struct Manifest {
     /// Key id of the release key that signs this manifest.
     pub key_id: [u8; 8],
-    /// Monotonic release number (rollback protection, policy in a later version).
+    /// Monotonic release number (rollback protection: see `policy`).
     pub release_version: u64,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: u64,

@@ -44,7 +44,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 1 (SPEC.md §Limits).
+    /// The limits of format version 2 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,

@@ -199,12 +199,14 @@ pub fn authorize(
     now: u64,
     limits: &Limits,
 ) -> Result<Authorized, Error> {
-    let floor = state.time_floor.max(now);
+    // Work on a copy: a refused bundle leaves the caller's state exactly as it was.
+    let mut next = state.clone();
+    let floor = next.time_floor.max(now);
     // A stored keyset counts only while a configured root still vouches for it; its version
     // stays the floor for keyset rollback either way. Without root keys, keysets are ignored
     // and only the directly trusted release keys count.
     let mut keyset: Option<VerifiedKeyset> =
-        verify_keyset(&state.keyset_file, &policy.root_keys).ok();
+        verify_keyset(&next.keyset_file, &policy.root_keys).ok();
     let mut keyset_accepted = None;
     if let Some(file) = unverified
         .keyset_file()
@@ -212,14 +214,15 @@ pub fn authorize(
     {
         let candidate = verify_keyset(file, &policy.root_keys)?;
         let version = candidate.keyset().version;
-        if version < state.keyset_version {
+        if version < next.keyset_version {
             return Err(PolicyError::KeysetRollback {
                 found: version,
-                accepted: state.keyset_version,
+                accepted: next.keyset_version,
             }
             .into());
         }
-        if version > state.keyset_version {
+        // A newer keyset, or the accepted version again when the stored copy no longer verifies.
+        if version > next.keyset_version || keyset.is_none() {
             let k = candidate.keyset();
             if k.expires_at < floor {
                 return Err(PolicyError::KeysetExpired {
@@ -228,35 +231,50 @@ pub fn authorize(
                 }
                 .into());
             }
-            if let Some(reset) = k.version_floor_reset {
-                // The one way down: a root-signed reset after a key signed a huge release.
-                state.highest_seen = reset;
-                state.installed = state.installed.map(|i| i.min(reset));
+            let previous_reset = keyset
+                .as_ref()
+                .and_then(|old| old.keyset().version_floor_reset);
+            if let Some(reset) = k.version_floor_reset
+                && Some(reset) != previous_reset
+            {
+                // The one way down, applied once: when a keyset introduces the reset (a key
+                // signed a huge release). Only ever lowers.
+                next.highest_seen = next.highest_seen.min(reset);
+                next.installed = next.installed.map(|i| i.min(reset));
             }
-            state.keyset_version = version;
-            state.keyset_file = file.to_vec();
-            state.time_floor = state.time_floor.max(k.created_at);
+            next.keyset_version = version;
+            next.keyset_file = file.to_vec();
+            next.time_floor = next.time_floor.max(k.created_at);
             keyset_accepted = Some(version);
             keyset = Some(candidate);
         }
     }
-    if let Some(k) = &keyset
-        && k.keyset().expires_at < floor
-    {
-        return Err(PolicyError::KeysetExpired {
-            expires_at: k.keyset().expires_at,
-            floor,
-        }
-        .into());
+    // An expired keyset vouches for nothing; directly trusted keys still count.
+    let keyset_expired = keyset
+        .as_ref()
+        .map(|k| k.keyset().expires_at)
+        .filter(|&t| t < floor);
+    if keyset_expired.is_some() {
+        keyset = None;
     }
     let mut trusted = policy.release_keys.clone();
     if let Some(k) = &keyset {
         trusted.extend(k.release_keys().iter().cloned());
     }
     if trusted.is_empty() {
-        return Err(PolicyError::NoTrustedKeys.into());
+        return Err(match keyset_expired {
+            Some(expires_at) => PolicyError::KeysetExpired { expires_at, floor },
+            None => PolicyError::NoTrustedKeys,
+        }
+        .into());
     }
-    let bundle = unverified.verify(&trusted, limits)?;
+    let bundle = match (unverified.verify(&trusted, limits), keyset_expired) {
+        (Ok(bundle), _) => bundle,
+        (Err(Error::Sign(_)), Some(expires_at)) => {
+            return Err(PolicyError::KeysetExpired { expires_at, floor }.into());
+        }
+        (Err(e), _) => return Err(e),
+    };
     let manifest = bundle.manifest();
     let signer = bundle.verified().key_id();
     check_key_window(policy, keyset.as_ref(), signer, floor, manifest.created_at)?;
@@ -294,17 +312,18 @@ pub fn authorize(
         None => {}
     }
     let release = manifest.release_version;
-    let decision = if state.installed == Some(release) {
+    let decision = if next.installed == Some(release) {
         Decision::UpToDate
     } else {
-        let minimum = state.installed.unwrap_or(0).max(state.highest_seen);
+        let minimum = next.installed.unwrap_or(0).max(next.highest_seen);
         if release < minimum {
             return Err(PolicyError::Rollback { release, minimum }.into());
         }
         Decision::Install
     };
-    state.highest_seen = state.highest_seen.max(release);
-    state.time_floor = floor.max(manifest.created_at);
+    next.highest_seen = next.highest_seen.max(release);
+    next.time_floor = next.time_floor.max(floor).max(manifest.created_at);
+    *state = next;
     Ok(Authorized {
         bundle,
         decision,

@@ -158,9 +158,29 @@ impl VerifiedKeyset {
     }
 }
 
-/// Signs a keyset document with a root key, returning the signed keyset file.
-pub fn sign_keyset(roots: &[&SecretKey], keyset: &Keyset) -> Vec<u8> {
+/// Signs a keyset document with root keys, returning the signed keyset file. Refuses a keyset
+/// that devices would reject (checked by decoding what was encoded) or a root count outside
+/// 1..=8.
+pub fn sign_keyset(roots: &[&SecretKey], keyset: &Keyset) -> Result<Vec<u8>, SignError> {
     let document = keyset.encode();
+    if Keyset::decode(&document).as_ref() != Ok(keyset) {
+        return Err(SignError::Format(
+            Keyset::decode(&document)
+                .err()
+                .unwrap_or(FormatError::Malformed {
+                    field: "release key",
+                    rule: "keys must be strictly ascending (sorted, no duplicates)",
+                }),
+        ));
+    }
+    for key in &keyset.release_keys {
+        PublicKey::from_bytes(&key.public_key)?;
+    }
+    if roots.is_empty() || roots.len() > usize::from(crate::format::keyset::MAX_KEYSET_SIGNATURES) {
+        return Err(SignError::BadKeyFile(
+            "a keyset needs 1 to 8 root signatures".into(),
+        ));
+    }
     let message = domain_message(KEYSET_DOMAIN, &document);
     let records: Vec<SignatureRecord> = roots
         .iter()
@@ -169,7 +189,7 @@ pub fn sign_keyset(roots: &[&SecretKey], keyset: &Keyset) -> Vec<u8> {
             signature: root.sign(&message),
         })
         .collect();
-    SignedKeyset::encode(&document, &records)
+    Ok(SignedKeyset::encode(&document, &records))
 }
 
 /// Authenticates a signed keyset file against trusted root keys, then decodes it and checks
