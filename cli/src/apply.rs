@@ -7,6 +7,7 @@ use abdelta::storage::{FileTarget, SourceImage};
 use anyhow::Context;
 
 use crate::device::DeviceArgs;
+use crate::location::FetchArgs;
 use crate::plan::{first, plan_json};
 use abdelta::policy::Decision;
 
@@ -15,8 +16,13 @@ use crate::ui::{Bar, human, memory};
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle.
-    bundle: PathBuf,
+    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
+    bundle: String,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    /// Refuse (before downloading any blob) a plan that reads more than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_download: Option<u64>,
     /// The running partition or old image, opened read-only (omit for a blank device).
     #[arg(long, value_name = "OLD")]
     source: Option<PathBuf>,
@@ -40,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // Policy first, state saved (highest-seen release, trusted time, keyset) before any
     // payload byte is read.
-    let opened = crate::device::open(&args.bundle, &device, true)?;
+    let opened = crate::device::open(&args.bundle, &args.fetch, &device, true)?;
     let (file, bundle, mut state) = (opened.file, opened.authorized.bundle, opened.state);
     let release = bundle.manifest().release_version;
     if opened.authorized.decision == Decision::UpToDate {
@@ -61,12 +67,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => SourceImage::empty(),
     };
     let plan = abdelta::plan(&bundle, source.bytes());
+    if let Some(budget) = args.max_download {
+        plan.check_budget(budget)?;
+    }
     let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
         .with_context(|| format!("opening target {}", args.target.display()))?;
     let bar = Bar::new();
-    let report = abdelta::apply(&bundle, &file, source.bytes(), &mut target, &plan, &|p| {
-        bar.update(p)
-    });
+    let report = abdelta::apply(
+        &bundle,
+        file.source(),
+        source.bytes(),
+        &mut target,
+        &plan,
+        &|p| bar.update(p),
+    );
     bar.finish();
     let report = report.with_context(|| format!("apply to {} failed", args.target.display()))?;
     drop(target);
@@ -96,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "apply_seconds": report.elapsed.as_secs_f64(),
             "verify_seconds": verify_secs,
             "seconds": secs,
+            "wire": file.wire_json(),
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
         });

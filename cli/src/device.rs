@@ -1,15 +1,16 @@
 //! The device's configuration from flags and an optional config file, turned into the
 //! library's [`Policy`] and [`DeviceState`]; and opening a bundle under it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use abdelta::format::Limits;
 use abdelta::policy::{Authorized, DeviceState, Policy, authorize};
-use abdelta::storage::FileBundle;
 use abdelta::{PublicKey, UnverifiedBundle};
 use anyhow::Context;
 use serde::Deserialize;
+
+use crate::location::{Bundle, FetchArgs};
 
 /// Flags that say what the device trusts and is. Flags override the config file.
 #[derive(clap::Args, Clone, Default)]
@@ -142,15 +143,18 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens `path` and authenticates it with the device's keys only (release keys, and keyset
+/// Opens a bundle path or URL and authenticates it with the device's keys only (release keys, and keyset
 /// keys when a configured root signed the bundle's keyset), ignoring every policy rule: for
 /// checking which release a slot holds, whatever its age.
-pub fn open_authentic(path: &Path, device: &Device) -> anyhow::Result<abdelta::VerifiedBundle> {
-    let file =
-        FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
+pub fn open_authentic(
+    location: &str,
+    fetch: &FetchArgs,
+    device: &Device,
+) -> anyhow::Result<abdelta::VerifiedBundle> {
+    let file = Bundle::open(location, fetch)?;
     let limits = Limits::DEFAULT;
-    let unverified = UnverifiedBundle::read(&file, &limits)
-        .with_context(|| format!("bundle {} rejected", path.display()))?;
+    let unverified = UnverifiedBundle::read(file.source(), &limits)
+        .with_context(|| format!("bundle {location} rejected"))?;
     let mut keys = device.policy.release_keys.clone();
     if let Some(keyset) = unverified
         .keyset_file()
@@ -158,38 +162,42 @@ pub fn open_authentic(path: &Path, device: &Device) -> anyhow::Result<abdelta::V
     {
         let verified = abdelta::sign::verify_keyset(keyset, &device.policy.root_keys)
             .map_err(abdelta::Error::from)
-            .with_context(|| format!("bundle {} rejected", path.display()))?;
+            .with_context(|| format!("bundle {location} rejected"))?;
         keys.extend(verified.release_keys().iter().cloned());
     }
     unverified
         .verify(&keys, &limits)
-        .with_context(|| format!("bundle {} rejected", path.display()))
+        .with_context(|| format!("bundle {location} rejected"))
 }
 
 /// A bundle opened under the device's policy.
 pub struct Opened {
     /// The bundle file.
-    pub file: FileBundle,
+    pub file: Bundle,
     /// The signed, authorised bundle and what to do with it.
     pub authorized: Authorized,
     /// The device state after authorisation (persisted by `open` when asked).
     pub state: DeviceState,
 }
 
-/// Opens `path`, authenticates it and checks the device policy; with `persist`, saves the
+/// Opens a bundle path or URL, authenticates it and checks the device policy; with `persist`, saves the
 /// updated state (highest-seen release, trusted time, keyset) before anything else is read.
-pub fn open(path: &Path, device: &Device, persist: bool) -> anyhow::Result<Opened> {
-    let file =
-        FileBundle::open(path).with_context(|| format!("opening bundle {}", path.display()))?;
+pub fn open(
+    location: &str,
+    fetch: &FetchArgs,
+    device: &Device,
+    persist: bool,
+) -> anyhow::Result<Opened> {
+    let file = Bundle::open(location, fetch)?;
     let mut state = match &device.state_dir {
         Some(dir) => DeviceState::load(dir)?,
         None => DeviceState::default(),
     };
     let limits = Limits::DEFAULT;
-    let unverified = UnverifiedBundle::read(&file, &limits)
-        .with_context(|| format!("bundle {} rejected", path.display()))?;
+    let unverified = UnverifiedBundle::read(file.source(), &limits)
+        .with_context(|| format!("bundle {location} rejected"))?;
     let authorized = authorize(unverified, &device.policy, &mut state, now(), &limits)
-        .with_context(|| format!("bundle {} rejected", path.display()))?;
+        .with_context(|| format!("bundle {location} rejected"))?;
     if persist && let Some(dir) = &device.state_dir {
         state.save(dir)?;
     }

@@ -1,22 +1,21 @@
 //! `abdelta inspect`: print a bundle's manifest.
 
-use std::path::PathBuf;
-
 use abdelta::UnverifiedBundle;
 use abdelta::format::{Fallback, Limits, Manifest};
-use abdelta::storage::FileBundle;
-use anyhow::Context;
 
 use abdelta::policy::{Decision, DeviceState, authorize};
 
 use crate::device::DeviceArgs;
+use crate::location::{Bundle, FetchArgs};
 use crate::ui::{hex, human};
 
 /// Flags of `abdelta inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle.
-    bundle: PathBuf,
+    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
+    bundle: String,
+    #[command(flatten)]
+    fetch: FetchArgs,
     /// With keys (and optionally the device's policy), the signature and policy are checked
     /// and the verdict printed; nothing is saved.
     #[command(flatten)]
@@ -54,16 +53,15 @@ fn summary(m: &Manifest) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let file = FileBundle::open(&args.bundle)
-        .with_context(|| format!("opening {}", args.bundle.display()))?;
+    let file = Bundle::open(&args.bundle, &args.fetch)?;
     let limits = Limits::DEFAULT;
-    let unverified = UnverifiedBundle::read(&file, &limits)?;
+    let unverified = UnverifiedBundle::read(file.source(), &limits)?;
     let signers: Vec<String> = unverified
         .records()
         .iter()
         .map(|r| hex(&r.key_id))
         .collect();
-    let bundle_len = file_len(&args.bundle);
+    let bundle_len = file.source().len();
     let (manifest, signature, policy) = if !args.device.is_configured() {
         let m = unverified.decode_unverified(&limits)?;
         (
@@ -115,11 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let m = &manifest;
-    println!(
-        "bundle          {} ({})",
-        args.bundle.display(),
-        human(bundle_len)
-    );
+    println!("bundle          {} ({})", args.bundle, human(bundle_len));
     println!(
         "signature       {signature}; signed by {}",
         signers.join(", ")
@@ -159,8 +153,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("recipes         {}", value["recipes"]);
     println!("payload         {}", human(m.payload_len));
     Ok(())
-}
-
-fn file_len(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }

@@ -10,6 +10,7 @@ mod diff;
 mod inspect;
 mod keygen;
 mod keyset;
+mod location;
 mod plan;
 mod ui;
 mod verify;

@@ -8,13 +8,19 @@ use anyhow::Context;
 use abdelta::policy::Decision;
 
 use crate::device::DeviceArgs;
+use crate::location::FetchArgs;
 use crate::ui::human;
 
 /// Flags of `abdelta plan`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle.
-    bundle: PathBuf,
+    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
+    bundle: String,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    /// Refuse (before downloading any blob) a plan that reads more than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_download: Option<u64>,
     /// The running partition or old image (omit for a blank device).
     #[arg(long, value_name = "OLD")]
     source: Option<PathBuf>,
@@ -44,7 +50,7 @@ pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     // A plan changes nothing: the device state is read, never saved.
-    let opened = crate::device::open(&args.bundle, &args.device.device()?, false)?;
+    let opened = crate::device::open(&args.bundle, &args.fetch, &args.device.device()?, false)?;
     let bundle = &opened.authorized.bundle;
     if opened.authorized.decision == Decision::UpToDate {
         if args.json {
@@ -67,6 +73,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => SourceImage::empty(),
     };
     let plan = abdelta::plan(bundle, source.bytes());
+    if let Some(budget) = args.max_download {
+        plan.check_budget(budget)?;
+    }
     if args.json {
         println!("{}", plan_json(&plan));
         return Ok(());

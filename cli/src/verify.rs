@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::device::DeviceArgs;
+use crate::location::FetchArgs;
 use crate::ui::hex;
 
 /// Flags of `abdelta verify`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle.
-    bundle: PathBuf,
+    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
+    bundle: String,
+    #[command(flatten)]
+    fetch: FetchArgs,
     /// The partition or image to check.
     #[arg(long, value_name = "NEW")]
     target: PathBuf,
@@ -30,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Authenticity only: any trusted key, no device policy (a slot holding an older release
     // is still that release).
     let keys_only = DeviceArgs::keys(args.pubkey, args.root_key);
-    let bundle = crate::device::open_authentic(&args.bundle, &keys_only.device()?)?;
+    let bundle = crate::device::open_authentic(&args.bundle, &args.fetch, &keys_only.device()?)?;
     let m = bundle.manifest();
     abdelta::verify::verify_path(m, &args.target)
         .with_context(|| format!("{} is not the signed image", args.target.display()))?;

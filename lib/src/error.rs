@@ -53,6 +53,13 @@ pub enum Error {
         /// How many chunks differ in all.
         bad_count: usize,
     },
+    /// The plan needs more bytes than the download budget allows; nothing was downloaded.
+    BudgetExceeded {
+        /// Bytes the plan reads.
+        planned: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// The partition or image checked is shorter than the target image.
     TargetTooSmall {
         /// Bytes the target image has.
@@ -99,6 +106,10 @@ impl std::fmt::Display for Error {
             } => write!(
                 f,
                 "target hash mismatch: the image does not match the signed manifest ({bad_count} bad chunks, first: {bad_chunks:?})"
+            ),
+            Error::BudgetExceeded { planned, budget } => write!(
+                f,
+                "byte budget exceeded: the plan reads {planned} bytes, the budget is {budget}; nothing was downloaded"
             ),
             Error::TargetTooSmall { size } => {
                 write!(

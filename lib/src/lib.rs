@@ -21,6 +21,7 @@ pub mod chunk;
 pub mod codec;
 pub mod diff;
 pub mod error;
+pub mod fetch;
 pub mod format;
 #[cfg(fuzzing)]
 pub mod fuzz_hooks;

@@ -118,6 +118,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Fails closed when the plan reads more than `budget` bytes (header included), before a
+    /// single blob is fetched.
+    pub fn check_budget(&self, budget: u64) -> Result<(), crate::Error> {
+        if self.total_bytes() > budget {
+            return Err(crate::Error::BudgetExceeded {
+                planned: self.total_bytes(),
+                budget,
+            });
+        }
+        Ok(())
+    }
+
     /// Every byte to read from the bundle: header plus blobs.
     pub fn total_bytes(&self) -> u64 {
         self.header_bytes + self.blob_bytes

@@ -1,0 +1,554 @@
+//! A bundle over HTTP(S): exact byte ranges with `Range` requests, checked against what was
+//! asked (status, `Content-Range`, length, encoding, validator), retried with backoff across
+//! the failures of a 3G street link, and never silently turned into a whole-file download.
+//!
+//! Bytes received before a connection drops are kept: the retry asks only for the rest.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::storage::BundleSource;
+
+/// Deadlines, retries and limits for HTTP fetching.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Connecting (DNS, TCP, TLS).
+    pub connect_timeout: Duration,
+    /// From request sent to response headers received.
+    pub response_timeout: Duration,
+    /// Longest wait for the next bytes of a body.
+    pub idle_read_timeout: Duration,
+    /// Window over which throughput is judged for stall detection.
+    pub stall_window: Duration,
+    /// Below this many bytes per second over a window, the transfer is stalled and retried.
+    pub min_bytes_per_second: u64,
+    /// Attempts per range without progress before giving up.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff: Duration,
+    /// Longest delay between attempts, and the longest `Retry-After` honoured.
+    pub max_backoff: Duration,
+    /// Redirects followed.
+    pub max_redirects: u32,
+    /// PEM certificates of a private CA to trust instead of the public roots.
+    pub ca_certs_pem: Option<Vec<u8>>,
+    /// Average download rate cap in bytes per second (leave bandwidth to the station).
+    pub rate_limit: Option<u64>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(20),
+            response_timeout: Duration::from_secs(30),
+            idle_read_timeout: Duration::from_secs(60),
+            stall_window: Duration::from_secs(30),
+            min_bytes_per_second: 64,
+            max_attempts: 8,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(120),
+            max_redirects: 5,
+            ca_certs_pem: None,
+            rate_limit: None,
+        }
+    }
+}
+
+/// Why fetching failed: each variant names the rule that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL or TLS configuration is unusable.
+    Config(String),
+    /// The server answered a range request with the whole file (200): refused, never read.
+    RangesUnsupported,
+    /// The file on the server changed since the download started (validator or length).
+    FileChanged,
+    /// `Content-Range` missing, malformed, or not the range asked for.
+    BadContentRange(String),
+    /// The body is encoded (`Content-Encoding`): its bytes are not the file's.
+    ContentEncoding(String),
+    /// The body is longer than the range asked for, or `Content-Length` disagrees with it.
+    LengthMismatch {
+        /// Bytes asked for.
+        expected: u64,
+        /// Bytes announced or seen.
+        got: u64,
+    },
+    /// The server refused with this status.
+    Status(u16),
+    /// Every attempt failed without progress.
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Config(why) => write!(f, "HTTP configuration: {why}"),
+            FetchError::RangesUnsupported => {
+                write!(
+                    f,
+                    "ranges unsupported: the server sent the whole file (200) for a range request; refusing to download it"
+                )
+            }
+            FetchError::FileChanged => write!(
+                f,
+                "file changed: the bundle on the server was replaced during the download"
+            ),
+            FetchError::BadContentRange(why) => write!(f, "bad Content-Range: {why}"),
+            FetchError::ContentEncoding(enc) => write!(
+                f,
+                "content encoding {enc:?}: the server or a proxy altered the bytes"
+            ),
+            FetchError::LengthMismatch { expected, got } => {
+                write!(
+                    f,
+                    "length mismatch: asked for {expected} bytes, the response has {got}"
+                )
+            }
+            FetchError::Status(code) => write!(f, "HTTP status {code}"),
+            FetchError::RetriesExhausted { attempts, last } => {
+                write!(
+                    f,
+                    "gave up after {attempts} attempts without progress; last: {last}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// What went over the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Body bytes received (kept or not).
+    pub body_bytes: u64,
+    /// Attempts that failed and were retried.
+    pub retries: u64,
+}
+
+/// Bytes the first request asks for: the envelope and, for most bundles, the whole signed
+/// header, in one round trip.
+const PROBE_LEN: u64 = 64 << 10;
+
+/// A bundle at an HTTP(S) URL.
+pub struct HttpSource {
+    agent: ureq::Agent,
+    url: String,
+    len: u64,
+    /// `If-Range` value: a strong ETag, or Last-Modified.
+    validator: Option<String>,
+    /// The first bytes of the file, from the probe.
+    head: Vec<u8>,
+    options: HttpOptions,
+    stats: Mutex<FetchStats>,
+}
+
+enum Outcome {
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+    Fatal(FetchError),
+}
+
+/// What a response said about the file, from the probe.
+struct Meta {
+    total: u64,
+    validator: Option<String>,
+}
+
+fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Parses `bytes A-B/T` exactly.
+fn content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let rest = value.strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    let parse = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (a, b, t) = (parse(a)?, parse(b)?, parse(total)?);
+    (a <= b && b < t).then_some((a, b, t))
+}
+
+fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
+    header(resp, "retry-after")?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+impl HttpSource {
+    /// Connects to `url`, learns the bundle's length and validator with one range request for
+    /// its first 64 KiB, and keeps those bytes.
+    pub fn open(url: &str, options: HttpOptions) -> Result<HttpSource, FetchError> {
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(options.max_redirects)
+            .timeout_connect(Some(options.connect_timeout))
+            .timeout_recv_response(Some(options.response_timeout))
+            .timeout_per_read(Some(options.idle_read_timeout))
+            .user_agent(concat!("abdelta/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &options.ca_certs_pem {
+            let certs = ureq::tls::parse_pem(pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| FetchError::Config(format!("CA certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(FetchError::Config(
+                    "CA certificate file holds no certificate".into(),
+                ));
+            }
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build();
+            config = config.tls_config(tls);
+        }
+        let mut source = HttpSource {
+            agent: config.build().into(),
+            url: url.to_owned(),
+            len: 0,
+            validator: None,
+            head: Vec::new(),
+            options,
+            stats: Mutex::new(FetchStats::default()),
+        };
+        let mut head = vec![0u8; PROBE_LEN as usize];
+        let (got, meta) = source.fetch(0, &mut head, true)?;
+        head.truncate(got);
+        source.len = meta.total;
+        source.validator = meta.validator;
+        source.head = head;
+        Ok(source)
+    }
+
+    /// Traffic so far.
+    pub fn stats(&self) -> FetchStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut FetchStats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Fills `out` with the bytes at `start`, retrying across failures; returns the bytes
+    /// filled (all of `out`, except for a probe of a file shorter than it).
+    fn fetch(&self, start: u64, out: &mut [u8], probe: bool) -> Result<(usize, Meta), FetchError> {
+        let mut done = 0usize;
+        let mut attempts = 0u32;
+        let mut jitter = Instant::now().elapsed().subsec_nanos() | 1;
+        loop {
+            let (n, result) = self.attempt(
+                start + done as u64,
+                out.get_mut(done..).unwrap_or(&mut []),
+                probe,
+            );
+            done += n;
+            if n > 0 {
+                attempts = 0; // progress: a link that keeps moving is not failing
+            }
+            let outcome = match result {
+                Ok(meta) if probe => return Ok((done, meta)),
+                Ok(meta) if done == out.len() => return Ok((done, meta)),
+                Ok(_) => Outcome::Retry {
+                    why: "body ended early".into(),
+                    after: None,
+                },
+                Err(outcome) => outcome,
+            };
+            match outcome {
+                Outcome::Fatal(e) => return Err(e),
+                Outcome::Retry { why, after } => {
+                    attempts += 1;
+                    self.count(|s| s.retries += 1);
+                    if attempts >= self.options.max_attempts {
+                        return Err(FetchError::RetriesExhausted {
+                            attempts,
+                            last: why,
+                        });
+                    }
+                    // Exponential backoff with ±50 % jitter (xorshift), or the server's
+                    // Retry-After, bounded either way.
+                    jitter ^= jitter << 13;
+                    jitter ^= jitter >> 17;
+                    jitter ^= jitter << 5;
+                    let base = self.options.backoff.saturating_mul(1 << attempts.min(16));
+                    let delay =
+                        after.unwrap_or(base.mul_f64(0.5 + f64::from(jitter % 1000) / 1000.0));
+                    std::thread::sleep(delay.min(self.options.max_backoff));
+                }
+            }
+        }
+    }
+
+    /// One request for `[from, from + out.len())` (for a probe: up to that). Returns the bytes
+    /// written into `out` even when the attempt fails after a partial body.
+    fn attempt(&self, from: u64, out: &mut [u8], probe: bool) -> (usize, Result<Meta, Outcome>) {
+        let want = out.len() as u64;
+        if want == 0 {
+            return (
+                0,
+                Ok(Meta {
+                    total: self.len,
+                    validator: self.validator.clone(),
+                }),
+            );
+        }
+        let to = from + want - 1;
+        let mut request = self
+            .agent
+            .get(&self.url)
+            .header("Range", format!("bytes={from}-{to}"))
+            .header("Accept-Encoding", "identity");
+        if let (Some(v), false) = (&self.validator, probe) {
+            request = request.header("If-Range", v);
+        }
+        self.count(|s| s.requests += 1);
+        let mut resp = match request.call() {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    0,
+                    Err(Outcome::Retry {
+                        why: e.to_string(),
+                        after: None,
+                    }),
+                );
+            }
+        };
+        let status = resp.status().as_u16();
+        match status {
+            206 => {}
+            200 if probe => {
+                // A file no larger than the probe may come whole; a larger one is refused
+                // before reading a byte of it.
+                let announced = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
+                if announced.is_none_or(|n| n > want) {
+                    return (0, Err(Outcome::Fatal(FetchError::RangesUnsupported)));
+                }
+            }
+            200 => return (0, Err(Outcome::Fatal(FetchError::FileChanged))),
+            416 => return (0, Err(Outcome::Fatal(FetchError::FileChanged))),
+            408 | 425 | 429 | 500 | 502 | 503 | 504 => {
+                let after = retry_after(&resp);
+                return (
+                    0,
+                    Err(Outcome::Retry {
+                        why: format!("HTTP status {status}"),
+                        after,
+                    }),
+                );
+            }
+            _ => return (0, Err(Outcome::Fatal(FetchError::Status(status)))),
+        }
+        if let Some(enc) =
+            header(&resp, "content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            return (
+                0,
+                Err(Outcome::Fatal(FetchError::ContentEncoding(enc.to_owned()))),
+            );
+        }
+        let etag = header(&resp, "etag")
+            .filter(|t| !t.starts_with("W/"))
+            .map(str::to_owned);
+        let validator = etag.or_else(|| header(&resp, "last-modified").map(str::to_owned));
+        if !probe && self.validator.is_some() && validator.is_some() && validator != self.validator
+        {
+            return (0, Err(Outcome::Fatal(FetchError::FileChanged)));
+        }
+        let (expect, total) = if status == 206 {
+            let Some(value) = header(&resp, "content-range") else {
+                return (
+                    0,
+                    Err(Outcome::Fatal(FetchError::BadContentRange(
+                        "missing".into(),
+                    ))),
+                );
+            };
+            let Some((a, b, total)) = content_range(value) else {
+                return (
+                    0,
+                    Err(Outcome::Fatal(FetchError::BadContentRange(format!(
+                        "malformed: {value:?}"
+                    )))),
+                );
+            };
+            let end_ok = if probe {
+                b == to.min(total - 1)
+            } else {
+                b == to && total == self.len
+            };
+            if a != from || !end_ok {
+                let asked = format!("bytes {from}-{to}");
+                return (
+                    0,
+                    Err(Outcome::Fatal(FetchError::BadContentRange(format!(
+                        "asked {asked}, got {value:?}"
+                    )))),
+                );
+            }
+            if !probe && total != self.len {
+                return (0, Err(Outcome::Fatal(FetchError::FileChanged)));
+            }
+            (b - a + 1, total)
+        } else {
+            let n = header(&resp, "content-length")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            (n, n)
+        };
+        if let Some(n) = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok())
+            && n != expect
+        {
+            return (
+                0,
+                Err(Outcome::Fatal(FetchError::LengthMismatch {
+                    expected: expect,
+                    got: n,
+                })),
+            );
+        }
+        let meta = Meta { total, validator };
+        let body = resp.body_mut().as_reader();
+        let (n, result) = self.read_body(body, out.get_mut(..expect as usize).unwrap_or(&mut []));
+        (n, result.map(|()| meta))
+    }
+
+    /// Reads exactly `out.len()` body bytes, then checks the body ends there. Watches for
+    /// stalls and applies the rate limit.
+    fn read_body(&self, mut body: impl Read, out: &mut [u8]) -> (usize, Result<(), Outcome>) {
+        let started = Instant::now();
+        let mut window_start = started;
+        let mut window_bytes = 0u64;
+        let mut done = 0usize;
+        while done < out.len() {
+            let n = match body.read(out.get_mut(done..).unwrap_or(&mut [])) {
+                Ok(0) => {
+                    return (
+                        done,
+                        Err(Outcome::Retry {
+                            why: "connection closed mid-body".into(),
+                            after: None,
+                        }),
+                    );
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    return (
+                        done,
+                        Err(Outcome::Retry {
+                            why: format!("reading the body: {e}"),
+                            after: None,
+                        }),
+                    );
+                }
+            };
+            done += n;
+            window_bytes += n as u64;
+            self.count(|s| s.body_bytes += n as u64);
+            let window = window_start.elapsed();
+            if window >= self.options.stall_window {
+                if window_bytes
+                    < self
+                        .options
+                        .min_bytes_per_second
+                        .saturating_mul(window.as_secs().max(1))
+                {
+                    let why = format!("stalled: {window_bytes} bytes in {} s", window.as_secs());
+                    return (done, Err(Outcome::Retry { why, after: None }));
+                }
+                window_start = Instant::now();
+                window_bytes = 0;
+            }
+            if let Some(rate) = self.options.rate_limit.filter(|&r| r > 0) {
+                let due = Duration::from_secs_f64(done as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        // The body must end exactly here: an endless or longer body is a lie about the range.
+        let mut extra = [0u8; 1];
+        match body.read(&mut extra) {
+            Ok(0) => (done, Ok(())),
+            Ok(_) => (
+                done,
+                Err(Outcome::Fatal(FetchError::LengthMismatch {
+                    expected: out.len() as u64,
+                    got: out.len() as u64 + 1,
+                })),
+            ),
+            // The bytes asked for all arrived; a failure to see the end is not worth a retry.
+            Err(_) => (done, Ok(())),
+        }
+    }
+}
+
+impl BundleSource for HttpSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.len);
+        if end.is_none() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(cached) = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.head.get(o..o + buf.len()))
+        {
+            buf.copy_from_slice(cached);
+            return Ok(());
+        }
+        self.fetch(offset, buf, false)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses_exactly() {
+        assert_eq!(content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
+        for bad in [
+            "bytes 0-99/*",
+            "bytes */1000",
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "bytes=0-9/10",
+            "bytes -1-9/10",
+            "bytes 0-9/10 ",
+            "bytes 0-+9/10",
+        ] {
+            assert_eq!(content_range(bad), None, "{bad}");
+        }
+    }
+}

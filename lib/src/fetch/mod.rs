@@ -1,0 +1,9 @@
+//! Getting bundle bytes from where they are: HTTP(S) range requests that survive flaky links
+//! ([`http`]), the choice of which ranges to request ([`ranges`]). Everything fetched is
+//! untrusted until the signature (header) or a chunk hash (blobs) says otherwise.
+
+pub mod http;
+pub mod ranges;
+
+pub use http::{FetchError, FetchStats, HttpOptions, HttpSource};
+pub use ranges::coalesce;
