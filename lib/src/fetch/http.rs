@@ -27,8 +27,10 @@ pub struct HttpOptions {
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter.
     pub backoff: Duration,
-    /// Longest delay between attempts, and the longest `Retry-After` honoured.
+    /// Longest delay between attempts of our own choosing.
     pub max_backoff: Duration,
+    /// Longest `Retry-After` (429, 503) honoured; a longer one is waited for this long.
+    pub max_retry_after: Duration,
     /// Redirects followed.
     pub max_redirects: u32,
     /// PEM certificates of a private CA to trust instead of the public roots.
@@ -48,6 +50,7 @@ impl Default for HttpOptions {
             max_attempts: 8,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(120),
+            max_retry_after: Duration::from_secs(600),
             max_redirects: 5,
             ca_certs_pem: None,
             rate_limit: None,
@@ -294,9 +297,10 @@ impl HttpSource {
                     jitter ^= jitter >> 17;
                     jitter ^= jitter << 5;
                     let base = self.options.backoff.saturating_mul(1 << attempts.min(16));
-                    let delay =
-                        after.unwrap_or(base.mul_f64(0.5 + f64::from(jitter % 1000) / 1000.0));
-                    std::thread::sleep(delay.min(self.options.max_backoff));
+                    let ours = base
+                        .mul_f64(0.5 + f64::from(jitter % 1000) / 1000.0)
+                        .min(self.options.max_backoff);
+                    std::thread::sleep(after.map_or(ours, |a| a.min(self.options.max_retry_after)));
                 }
             }
         }
@@ -344,7 +348,7 @@ impl HttpSource {
                 // A file no larger than the probe may come whole; a larger one is refused
                 // before reading a byte of it.
                 let announced = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
-                if announced.is_none_or(|n| n > want) {
+                if announced.is_none_or(|n| n >= want) {
                     return (0, Err(Outcome::Fatal(FetchError::RangesUnsupported)));
                 }
             }

@@ -1,0 +1,478 @@
+//! Fetching bundles over HTTP from a real static-file server (tower-http's ServeDir, with Range
+//! and ETag support) through a scripted fault proxy on loopback: one test per fault row of
+//! THREATS.md §4 (F10–F18) that applies to range transfer.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use abdelta::error::no_progress;
+use abdelta::fetch::{FetchError, FetchStats, HttpOptions, HttpSource};
+use abdelta::format::Limits;
+use abdelta::storage::MemTarget;
+use abdelta::{Error, VerifiedBundle};
+use common::{Rng, key, make_bundle};
+
+/// Serves `dir` with tower-http's ServeDir on a loopback port, in a background runtime.
+fn serve(dir: &Path) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_io()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app =
+                axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir));
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr
+}
+
+/// What the proxy does to one request.
+#[derive(Clone)]
+enum Fault {
+    Pass,
+    /// Send the head and this many body bytes, then drop the connection.
+    CutBodyAfter(usize),
+    /// Send this many body bytes, pause, then the rest.
+    StallAfter(usize, Duration),
+    /// Answer with this raw response instead of asking the server.
+    Respond(&'static str),
+    /// Rewrite the response head.
+    Head(fn(String) -> String),
+    /// Drop Content-Length and keep sending bytes after the body.
+    Endless,
+}
+
+/// A loopback proxy in front of `upstream` that applies `fault(request_index)`.
+fn proxy(
+    upstream: SocketAddr,
+    fault: impl Fn(usize) -> Fault + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let fault = Arc::new(fault);
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (fault, counter) = (fault.clone(), counter.clone());
+            std::thread::spawn(move || {
+                let _ = handle(conn, upstream, &*fault, &counter);
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
+fn with_connection_close(head: &str) -> String {
+    let mut lines: Vec<&str> = head
+        .trim_end()
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+fn handle(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fault: &dyn Fn(usize) -> Fault,
+    count: &AtomicUsize,
+) -> std::io::Result<()> {
+    let request = String::from_utf8_lossy(&read_head(&mut client)?).into_owned();
+    let fault = fault(count.fetch_add(1, Ordering::SeqCst));
+    if let Fault::Respond(raw) = fault {
+        client.write_all(raw.as_bytes())?;
+        return Ok(());
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(with_connection_close(&request).as_bytes())?;
+    let head = String::from_utf8_lossy(&read_head(&mut server)?).into_owned();
+    let mut body = Vec::new();
+    server.read_to_end(&mut body)?;
+    let head = with_connection_close(&head);
+    match fault {
+        Fault::Pass | Fault::Respond(_) => {
+            client.write_all(head.as_bytes())?;
+            client.write_all(&body)?;
+        }
+        Fault::CutBodyAfter(n) => {
+            client.write_all(head.as_bytes())?;
+            client.write_all(&body[..n.min(body.len())])?;
+            return Ok(());
+        }
+        Fault::StallAfter(n, pause) => {
+            client.write_all(head.as_bytes())?;
+            client.write_all(&body[..n.min(body.len())])?;
+            client.flush()?;
+            std::thread::sleep(pause);
+            client.write_all(&body[n.min(body.len())..])?;
+        }
+        Fault::Head(rewrite) => {
+            client.write_all(rewrite(head).as_bytes())?;
+            client.write_all(&body)?;
+        }
+        Fault::Endless => {
+            let head: String = head
+                .split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("content-length"))
+                .collect::<Vec<_>>()
+                .join("\r\n");
+            client.write_all(head.as_bytes())?;
+            client.write_all(&body)?;
+            for _ in 0..10_000 {
+                client.write_all(&[0u8; 1024])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    source: Vec<u8>,
+    target: Vec<u8>,
+    server: SocketAddr,
+}
+
+fn fixture() -> Fixture {
+    let mut rng = Rng(404);
+    let mut source = Vec::new();
+    while source.len() < 3 << 20 {
+        source.extend(rng.text(20_000));
+        source.extend(rng.bytes(5_000));
+    }
+    let mut target = source.clone();
+    for i in 0..40 {
+        target[i * 70_000 + 13] ^= 0x21;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r2.abd"), make_bundle(&source, &target)).unwrap();
+    let server = serve(dir.path());
+    Fixture {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        source,
+        target,
+        server,
+    }
+}
+
+fn fast() -> HttpOptions {
+    HttpOptions {
+        backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        ..HttpOptions::default()
+    }
+}
+
+/// Opens, plans and applies over HTTP, blank device or with the source.
+fn run(
+    addr: SocketAddr,
+    options: HttpOptions,
+    source: &[u8],
+) -> Result<(Vec<u8>, FetchStats, u64), Error> {
+    let url = format!("http://{addr}/r2.abd");
+    let http = HttpSource::open(&url, options).map_err(|e| Error::Io {
+        context: url.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let bundle = VerifiedBundle::open(&http, &[key().public()], &Limits::DEFAULT)?;
+    let plan = abdelta::plan(&bundle, source);
+    let mut target = MemTarget::default();
+    abdelta::apply(&bundle, &http, source, &mut target, &plan, &no_progress)?;
+    Ok((target.bytes, http.stats(), plan.total_bytes()))
+}
+
+fn fetch_error(result: Result<(Vec<u8>, FetchStats, u64), Error>) -> FetchError {
+    let Err(Error::Io { source, .. }) = result else {
+        panic!("expected a fetch error, got {:?}", result.map(|r| r.2))
+    };
+    let inner = source.into_inner().expect("wrapped fetch error");
+    inner
+        .downcast::<FetchError>()
+        .map(|b| *b)
+        .expect("a FetchError")
+}
+
+#[test]
+fn clean_transfer_reads_about_the_plan() {
+    let f = fixture();
+    let (image, stats, planned) = run(f.server, fast(), &f.source).unwrap();
+    assert!(image == f.target);
+    // The probe reads up to 64 KiB at once; everything else is exactly the planned blobs.
+    assert!(
+        stats.body_bytes <= planned + (64 << 10),
+        "{stats:?} vs {planned}"
+    );
+    let (blank, stats, planned) = run(f.server, fast(), &[]).unwrap();
+    assert!(blank == f.target);
+    assert!(stats.body_bytes <= planned + (64 << 10));
+    let _ = &f.dir;
+}
+
+#[test]
+fn f10_connection_cut_mid_body_resumes_without_refetching_received_bytes() {
+    let f = fixture();
+    // Every other response is cut after 3000 body bytes.
+    let (addr, _) = proxy(f.server, |i| {
+        if i % 2 == 1 {
+            Fault::CutBodyAfter(3000)
+        } else {
+            Fault::Pass
+        }
+    });
+    let (image, stats, planned) = run(addr, fast(), &[]).unwrap();
+    assert!(image == f.target);
+    assert!(stats.retries > 0);
+    // Bytes received before a cut are kept: nothing is downloaded twice.
+    assert!(
+        stats.body_bytes <= planned + (64 << 10),
+        "{stats:?} vs planned {planned}"
+    );
+}
+
+#[test]
+fn f11_200_instead_of_206_is_refused_never_a_whole_file_download() {
+    let f = fixture();
+    let (addr, _) = proxy(f.server, |_| {
+        Fault::Head(|h| {
+            h.replace("206 Partial Content", "200 OK")
+                .split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("content-range"))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        })
+    });
+    assert_eq!(
+        fetch_error(run(addr, fast(), &[])),
+        FetchError::RangesUnsupported
+    );
+}
+
+#[test]
+fn f12_wrong_or_missing_content_range_is_refused() {
+    let f = fixture();
+    let rewrites: [fn(String) -> String; 3] = [
+        |h| {
+            h.split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("content-range"))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        },
+        |h| h.replace("content-range: bytes 0-", "content-range: bytes 1-"),
+        |h| {
+            h.replace(
+                "content-range: bytes ",
+                "content-range: bytes abc-def/deadbeef x",
+            )
+        },
+    ];
+    for rewrite in rewrites {
+        let (addr, _) = proxy(f.server, move |_| Fault::Head(rewrite));
+        assert!(matches!(
+            fetch_error(run(addr, fast(), &[])),
+            FetchError::BadContentRange(_)
+        ));
+    }
+    // A total that changes after the first response: the file is not the one being read.
+    let (addr, _) = proxy(f.server, |i| {
+        if i >= 1 {
+            Fault::Head(grow_total)
+        } else {
+            Fault::Pass
+        }
+    });
+    let error = fetch_error(run(addr, fast(), &[]));
+    assert!(
+        matches!(
+            error,
+            FetchError::BadContentRange(_) | FetchError::FileChanged
+        ),
+        "{error:?}"
+    );
+}
+
+/// Adds one to the total of a Content-Range header.
+fn grow_total(head: String) -> String {
+    head.split("\r\n")
+        .map(
+            |line| match line.to_ascii_lowercase().starts_with("content-range:") {
+                true => {
+                    let (span, total) = line.rsplit_once('/').unwrap();
+                    format!("{span}/{}", total.trim().parse::<u64>().unwrap() + 1)
+                }
+                false => line.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+#[test]
+fn f13_file_replaced_mid_download_is_detected() {
+    let f = fixture();
+    let url = format!("http://{}/r2.abd", f.server);
+    let http = HttpSource::open(&url, fast()).unwrap();
+    let bundle = VerifiedBundle::open(&http, &[key().public()], &Limits::DEFAULT).unwrap();
+    // A new build lands at the same URL.
+    let mut other = f.target.clone();
+    other[5] ^= 1;
+    std::fs::write(f.dir.join("r2.abd"), make_bundle(&f.source, &other)).unwrap();
+    let plan = abdelta::plan(&bundle, &[]);
+    let result = abdelta::apply(
+        &bundle,
+        &http,
+        &[],
+        &mut MemTarget::default(),
+        &plan,
+        &no_progress,
+    );
+    let Err(Error::Io { source, .. }) = result else {
+        panic!("expected the download to stop")
+    };
+    let error = source
+        .into_inner()
+        .unwrap()
+        .downcast::<FetchError>()
+        .unwrap();
+    assert_eq!(*error, FetchError::FileChanged);
+}
+
+#[test]
+fn f14_lying_content_length_and_endless_body_are_caught() {
+    let f = fixture();
+    let (addr, _) = proxy(
+        f.server,
+        |i| if i == 1 { Fault::Endless } else { Fault::Pass },
+    );
+    assert!(matches!(
+        fetch_error(run(addr, fast(), &[])),
+        FetchError::LengthMismatch { .. }
+    ));
+    let (addr, _) = proxy(f.server, |i| {
+        if i == 1 {
+            Fault::Head(|h| h.replace("content-length: ", "content-length: 1"))
+        } else {
+            Fault::Pass
+        }
+    });
+    assert!(matches!(
+        fetch_error(run(addr, fast(), &[])),
+        FetchError::LengthMismatch { .. }
+    ));
+}
+
+#[test]
+fn f16_injected_content_encoding_is_refused() {
+    let f = fixture();
+    let (addr, _) = proxy(f.server, |_| {
+        Fault::Head(|h| h.replace("\r\n\r\n", "\r\ncontent-encoding: gzip\r\n\r\n"))
+    });
+    assert_eq!(
+        fetch_error(run(addr, fast(), &[])),
+        FetchError::ContentEncoding("gzip".into())
+    );
+}
+
+#[test]
+fn f16_stall_is_detected_and_the_rest_retried() {
+    let f = fixture();
+    let (addr, _) = proxy(f.server, |i| {
+        if i == 2 {
+            Fault::StallAfter(1000, Duration::from_secs(3))
+        } else {
+            Fault::Pass
+        }
+    });
+    let options = HttpOptions {
+        idle_read_timeout: Duration::from_millis(500),
+        stall_window: Duration::from_millis(200),
+        ..fast()
+    };
+    let (image, stats, _) = run(addr, options, &[]).unwrap();
+    assert!(image == f.target);
+    assert!(stats.retries >= 1);
+}
+
+#[test]
+fn f17_5xx_bursts_and_429_retry_after_are_retried() {
+    let f = fixture();
+    let (addr, count) = proxy(f.server, |i| match i {
+        0..=2 => Fault::Respond(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        ),
+        3 => Fault::Respond(
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        ),
+        i if i % 5 == 0 => Fault::Respond(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        ),
+        _ => Fault::Pass,
+    });
+    let started = std::time::Instant::now();
+    let (image, stats, _) = run(addr, fast(), &[]).unwrap();
+    assert!(image == f.target);
+    assert!(stats.retries >= 4, "{stats:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After was not honoured"
+    );
+    assert!(count.load(Ordering::SeqCst) > 4);
+}
+
+#[test]
+fn f17_a_server_that_keeps_failing_ends_in_a_reported_error() {
+    let f = fixture();
+    let (addr, _) = proxy(f.server, |_| {
+        Fault::Respond("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    });
+    assert!(matches!(
+        fetch_error(run(addr, fast(), &[])),
+        FetchError::RetriesExhausted { .. }
+    ));
+}
+
+#[test]
+fn f18_redirect_loop_is_capped() {
+    let f = fixture();
+    let (addr, count) = proxy(f.server, |_| {
+        Fault::Respond(
+            "HTTP/1.1 302 Found\r\nlocation: /r2.abd\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+    });
+    let result = run(addr, fast(), &[]);
+    assert!(result.is_err());
+    assert!(
+        count.load(Ordering::SeqCst) <= 6 * 8 + 1,
+        "redirects were not capped"
+    );
+}
