@@ -7,7 +7,7 @@ use abdelta::storage::{FileTarget, SourceImage};
 use anyhow::Context;
 
 use crate::device::DeviceArgs;
-use crate::location::FetchArgs;
+use crate::location::{Bundle, FetchArgs};
 use crate::plan::{first, plan_json};
 use abdelta::policy::Decision;
 
@@ -70,17 +70,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(budget) = args.max_download {
         plan.check_budget(budget)?;
     }
+    // A remote bundle is first brought into the on-disk stage, exactly the planned ranges
+    // (neighbours merged when the gap costs less than a round trip), resuming whatever an
+    // interrupted run already received; apply then reads locally.
+    let stage = match &file {
+        Bundle::Http(http) => Some(crate::location::download(
+            http,
+            &bundle,
+            &plan,
+            &crate::location::stage_dir(device.state_dir.as_deref()),
+            args.fetch.range_gap(),
+        )?),
+        Bundle::File(_) => None,
+    };
+    let reader: &dyn abdelta::storage::BundleSource = match &stage {
+        Some(s) => &s.stage,
+        None => file.source(),
+    };
     let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
         .with_context(|| format!("opening target {}", args.target.display()))?;
     let bar = Bar::new();
-    let report = abdelta::apply(
-        &bundle,
-        file.source(),
-        source.bytes(),
-        &mut target,
-        &plan,
-        &|p| bar.update(p),
-    );
+    let report = abdelta::apply(&bundle, reader, source.bytes(), &mut target, &plan, &|p| {
+        bar.update(p)
+    });
     bar.finish();
     let report = report.with_context(|| format!("apply to {} failed", args.target.display()))?;
     drop(target);
@@ -95,6 +107,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &device.state_dir {
         state.installed = Some(release);
         state.save(dir)?;
+    }
+    let resumed = stage.as_ref().map(|s| s.resumed);
+    if let Some(s) = stage {
+        s.stage.remove().context("removing the download stage")?;
     }
     let secs = started.elapsed().as_secs_f64();
     let c = report.counts;
@@ -111,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "verify_seconds": verify_secs,
             "seconds": secs,
             "wire": file.wire_json(),
+            "resumed_bytes": resumed,
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
         });

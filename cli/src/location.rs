@@ -1,10 +1,13 @@
 //! Where a bundle is: a local path or an http(s):// URL, opened as a [`BundleSource`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use abdelta::fetch::{FetchStats, HttpOptions, HttpSource};
+use abdelta::fetch::{FetchStats, HttpOptions, HttpSource, Stage};
 use abdelta::storage::{BundleSource, FileBundle};
+use abdelta::{Plan, Progress, VerifiedBundle};
 use anyhow::Context;
+
+use crate::ui::Bar;
 
 /// Flags for bundles fetched over HTTP(S).
 #[derive(clap::Args, Clone, Default)]
@@ -15,6 +18,67 @@ pub struct FetchArgs {
     /// Cap the download rate, in bytes per second, to leave bandwidth to the station.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     rate_limit: Option<u64>,
+    /// Link round-trip time in milliseconds, for merging ranges (default 600: 3G).
+    #[arg(long, value_name = "MS", default_value_t = 600)]
+    rtt_ms: u64,
+    /// Link bandwidth in bytes per second, for merging ranges (default 32000: 3G).
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 32_000)]
+    bandwidth: u64,
+}
+
+impl FetchArgs {
+    /// The gap between two ranges worth downloading rather than paying another round trip.
+    pub fn range_gap(&self) -> u64 {
+        abdelta::fetch::ranges::gap_for_link(self.rtt_ms, self.bandwidth)
+    }
+}
+
+/// Where downloads are staged: `<state-dir>/download`, else the user's cache directory.
+pub fn stage_dir(state_dir: Option<&Path>) -> PathBuf {
+    match state_dir {
+        Some(dir) => dir.join("download"),
+        None => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir);
+            cache.join("abdelta").join("download")
+        }
+    }
+}
+
+/// A finished download stage.
+pub struct Downloaded {
+    /// The received bytes.
+    pub stage: Stage,
+    /// Bytes an earlier, interrupted run had already received.
+    pub resumed: u64,
+}
+
+/// Brings the planned ranges of a remote bundle into the stage at `dir`.
+pub fn download(
+    http: &HttpSource,
+    bundle: &VerifiedBundle,
+    plan: &Plan,
+    dir: &Path,
+    gap: u64,
+) -> anyhow::Result<Downloaded> {
+    let mut stage = Stage::open(dir, bundle.verified().manifest_hash(), http.len())
+        .with_context(|| format!("opening the download stage {}", dir.display()))?;
+    let resumed = stage.received();
+    let ranges = abdelta::fetch::coalesce(&plan.ranges, gap);
+    let total: u64 = stage.missing(&ranges).iter().map(|r| r.end - r.start).sum();
+    let bar = Bar::new();
+    let result = stage.fetch(http, &ranges, &mut |done| {
+        bar.update(Progress {
+            phase: "download",
+            done,
+            total,
+        })
+    });
+    bar.finish();
+    result.context("downloading the bundle")?;
+    Ok(Downloaded { stage, resumed })
 }
 
 /// An opened bundle.

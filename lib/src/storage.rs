@@ -23,6 +23,26 @@ pub trait BundleSource: Sync {
     }
     /// Fills `buf` with the bytes at `offset`, or fails.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Streams the `len` bytes at `offset` into `sink`, in pieces. A remote source overrides
+    /// this to fetch the whole range in one request.
+    fn read_stream(
+        &self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; (len.min(1 << 20)) as usize];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            let piece = buf.get_mut(..n).ok_or(io::ErrorKind::InvalidInput)?;
+            self.read_at(offset + done, piece)?;
+            sink(piece)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
 }
 
 /// A bundle in a local file.

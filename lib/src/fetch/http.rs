@@ -81,6 +81,8 @@ pub enum FetchError {
     },
     /// The server refused with this status.
     Status(u16),
+    /// Storing received bytes failed (disk full, I/O error).
+    Local(String),
     /// Every attempt failed without progress.
     RetriesExhausted {
         /// Attempts made.
@@ -116,6 +118,7 @@ impl std::fmt::Display for FetchError {
                 )
             }
             FetchError::Status(code) => write!(f, "HTTP status {code}"),
+            FetchError::Local(why) => write!(f, "storing received bytes: {why}"),
             FetchError::RetriesExhausted { attempts, last } => {
                 write!(
                     f,
@@ -235,9 +238,11 @@ impl HttpSource {
             options,
             stats: Mutex::new(FetchStats::default()),
         };
-        let mut head = vec![0u8; PROBE_LEN as usize];
-        let (got, meta) = source.fetch(0, &mut head, true)?;
-        head.truncate(got);
+        let mut head = Vec::with_capacity(PROBE_LEN as usize);
+        let (_, meta) = source.fetch(0, PROBE_LEN, true, &mut |bytes: &[u8]| {
+            head.extend_from_slice(bytes);
+            Ok(())
+        })?;
         source.len = meta.total;
         source.validator = meta.validator;
         source.head = head;
@@ -255,25 +260,27 @@ impl HttpSource {
         }
     }
 
-    /// Fills `out` with the bytes at `start`, retrying across failures; returns the bytes
-    /// filled (all of `out`, except for a probe of a file shorter than it).
-    fn fetch(&self, start: u64, out: &mut [u8], probe: bool) -> Result<(usize, Meta), FetchError> {
-        let mut done = 0usize;
+    /// Streams the `len` bytes at `start` into `sink`, retrying across failures and asking
+    /// each retry only for the bytes not yet delivered. A probe may deliver fewer (a file
+    /// shorter than asked). Returns the bytes delivered and what the server said.
+    fn fetch(
+        &self,
+        start: u64,
+        len: u64,
+        probe: bool,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(u64, Meta), FetchError> {
+        let mut done = 0u64;
         let mut attempts = 0u32;
         let mut jitter = Instant::now().elapsed().subsec_nanos() | 1;
         loop {
-            let (n, result) = self.attempt(
-                start + done as u64,
-                out.get_mut(done..).unwrap_or(&mut []),
-                probe,
-            );
+            let (n, result) = self.attempt(start + done, len - done, probe, sink);
             done += n;
             if n > 0 {
                 attempts = 0; // progress: a link that keeps moving is not failing
             }
             let outcome = match result {
-                Ok(meta) if probe => return Ok((done, meta)),
-                Ok(meta) if done == out.len() => return Ok((done, meta)),
+                Ok(meta) if probe || done == len => return Ok((done, meta)),
                 Ok(_) => Outcome::Retry {
                     why: "body ended early".into(),
                     after: None,
@@ -306,10 +313,46 @@ impl HttpSource {
         }
     }
 
-    /// One request for `[from, from + out.len())` (for a probe: up to that). Returns the bytes
-    /// written into `out` even when the attempt fails after a partial body.
-    fn attempt(&self, from: u64, out: &mut [u8], probe: bool) -> (usize, Result<Meta, Outcome>) {
-        let want = out.len() as u64;
+    /// Streams `[start, start + len)` into `sink`: one request (with retries) for the whole
+    /// range, whatever its size; memory stays one read buffer.
+    pub fn stream_range(
+        &self,
+        start: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), FetchError> {
+        if start.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(FetchError::LengthMismatch {
+                expected: len,
+                got: self.len.saturating_sub(start),
+            });
+        }
+        // The part the probe already holds is served from it; only the rest is requested.
+        let head_len = self.head.len() as u64;
+        let mut start = start;
+        let mut len = len;
+        if start < head_len {
+            let end = (start + len).min(head_len);
+            let cached = self.head.get(start as usize..end as usize).unwrap_or(&[]);
+            sink(cached).map_err(|e| FetchError::Local(e.to_string()))?;
+            len -= end - start;
+            start = end;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.fetch(start, len, false, sink).map(|_| ())
+    }
+
+    /// One request for `[from, from + want)` (for a probe: up to that). Returns the bytes
+    /// delivered to `sink` even when the attempt fails after a partial body.
+    fn attempt(
+        &self,
+        from: u64,
+        want: u64,
+        probe: bool,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> (u64, Result<Meta, Outcome>) {
         if want == 0 {
             return (
                 0,
@@ -436,50 +479,51 @@ impl HttpSource {
         }
         let meta = Meta { total, validator };
         let body = resp.body_mut().as_reader();
-        let (n, result) = self.read_body(body, out.get_mut(..expect as usize).unwrap_or(&mut []));
+        let (n, result) = self.read_body(body, expect, sink);
         (n, result.map(|()| meta))
     }
 
-    /// Reads exactly `out.len()` body bytes, then checks the body ends there. Watches for
-    /// stalls and applies the rate limit.
-    fn read_body(&self, mut body: impl Read, out: &mut [u8]) -> (usize, Result<(), Outcome>) {
+    /// Reads exactly `want` body bytes into `sink`, then checks the body ends there. Watches
+    /// for stalls and applies the rate limit.
+    fn read_body(
+        &self,
+        mut body: impl Read,
+        want: u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> (u64, Result<(), Outcome>) {
         let started = Instant::now();
         let mut window_start = started;
         let mut window_bytes = 0u64;
-        let mut done = 0usize;
-        while done < out.len() {
-            let n = match body.read(out.get_mut(done..).unwrap_or(&mut [])) {
+        let mut done = 0u64;
+        let mut buf = vec![0u8; 64 << 10];
+        while done < want {
+            let room = usize::try_from(want - done)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let read = match body.read(buf.get_mut(..room).unwrap_or(&mut [])) {
                 Ok(0) => {
-                    return (
-                        done,
-                        Err(Outcome::Retry {
-                            why: "connection closed mid-body".into(),
-                            after: None,
-                        }),
-                    );
+                    let why = "connection closed mid-body".to_owned();
+                    return (done, Err(Outcome::Retry { why, after: None }));
                 }
                 Ok(n) => n,
                 Err(e) => {
-                    return (
-                        done,
-                        Err(Outcome::Retry {
-                            why: format!("reading the body: {e}"),
-                            after: None,
-                        }),
-                    );
+                    let why = format!("reading the body: {e}");
+                    return (done, Err(Outcome::Retry { why, after: None }));
                 }
             };
-            done += n;
-            window_bytes += n as u64;
-            self.count(|s| s.body_bytes += n as u64);
+            if let Err(e) = sink(buf.get(..read).unwrap_or(&[])) {
+                return (done, Err(Outcome::Fatal(FetchError::Local(e.to_string()))));
+            }
+            done += read as u64;
+            window_bytes += read as u64;
+            self.count(|s| s.body_bytes += read as u64);
             let window = window_start.elapsed();
             if window >= self.options.stall_window {
-                if window_bytes
-                    < self
-                        .options
-                        .min_bytes_per_second
-                        .saturating_mul(window.as_secs().max(1))
-                {
+                let floor = self
+                    .options
+                    .min_bytes_per_second
+                    .saturating_mul(window.as_secs().max(1));
+                if window_bytes < floor {
                     let why = format!("stalled: {window_bytes} bytes in {} s", window.as_secs());
                     return (done, Err(Outcome::Retry { why, after: None }));
                 }
@@ -497,13 +541,13 @@ impl HttpSource {
         let mut extra = [0u8; 1];
         match body.read(&mut extra) {
             Ok(0) => (done, Ok(())),
-            Ok(_) => (
-                done,
-                Err(Outcome::Fatal(FetchError::LengthMismatch {
-                    expected: out.len() as u64,
-                    got: out.len() as u64 + 1,
-                })),
-            ),
+            Ok(_) => {
+                let mismatch = FetchError::LengthMismatch {
+                    expected: want,
+                    got: want + 1,
+                };
+                (done, Err(Outcome::Fatal(mismatch)))
+            }
             // The bytes asked for all arrived; a failure to see the end is not worth a retry.
             Err(_) => (done, Ok(())),
         }
@@ -516,21 +560,27 @@ impl BundleSource for HttpSource {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.len);
-        if end.is_none() {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(cached) = usize::try_from(offset)
-            .ok()
-            .and_then(|o| self.head.get(o..o + buf.len()))
-        {
-            buf.copy_from_slice(cached);
-            return Ok(());
-        }
-        self.fetch(offset, buf, false)
-            .map(|_| ())
+        let len = buf.len() as u64;
+        let mut filled = 0usize;
+        let mut sink = |bytes: &[u8]| -> std::io::Result<()> {
+            let end = filled + bytes.len();
+            buf.get_mut(filled..end)
+                .ok_or(std::io::ErrorKind::InvalidData)?
+                .copy_from_slice(bytes);
+            filled = end;
+            Ok(())
+        };
+        self.stream_range(offset, len, &mut sink)
+            .map_err(std::io::Error::other)
+    }
+
+    fn read_stream(
+        &self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        self.stream_range(offset, len, sink)
             .map_err(std::io::Error::other)
     }
 }
