@@ -151,7 +151,11 @@ pub fn open_authentic(
     fetch: &FetchArgs,
     device: &Device,
 ) -> anyhow::Result<abdelta::VerifiedBundle> {
-    let file = Bundle::open(location, fetch)?;
+    let file = Bundle::open(
+        location,
+        fetch,
+        &crate::location::stage_dir(device.state_dir.as_deref()),
+    )?;
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
@@ -188,7 +192,11 @@ pub fn open(
     device: &Device,
     persist: bool,
 ) -> anyhow::Result<Opened> {
-    let file = Bundle::open(location, fetch)?;
+    let file = Bundle::open(
+        location,
+        fetch,
+        &crate::location::stage_dir(device.state_dir.as_deref()),
+    )?;
     let mut state = match &device.state_dir {
         Some(dir) => DeviceState::load(dir)?,
         None => DeviceState::default(),

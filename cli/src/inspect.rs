@@ -53,7 +53,7 @@ fn summary(m: &Manifest) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let file = Bundle::open(&args.bundle, &args.fetch)?;
+    let file = Bundle::open(&args.bundle, &args.fetch, &crate::location::stage_dir(None))?;
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)?;
     let signers: Vec<String> = unverified

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use abdelta::fetch::{FetchStats, HttpOptions, HttpSource, Stage};
+use abdelta::fetch::{FetchStats, HeadCache, HttpOptions, HttpSource, Stage};
 use abdelta::storage::{BundleSource, FileBundle};
 use abdelta::{Plan, Progress, VerifiedBundle};
 use anyhow::Context;
@@ -31,6 +31,15 @@ impl FetchArgs {
     pub fn range_gap(&self) -> u64 {
         abdelta::fetch::ranges::gap_for_link(self.rtt_ms, self.bandwidth)
     }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Where downloads are staged: `<state-dir>/download`, else the user's cache directory.
@@ -90,8 +99,9 @@ pub enum Bundle {
 }
 
 impl Bundle {
-    /// Opens a path or URL.
-    pub fn open(location: &str, fetch: &FetchArgs) -> anyhow::Result<Bundle> {
+    /// Opens a path or URL. For a URL, the bundle's first bytes from an earlier interrupted
+    /// run (kept under `stage`) are revalidated rather than downloaded again.
+    pub fn open(location: &str, fetch: &FetchArgs, stage: &Path) -> anyhow::Result<Bundle> {
         if location.starts_with("http://") || location.starts_with("https://") {
             let ca_certs_pem = match &fetch.ca_cert {
                 Some(p) => {
@@ -104,8 +114,18 @@ impl Bundle {
                 rate_limit: fetch.rate_limit,
                 ..HttpOptions::default()
             };
-            let source = HttpSource::open(location, options)
+            let cache_path = stage
+                .join("heads")
+                .join(blake3::hash(location.as_bytes()).to_hex().as_str());
+            let cached = std::fs::read(&cache_path)
+                .ok()
+                .and_then(|b| HeadCache::decode(&b));
+            let source = HttpSource::open_cached(location, options, cached)
                 .with_context(|| format!("fetching {location}"))?;
+            if let Some(head) = source.head_cache() {
+                // Best effort: without it a resumed run downloads the header again.
+                let _ = write_atomic(&cache_path, &head.encode());
+            }
             Ok(Bundle::Http(Box::new(source)))
         } else {
             let file = FileBundle::open(location.as_ref())

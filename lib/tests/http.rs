@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use abdelta::error::no_progress;
@@ -17,143 +15,8 @@ use abdelta::fetch::{FetchError, FetchStats, HttpOptions, HttpSource};
 use abdelta::format::Limits;
 use abdelta::storage::MemTarget;
 use abdelta::{Error, VerifiedBundle};
+use abdelta_testkit::{Fault, proxy, serve};
 use common::{Rng, key, make_bundle};
-
-/// Serves `dir` with tower-http's ServeDir on a loopback port, in a background runtime.
-fn serve(dir: &Path) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let dir = dir.to_path_buf();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_io()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app =
-                axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir));
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    addr
-}
-
-/// What the proxy does to one request.
-#[derive(Clone)]
-enum Fault {
-    Pass,
-    /// Send the head and this many body bytes, then drop the connection.
-    CutBodyAfter(usize),
-    /// Send this many body bytes, pause, then the rest.
-    StallAfter(usize, Duration),
-    /// Answer with this raw response instead of asking the server.
-    Respond(&'static str),
-    /// Rewrite the response head.
-    Head(fn(String) -> String),
-    /// Drop Content-Length and keep sending bytes after the body.
-    Endless,
-}
-
-/// A loopback proxy in front of `upstream` that applies `fault(request_index)`.
-fn proxy(
-    upstream: SocketAddr,
-    fault: impl Fn(usize) -> Fault + Send + Sync + 'static,
-) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let fault = Arc::new(fault);
-    let counter = count.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let (fault, counter) = (fault.clone(), counter.clone());
-            std::thread::spawn(move || {
-                let _ = handle(conn, upstream, &*fault, &counter);
-            });
-        }
-    });
-    (addr, count)
-}
-
-fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    Ok(head)
-}
-
-fn with_connection_close(head: &str) -> String {
-    let mut lines: Vec<&str> = head
-        .trim_end()
-        .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
-    lines.push("Connection: close");
-    format!("{}\r\n\r\n", lines.join("\r\n"))
-}
-
-fn handle(
-    mut client: TcpStream,
-    upstream: SocketAddr,
-    fault: &dyn Fn(usize) -> Fault,
-    count: &AtomicUsize,
-) -> std::io::Result<()> {
-    let request = String::from_utf8_lossy(&read_head(&mut client)?).into_owned();
-    let fault = fault(count.fetch_add(1, Ordering::SeqCst));
-    if let Fault::Respond(raw) = fault {
-        client.write_all(raw.as_bytes())?;
-        return Ok(());
-    }
-    let mut server = TcpStream::connect(upstream)?;
-    server.write_all(with_connection_close(&request).as_bytes())?;
-    let head = String::from_utf8_lossy(&read_head(&mut server)?).into_owned();
-    let mut body = Vec::new();
-    server.read_to_end(&mut body)?;
-    let head = with_connection_close(&head);
-    match fault {
-        Fault::Pass | Fault::Respond(_) => {
-            client.write_all(head.as_bytes())?;
-            client.write_all(&body)?;
-        }
-        Fault::CutBodyAfter(n) => {
-            client.write_all(head.as_bytes())?;
-            client.write_all(&body[..n.min(body.len())])?;
-            return Ok(());
-        }
-        Fault::StallAfter(n, pause) => {
-            client.write_all(head.as_bytes())?;
-            client.write_all(&body[..n.min(body.len())])?;
-            client.flush()?;
-            std::thread::sleep(pause);
-            client.write_all(&body[n.min(body.len())..])?;
-        }
-        Fault::Head(rewrite) => {
-            client.write_all(rewrite(head).as_bytes())?;
-            client.write_all(&body)?;
-        }
-        Fault::Endless => {
-            let head: String = head
-                .split("\r\n")
-                .filter(|l| !l.to_ascii_lowercase().starts_with("content-length"))
-                .collect::<Vec<_>>()
-                .join("\r\n");
-            client.write_all(head.as_bytes())?;
-            client.write_all(&body)?;
-            for _ in 0..10_000 {
-                client.write_all(&[0u8; 1024])?;
-            }
-        }
-    }
-    Ok(())
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -446,7 +309,7 @@ fn f17_5xx_bursts_and_429_retry_after_are_retried() {
         started.elapsed() >= Duration::from_millis(900),
         "Retry-After was not honoured"
     );
-    assert!(count.load(Ordering::SeqCst) > 4);
+    assert!(count.requests.load(Ordering::SeqCst) > 4);
 }
 
 #[test]
@@ -472,7 +335,7 @@ fn f18_redirect_loop_is_capped() {
     let result = run(addr, fast(), &[]);
     assert!(result.is_err());
     assert!(
-        count.load(Ordering::SeqCst) <= 6 * 8 + 1,
+        count.requests.load(Ordering::SeqCst) <= 6 * 8 + 1,
         "redirects were not capped"
     );
 }

@@ -155,6 +155,8 @@ pub struct HttpSource {
     validator: Option<String>,
     /// The first bytes of the file, from the probe.
     head: Vec<u8>,
+    /// A head from an earlier run, to revalidate instead of download.
+    cached: Option<HeadCache>,
     options: HttpOptions,
     stats: Mutex<FetchStats>,
 }
@@ -171,6 +173,53 @@ enum Outcome {
 struct Meta {
     total: u64,
     validator: Option<String>,
+    /// The probe was answered 304: the cached head is still the file's.
+    not_modified: bool,
+}
+
+/// The first bytes of a bundle from an earlier run, with the validator they came with: a
+/// resumed download revalidates them (`If-None-Match`, answered 304 with no body) instead of
+/// downloading the header again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadCache {
+    /// The strong ETag the bytes were served with.
+    pub etag: String,
+    /// The bundle's length.
+    pub len: u64,
+    /// The first bytes of the bundle.
+    pub bytes: Vec<u8>,
+}
+
+impl HeadCache {
+    /// Serialises with a checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(self.etag.len() as u64).to_le_bytes());
+        out.extend_from_slice(self.etag.as_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.bytes);
+        let sum = *blake3::hash(&out).as_bytes();
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// Parses what [`HeadCache::encode`] wrote; anything damaged is `None` (download again).
+    pub fn decode(bytes: &[u8]) -> Option<HeadCache> {
+        let (body, sum) = bytes.split_last_chunk::<32>()?;
+        if blake3::hash(body).as_bytes() != sum {
+            return None;
+        }
+        let mut c = crate::format::Cursor::new(body);
+        let etag_len = usize::try_from(c.u64_le("etag length").ok()?).ok()?;
+        let etag = String::from_utf8(c.take(etag_len, "etag").ok()?.to_vec()).ok()?;
+        let len = c.u64_le("length").ok()?;
+        let rest = c.take(c.remaining(), "head").ok()?.to_vec();
+        (rest.len() as u64 <= PROBE_LEN).then_some(HeadCache {
+            etag,
+            len,
+            bytes: rest,
+        })
+    }
 }
 
 fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<&'a str> {
@@ -203,6 +252,17 @@ impl HttpSource {
     /// Connects to `url`, learns the bundle's length and validator with one range request for
     /// its first 64 KiB, and keeps those bytes.
     pub fn open(url: &str, options: HttpOptions) -> Result<HttpSource, FetchError> {
+        HttpSource::open_cached(url, options, None)
+    }
+
+    /// Like [`HttpSource::open`], but revalidates `cached` (an earlier run's head) with
+    /// `If-None-Match`: when the file is unchanged the server answers 304 and no header byte
+    /// is downloaded again.
+    pub fn open_cached(
+        url: &str,
+        options: HttpOptions,
+        cached: Option<HeadCache>,
+    ) -> Result<HttpSource, FetchError> {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(options.max_redirects)
@@ -235,6 +295,7 @@ impl HttpSource {
             len: 0,
             validator: None,
             head: Vec::new(),
+            cached,
             options,
             stats: Mutex::new(FetchStats::default()),
         };
@@ -243,10 +304,28 @@ impl HttpSource {
             head.extend_from_slice(bytes);
             Ok(())
         })?;
-        source.len = meta.total;
-        source.validator = meta.validator;
-        source.head = head;
+        if meta.not_modified
+            && let Some(cached) = source.cached.take()
+        {
+            source.len = cached.len;
+            source.validator = Some(cached.etag);
+            source.head = cached.bytes;
+        } else {
+            source.len = meta.total;
+            source.validator = meta.validator;
+            source.head = head;
+        }
         Ok(source)
+    }
+
+    /// The head to keep for a later run, when the server gave a strong ETag.
+    pub fn head_cache(&self) -> Option<HeadCache> {
+        let etag = self.validator.clone().filter(|v| v.starts_with('"'))?;
+        Some(HeadCache {
+            etag,
+            len: self.len,
+            bytes: self.head.clone(),
+        })
     }
 
     /// Traffic so far.
@@ -359,6 +438,7 @@ impl HttpSource {
                 Ok(Meta {
                     total: self.len,
                     validator: self.validator.clone(),
+                    not_modified: false,
                 }),
             );
         }
@@ -370,6 +450,9 @@ impl HttpSource {
             .header("Accept-Encoding", "identity");
         if let (Some(v), false) = (&self.validator, probe) {
             request = request.header("If-Range", v);
+        }
+        if let (Some(c), true) = (&self.cached, probe) {
+            request = request.header("If-None-Match", c.etag.as_str());
         }
         self.count(|s| s.requests += 1);
         let mut resp = match request.call() {
@@ -387,6 +470,14 @@ impl HttpSource {
         let status = resp.status().as_u16();
         match status {
             206 => {}
+            304 if probe && self.cached.is_some() => {
+                let meta = Meta {
+                    total: 0,
+                    validator: None,
+                    not_modified: true,
+                };
+                return (0, Ok(meta));
+            }
             200 if probe => {
                 // A file no larger than the probe may come whole; a larger one is refused
                 // before reading a byte of it.
@@ -477,7 +568,11 @@ impl HttpSource {
                 })),
             );
         }
-        let meta = Meta { total, validator };
+        let meta = Meta {
+            total,
+            validator,
+            not_modified: false,
+        };
         let body = resp.body_mut().as_reader();
         let (n, result) = self.read_body(body, expect, sink);
         (n, result.map(|()| meta))

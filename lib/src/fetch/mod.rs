@@ -7,6 +7,6 @@ pub mod http;
 pub mod ranges;
 pub mod stage;
 
-pub use http::{FetchError, FetchStats, HttpOptions, HttpSource};
+pub use http::{FetchError, FetchStats, HeadCache, HttpOptions, HttpSource};
 pub use ranges::coalesce;
 pub use stage::Stage;

@@ -1,0 +1,161 @@
+//! Kill and resume over HTTP: the CLI is killed (SIGKILL) at random points of download and
+//! apply, rerun, and must end with the verified image, having downloaded again at most one
+//! journal piece per kill. `ABDELTA_KILL_POINTS` sets how many kills (50 by default; the long
+//! mode runs 1,000). With `ABDELTA_NGINX_ROOT` and `ABDELTA_NGINX_ADDR` set (`.ci/run` does),
+//! the bundle is served by that nginx instead of the embedded server.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use abdelta_testkit::{Fault, proxy, serve};
+
+fn abdelta() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_abdelta"))
+}
+
+fn paint(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        if s >> 62 == 0 {
+            out.extend_from_slice(&s.to_le_bytes());
+        } else {
+            out.extend_from_slice(b"station charger relay firmware ");
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn killed_at_random_points_resumes_and_ends_verified() {
+    let points: usize = std::env::var("ABDELTA_KILL_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nginx = std::env::var("ABDELTA_NGINX_ROOT")
+        .ok()
+        .zip(std::env::var("ABDELTA_NGINX_ADDR").ok());
+    let www = match &nginx {
+        Some((root, _)) => std::path::PathBuf::from(root),
+        None => dir.join("www"),
+    };
+    std::fs::create_dir_all(&www).unwrap();
+    let (old, new) = (dir.join("old.img"), dir.join("new.img"));
+    let a = paint(1, 6 << 20);
+    let mut b = a.clone();
+    for i in 0..60 {
+        b[i * 100_000 + 7] ^= 0x11;
+    }
+    std::fs::write(&old, &a).unwrap();
+    std::fs::write(&new, &b).unwrap();
+    run(abdelta().args(["keygen", "-o"]).arg(dir.join("k")));
+    run(abdelta()
+        .args([
+            "diff",
+            "--release-version",
+            "2",
+            "--compat",
+            "x",
+            "--literal-level",
+            "3",
+        ])
+        .arg("--to")
+        .arg(&new)
+        .arg("--key")
+        .arg(dir.join("k.key"))
+        .arg("-o")
+        .arg(www.join("r2.abd")));
+    // The proxy plays a slow link: it sends at 600 kB/s in small writes, so the bytes it
+    // counts are the bytes a link would have carried (not megabytes parked in loopback
+    // buffers). The device is blank (USB-flashed station): it downloads the literals.
+    let upstream = match &nginx {
+        Some((_, addr)) => addr.parse().unwrap(),
+        None => serve(&www),
+    };
+    let (addr, counters) = proxy(upstream, |_| Fault::Throttle(600_000));
+    let url = format!("http://{addr}/r2.abd");
+    let pubkey = dir.join("k.pub");
+    let plan: serde_json::Value = serde_json::from_str(&run(abdelta()
+        .args(["plan", &url, "--json", "--pubkey"])
+        .arg(&pubkey)))
+    .unwrap();
+    let planned = plan["download_bytes"].as_u64().unwrap();
+    counters.body_bytes.store(0, Ordering::SeqCst);
+
+    let (state, target) = (dir.join("state"), dir.join("slot-b.img"));
+    let apply = || {
+        let mut cmd = abdelta();
+        cmd.args(["apply", &url, "--json", "--pubkey"])
+            .arg(&pubkey)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--target")
+            .arg(&target)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let mut seed = 0x5eed_u64;
+    let mut kills = 0;
+    let finished = loop {
+        let mut child = apply().spawn().unwrap();
+        if kills >= points {
+            break child.wait_with_output().unwrap();
+        }
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(5 + (seed >> 33) % 60));
+        match child.try_wait().unwrap() {
+            Some(_) => break child.wait_with_output().unwrap(),
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    };
+    assert!(finished.status.success(), "the final run failed");
+    assert!(
+        std::fs::read(&target).unwrap() == b,
+        "the target is not the new image"
+    );
+    run(abdelta()
+        .args(["verify", &url, "--pubkey"])
+        .arg(&pubkey)
+        .arg("--target")
+        .arg(&target));
+    let wire = counters.body_bytes.load(Ordering::SeqCst);
+    let piece = abdelta::fetch::stage::PIECE;
+    eprintln!(
+        "server: {}; kills: {kills}; planned {planned} bytes; on the wire {wire} bytes; extra {} ({:.2} pieces per kill)",
+        if nginx.is_some() { "nginx" } else { "embedded" },
+        wire.saturating_sub(planned),
+        wire.saturating_sub(planned) as f64 / piece as f64 / kills.max(1) as f64
+    );
+    // At most one unfinished piece lost per kill (plus the link-cost gaps, under 1 %).
+    assert!(
+        wire <= planned + planned / 50 + kills as u64 * piece,
+        "re-downloaded too much: {wire} vs {planned} with {kills} kills"
+    );
+    assert!(
+        kills >= points.min(10),
+        "too few kills landed mid-run: {kills}"
+    );
+}
