@@ -75,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // interrupted run already received; apply then reads locally.
     let stage = match &file {
         Bundle::Http(http) => Some(crate::location::download(
+            args.json,
             http,
             &bundle,
             &plan,
@@ -89,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
         .with_context(|| format!("opening target {}", args.target.display()))?;
-    let bar = Bar::new();
+    let bar = Bar::new(args.json);
     let report = abdelta::apply(&bundle, reader, source.bytes(), &mut target, &plan, &|p| {
         bar.update(p)
     });

@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tmp = args.out.with_extension("partial");
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::new(file);
-    let bar = Bar::new();
+    let bar = Bar::new(args.json);
     let report = abdelta::diff(
         source.bytes(),
         target.bytes(),

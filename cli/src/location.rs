@@ -66,6 +66,7 @@ pub struct Downloaded {
 
 /// Brings the planned ranges of a remote bundle into the stage at `dir`.
 pub fn download(
+    events: bool,
     http: &HttpSource,
     bundle: &VerifiedBundle,
     plan: &Plan,
@@ -77,7 +78,7 @@ pub fn download(
     let resumed = stage.received();
     let ranges = abdelta::fetch::coalesce(&plan.ranges, gap);
     let total: u64 = stage.missing(&ranges).iter().map(|r| r.end - r.start).sum();
-    let bar = Bar::new();
+    let bar = Bar::new(events);
     let result = stage.fetch(http, &ranges, &mut |done| {
         bar.update(Progress {
             phase: "download",

@@ -6,17 +6,21 @@ use std::time::{Duration, Instant};
 use abdelta::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar on stderr: drawn only when stderr is a terminal, and only once the work has
-/// lasted a second (short commands stay quiet).
+/// Progress on stderr: a bar for people (drawn only on a terminal, and only once the work has
+/// lasted a second), or, with `--json`, one JSON event per line for an agent
+/// (`{"event":"progress","phase":…,"done":…,"total":…}`, at most five a second per phase,
+/// plus each phase's last).
 pub struct Bar {
     bar: ProgressBar,
     started: Instant,
-    state: Mutex<(&'static str, bool)>,
+    events: bool,
+    /// Current phase, whether the bar is shown, when the last event was printed.
+    state: Mutex<(&'static str, bool, Option<Instant>)>,
 }
 
 impl Bar {
-    /// A hidden bar that appears after a second of work.
-    pub fn new() -> Bar {
+    /// A bar for people (`events` false) or an event stream for agents.
+    pub fn new(events: bool) -> Bar {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template(
@@ -28,25 +32,37 @@ impl Bar {
         Bar {
             bar,
             started: Instant::now(),
-            state: Mutex::new(("", false)),
+            events,
+            state: Mutex::new(("", false, None)),
         }
     }
 
     /// Feeds one progress event.
     pub fn update(&self, p: Progress) {
-        if let Ok(mut state) = self.state.lock() {
-            let (phase, shown) = &mut *state;
-            if !*shown && self.started.elapsed() >= Duration::from_secs(1) {
-                *shown = true;
-                // Hidden by indicatif itself when stderr is not a terminal.
-                self.bar.set_draw_target(ProgressDrawTarget::stderr());
-                self.bar.enable_steady_tick(Duration::from_millis(200));
-            }
-            if *phase != p.phase {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let (phase, shown, last) = &mut *state;
+        if self.events {
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
+            if *phase != p.phase || due || p.done == p.total {
                 *phase = p.phase;
-                self.bar.set_message(p.phase);
-                self.bar.reset();
+                *last = Some(Instant::now());
+                let event = serde_json::json!({"event": "progress", "phase": p.phase, "done": p.done, "total": p.total});
+                eprintln!("{event}");
             }
+            return;
+        }
+        if !*shown && self.started.elapsed() >= Duration::from_secs(1) {
+            *shown = true;
+            // Hidden by indicatif itself when stderr is not a terminal.
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        if *phase != p.phase {
+            *phase = p.phase;
+            self.bar.set_message(p.phase);
+            self.bar.reset();
         }
         self.bar.set_length(p.total);
         self.bar.set_position(p.done);
