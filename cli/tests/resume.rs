@@ -2,7 +2,9 @@
 //! apply, rerun, and must end with the verified image, having downloaded again at most one
 //! journal piece per kill. `ABDELTA_KILL_POINTS` sets how many kills (50 by default; the long
 //! mode runs 1,000). With `ABDELTA_NGINX_ROOT` and `ABDELTA_NGINX_ADDR` set (`.ci/run` does),
-//! the bundle is served by that nginx instead of the embedded server.
+//! the bundle is served by that nginx instead of the embedded server. With
+//! `ABDELTA_RESUME_PAIR=OLD:NEW` (two image files, e.g. the demo's releases), the device holds
+//! OLD and takes the delta path to NEW instead of the built-in blank-device case.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
@@ -58,14 +60,32 @@ fn killed_at_random_points_resumes_and_ends_verified() {
         None => dir.join("www"),
     };
     std::fs::create_dir_all(&www).unwrap();
-    let (old, new) = (dir.join("old.img"), dir.join("new.img"));
-    let a = paint(1, 6 << 20);
-    let mut b = a.clone();
-    for i in 0..60 {
-        b[i * 100_000 + 7] ^= 0x11;
-    }
-    std::fs::write(&old, &a).unwrap();
-    std::fs::write(&new, &b).unwrap();
+    let pair = std::env::var("ABDELTA_RESUME_PAIR").ok();
+    let (old, new) = match pair.as_deref().and_then(|p| p.split_once(':')) {
+        Some((old, new)) => (std::path::PathBuf::from(old), std::path::PathBuf::from(new)),
+        None => {
+            let (old, new) = (dir.join("old.img"), dir.join("new.img"));
+            let a = paint(1, 6 << 20);
+            let mut b = a.clone();
+            for i in 0..60 {
+                b[i * 100_000 + 7] ^= 0x11;
+            }
+            std::fs::write(&old, &a).unwrap();
+            std::fs::write(&new, &b).unwrap();
+            (old, new)
+        }
+    };
+    let b = std::fs::read(&new).unwrap();
+    // The built-in case is a blank (USB-flashed) device that downloads literals; a given pair
+    // takes the delta path from OLD.
+    let source: Vec<&std::ffi::OsStr> = match pair {
+        Some(_) => vec!["--source".as_ref(), old.as_os_str()],
+        None => Vec::new(),
+    };
+    let from: Vec<&std::ffi::OsStr> = match &source[..] {
+        [_, old] => vec!["--from".as_ref(), old],
+        _ => Vec::new(),
+    };
     run(abdelta().args(["keygen", "-o"]).arg(dir.join("k")));
     run(abdelta()
         .args([
@@ -77,6 +97,7 @@ fn killed_at_random_points_resumes_and_ends_verified() {
             "--literal-level",
             "3",
         ])
+        .args(&from)
         .arg("--to")
         .arg(&new)
         .arg("--key")
@@ -85,7 +106,7 @@ fn killed_at_random_points_resumes_and_ends_verified() {
         .arg(www.join("r2.abd")));
     // The proxy plays a slow link: it sends at 600 kB/s in small writes, so the bytes it
     // counts are the bytes a link would have carried (not megabytes parked in loopback
-    // buffers). The device is blank (USB-flashed station): it downloads the literals.
+    // buffers).
     let upstream = match &nginx {
         Some((_, addr)) => addr.parse().unwrap(),
         None => serve(&www),
@@ -95,7 +116,8 @@ fn killed_at_random_points_resumes_and_ends_verified() {
     let pubkey = dir.join("k.pub");
     let plan: serde_json::Value = serde_json::from_str(&run(abdelta()
         .args(["plan", &url, "--json", "--pubkey"])
-        .arg(&pubkey)))
+        .arg(&pubkey)
+        .args(&source)))
     .unwrap();
     let planned = plan["download_bytes"].as_u64().unwrap();
     counters.body_bytes.store(0, Ordering::SeqCst);
@@ -105,6 +127,7 @@ fn killed_at_random_points_resumes_and_ends_verified() {
         let mut cmd = abdelta();
         cmd.args(["apply", &url, "--json", "--pubkey"])
             .arg(&pubkey)
+            .args(&source)
             .arg("--state-dir")
             .arg(&state)
             .arg("--target")

@@ -1,6 +1,7 @@
 //! Fetching bundles over HTTP from a real static-file server (tower-http's ServeDir, with Range
 //! and ETag support) through a scripted fault proxy on loopback: one test per fault row of
-//! THREATS.md §4 (F10–F18) that applies to range transfer.
+//! THREATS.md §4 (F10–F18) that applies to range transfer (F15, multipart replies, does not:
+//! only single ranges are requested), plus the endless-data row T9 for HTTP bodies.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -231,7 +232,7 @@ fn f13_file_replaced_mid_download_is_detected() {
 }
 
 #[test]
-fn f14_lying_content_length_and_endless_body_are_caught() {
+fn t09_lying_content_length_and_endless_body_are_caught() {
     let f = fixture();
     let (addr, _) = proxy(
         f.server,
@@ -252,6 +253,21 @@ fn f14_lying_content_length_and_endless_body_are_caught() {
         fetch_error(run(addr, fast(), &[])),
         FetchError::LengthMismatch { .. }
     ));
+}
+
+#[test]
+fn f14_416_range_not_satisfiable_means_the_file_changed() {
+    let f = fixture();
+    let (addr, _) = proxy(f.server, |i| {
+        if i == 1 {
+            Fault::Respond(
+                "HTTP/1.1 416 Range Not Satisfiable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+        } else {
+            Fault::Pass
+        }
+    });
+    assert_eq!(fetch_error(run(addr, fast(), &[])), FetchError::FileChanged);
 }
 
 #[test]
