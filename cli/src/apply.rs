@@ -44,6 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "abdelta: note: no --state-dir: rollback protection and the trusted-time floor are off"
         );
     }
+    // One update at a time per state: a second agent or a technician's CLI waits for nothing
+    // and corrupts nothing; it is refused (F20).
+    let _lock = crate::location::lock(&crate::location::stage_dir(device.state_dir.as_deref()))?;
     // Policy first, state saved (highest-seen release, trusted time, keyset) before any
     // payload byte is read.
     let opened = crate::device::open(&args.bundle, &args.fetch, &device, true)?;

@@ -42,6 +42,30 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Takes the update lock beside the stage directory, or fails at once if another process holds
+/// it. Released when the returned file is dropped (or the process dies).
+pub fn lock(stage: &Path) -> anyhow::Result<std::fs::File> {
+    let path = stage.with_extension("lock");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("busy: another abdelta update holds {}", path.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// Where downloads are staged: `<state-dir>/download`, else the user's cache directory.
 pub fn stage_dir(state_dir: Option<&Path>) -> PathBuf {
     match state_dir {

@@ -494,3 +494,37 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_second_update_on_the_same_state_is_refused_while_one_runs() {
+    let s = setup();
+    let state = s.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let held = std::fs::File::create(state.join("download.lock")).unwrap();
+    held.try_lock().unwrap();
+    let target = s.dir.join("busy.img");
+    let out = abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+        &"--state-dir",
+        &state,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("busy"));
+    assert!(!target.exists());
+    drop(held);
+    ok(&abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+        &"--state-dir",
+        &state,
+    ]));
+}
