@@ -182,3 +182,87 @@ fn killed_at_random_points_resumes_and_ends_verified() {
         "too few kills landed mid-run: {kills}"
     );
 }
+
+/// Against nginx (which answers multi-range requests): with no gap merging, the device sends
+/// the probe and one multi-range request, and the bytes on the wire equal the plan exactly.
+/// Runs where `ABDELTA_NGINX_ROOT`/`ABDELTA_NGINX_ADDR` are set (`.ci/run`), else skips.
+#[test]
+fn multi_range_requests_read_exactly_the_plan() {
+    let (Ok(root), Ok(addr)) = (
+        std::env::var("ABDELTA_NGINX_ROOT"),
+        std::env::var("ABDELTA_NGINX_ADDR"),
+    ) else {
+        eprintln!("no nginx configured: skipped (see .ci/run)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let a = paint(3, 4 << 20);
+    let mut b = a.clone();
+    for i in 0..30 {
+        let at = i * 130_000 + 11;
+        b[at..at + 3000].copy_from_slice(&paint(100 + i as u64, 3000));
+    }
+    let (old, new) = (dir.join("old.img"), dir.join("new.img"));
+    std::fs::write(&old, &a).unwrap();
+    std::fs::write(&new, &b).unwrap();
+    run(abdelta().args(["keygen", "-o"]).arg(dir.join("k")));
+    let name = format!("multi-{}.abd", std::process::id());
+    run(abdelta()
+        .args([
+            "diff",
+            "--release-version",
+            "2",
+            "--compat",
+            "x",
+            "--literal-level",
+            "3",
+            "--from",
+        ])
+        .arg(&old)
+        .arg("--to")
+        .arg(&new)
+        .arg("--key")
+        .arg(dir.join("k.key"))
+        .arg("-o")
+        .arg(std::path::Path::new(&root).join(&name)));
+    // A source missing some chunks, so the plan reads scattered literals too.
+    let mut drifted = a.clone();
+    for i in 0..8 {
+        drifted[i * 500_000 + 99] ^= 0xff;
+    }
+    std::fs::write(&old, &drifted).unwrap();
+    let url = format!("http://{addr}/{name}");
+    let out = run(abdelta()
+        .args(["apply", &url, "--json", "--rtt-ms", "0", "--pubkey"])
+        .arg(dir.join("k.pub"))
+        .arg("--source")
+        .arg(&old)
+        .arg("--target")
+        .arg(dir.join("out.img"))
+        .arg("--state-dir")
+        .arg(dir.join("state")));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (wire, planned) = (
+        report["wire"]["body_bytes"].as_u64().unwrap(),
+        report["plan"]["download_bytes"].as_u64().unwrap(),
+    );
+    let (requests, ranges) = (
+        report["wire"]["requests"].as_u64().unwrap(),
+        report["plan"]["ranges"].as_u64().unwrap(),
+    );
+    eprintln!(
+        "nginx multi-range: {ranges} ranges in {requests} requests; {wire} bytes on the wire for a {planned}-byte plan"
+    );
+    assert!(std::fs::read(dir.join("out.img")).unwrap() == b);
+    assert!(ranges > 2, "the plan should be scattered");
+    assert!(
+        requests <= 1 + ranges.div_ceil(32),
+        "{requests} requests for {ranges} ranges"
+    );
+    assert_eq!(
+        wire,
+        planned.max(wire.min(planned + (64 << 10))),
+        "more than the plan plus the probe"
+    );
+}

@@ -43,6 +43,24 @@ pub trait BundleSource: Sync {
         }
         Ok(())
     }
+
+    /// Streams several sorted, disjoint ranges into `sink(offset, bytes)`. A remote source
+    /// overrides this to ask for many ranges in one request.
+    fn read_ranges(
+        &self,
+        ranges: &[std::ops::Range<u64>],
+        sink: &mut dyn FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        for r in ranges {
+            let mut at = r.start;
+            self.read_stream(r.start, r.end - r.start, &mut |bytes| {
+                sink(at, bytes)?;
+                at += bytes.len() as u64;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// A bundle in a local file.

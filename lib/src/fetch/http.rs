@@ -5,6 +5,7 @@
 //! Bytes received before a connection drops are kept: the retry asks only for the rest.
 
 use std::io::Read;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -157,6 +158,8 @@ pub struct HttpSource {
     head: Vec<u8>,
     /// A head from an earlier run, to revalidate instead of download.
     cached: Option<HeadCache>,
+    /// Set once the server has shown it does not answer multi-range requests.
+    single_ranges_only: std::sync::atomic::AtomicBool,
     options: HttpOptions,
     stats: Mutex<FetchStats>,
 }
@@ -227,7 +230,7 @@ fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<
 }
 
 /// Parses `bytes A-B/T` exactly.
-fn content_range(value: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (a, b) = span.split_once('-')?;
@@ -296,6 +299,7 @@ impl HttpSource {
             validator: None,
             head: Vec::new(),
             cached,
+            single_ranges_only: std::sync::atomic::AtomicBool::new(false),
             options,
             stats: Mutex::new(FetchStats::default()),
         };
@@ -390,6 +394,58 @@ impl HttpSource {
                 }
             }
         }
+    }
+
+    /// Asks for all of `ranges` in one request. Returns the bytes delivered per range (by
+    /// index), and whether the server can do this at all; any failure leaves the rest to the
+    /// single-range path.
+    fn multi_attempt(
+        &self,
+        ranges: &[Range<u64>],
+        sink: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>,
+    ) -> (Vec<u64>, bool) {
+        let mut done = vec![0u64; ranges.len()];
+        let spec: Vec<String> = ranges
+            .iter()
+            .map(|r| format!("{}-{}", r.start, r.end - 1))
+            .collect();
+        let mut request = self
+            .agent
+            .get(&self.url)
+            .header("Range", format!("bytes={}", spec.join(",")))
+            .header("Accept-Encoding", "identity");
+        if let Some(v) = &self.validator {
+            request = request.header("If-Range", v);
+        }
+        self.count(|s| s.requests += 1);
+        let Ok(mut resp) = request.call() else {
+            return (done, true);
+        };
+        let status = resp.status().as_u16();
+        let boundary = header(&resp, "content-type").and_then(super::multipart::boundary);
+        let encoded =
+            header(&resp, "content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
+        let Some(boundary) = boundary.filter(|_| status == 206 && !encoded) else {
+            // 200 (whole file), 416 (no multi-range) or a single coalesced range: not read.
+            return (done, !matches!(status, 200 | 206 | 416));
+        };
+        // Bounded: the data asked for plus generous per-part headers.
+        let expected: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        let limit = expected + 1024 * (ranges.len() as u64 + 1);
+        let mut body = std::io::BufReader::new(resp.body_mut().as_reader().take(limit));
+        let mut counting = |offset: u64, bytes: &[u8]| -> std::io::Result<()> {
+            let hit = ranges
+                .iter()
+                .zip(done.iter_mut())
+                .find(|(r, _)| r.start <= offset && offset < r.end);
+            if let Some((r, d)) = hit {
+                *d = offset + bytes.len() as u64 - r.start;
+            }
+            self.count(|s| s.body_bytes += bytes.len() as u64);
+            sink(offset, bytes)
+        };
+        let _ = super::multipart::parse(&mut body, &boundary, ranges, self.len, &mut counting);
+        (done, true)
     }
 
     /// Streams `[start, start + len)` into `sink`: one request (with retries) for the whole
@@ -677,6 +733,59 @@ impl BundleSource for HttpSource {
     ) -> std::io::Result<()> {
         self.stream_range(offset, len, sink)
             .map_err(std::io::Error::other)
+    }
+
+    /// Several ranges: what the probe holds is served from it; the rest is asked for in
+    /// multi-range requests of up to 32 ranges where the server supports them (learned on the
+    /// first try), and whatever a multi-range reply did not deliver, in single-range requests.
+    fn read_ranges(
+        &self,
+        ranges: &[Range<u64>],
+        sink: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let head_len = self.head.len() as u64;
+        let mut rest: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            if r.start < head_len {
+                let end = r.end.min(head_len);
+                sink(
+                    r.start,
+                    self.head.get(r.start as usize..end as usize).unwrap_or(&[]),
+                )?;
+                if end < r.end {
+                    rest.push(end..r.end);
+                }
+            } else {
+                rest.push(r.clone());
+            }
+        }
+        let mut singles: Vec<Range<u64>> = Vec::new();
+        for batch in rest.chunks(32) {
+            if batch.len() < 2 || self.single_ranges_only.load(Relaxed) {
+                singles.extend_from_slice(batch);
+                continue;
+            }
+            let (done, supported) = self.multi_attempt(batch, sink);
+            if !supported {
+                self.single_ranges_only.store(true, Relaxed);
+            }
+            for (r, d) in batch.iter().zip(done) {
+                if r.start + d < r.end {
+                    singles.push(r.start + d..r.end);
+                }
+            }
+        }
+        for r in singles {
+            let mut at = r.start;
+            self.stream_range(r.start, r.end - r.start, &mut |bytes| {
+                sink(at, bytes)?;
+                at += bytes.len() as u64;
+                Ok(())
+            })
+            .map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! untrusted until the signature (header) or a chunk hash (blobs) says otherwise.
 
 pub mod http;
+pub mod multipart;
 pub mod ranges;
 pub mod stage;
 

@@ -172,43 +172,45 @@ impl Stage {
         Ok(())
     }
 
-    /// Downloads every part of `ranges` not yet received from `source` (one streamed read per
-    /// missing range), recording each piece as it lands. `progress` gets the bytes received in
-    /// this call so far.
+    /// Downloads every part of `ranges` not yet received from `source` (a remote source asks
+    /// for many ranges per request), recording each piece as it lands. `progress` gets the
+    /// bytes received in this call so far.
     pub fn fetch(
         &mut self,
         source: &dyn BundleSource,
         ranges: &[Range<u64>],
         progress: &mut dyn FnMut(u64),
     ) -> io::Result<u64> {
+        let missing = self.missing(ranges);
         let mut received = 0u64;
-        for range in self.missing(ranges) {
-            let mut at = range.start;
-            let mut piece_start = range.start;
-            let mut failure: Option<io::Error> = None;
-            let mut sink = |bytes: &[u8]| -> io::Result<()> {
-                self.data.write_all_at(bytes, at)?;
-                at += bytes.len() as u64;
-                received += bytes.len() as u64;
-                while at - piece_start >= PIECE {
-                    self.record(piece_start, PIECE)?;
-                    piece_start += PIECE;
+        // The piece being filled: [piece_start, at).
+        let mut piece_start = 0u64;
+        let mut at = 0u64;
+        let mut sink = |offset: u64, bytes: &[u8]| -> io::Result<()> {
+            if offset != at {
+                // A new range: record what the previous one left unrecorded.
+                if at > piece_start {
+                    self.record(piece_start, at - piece_start)?;
                 }
-                progress(received);
-                Ok(())
-            };
-            if let Err(e) = source.read_stream(range.start, range.end - range.start, &mut sink) {
-                failure = Some(e);
+                piece_start = offset;
+                at = offset;
             }
-            // Keep whatever whole or partial piece arrived before a failure.
-            if at > piece_start {
-                self.record(piece_start, at - piece_start)?;
+            self.data.write_all_at(bytes, at)?;
+            at += bytes.len() as u64;
+            received += bytes.len() as u64;
+            while at - piece_start >= PIECE {
+                self.record(piece_start, PIECE)?;
+                piece_start += PIECE;
             }
-            if let Some(e) = failure {
-                return Err(e);
-            }
+            progress(received);
+            Ok(())
+        };
+        let result = source.read_ranges(&missing, &mut sink);
+        // Keep whatever partial piece arrived, even before a failure.
+        if at > piece_start {
+            self.record(piece_start, at - piece_start)?;
         }
-        Ok(received)
+        result.map(|()| received)
     }
 
     /// Removes the stage (after the update verified).
