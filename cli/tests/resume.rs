@@ -260,9 +260,9 @@ fn multi_range_requests_read_exactly_the_plan() {
         requests <= 1 + ranges.div_ceil(32),
         "{requests} requests for {ranges} ranges"
     );
-    assert_eq!(
-        wire,
-        planned.max(wire.min(planned + (64 << 10))),
-        "more than the plan plus the probe"
+    // The plan, plus at most what the 64 KiB probe read beyond the header.
+    assert!(
+        wire <= planned + (64 << 10),
+        "{wire} bytes for a {planned}-byte plan"
     );
 }
