@@ -355,3 +355,26 @@ fn f18_redirect_loop_is_capped() {
         "redirects were not capped"
     );
 }
+
+#[test]
+fn byte_budget_fails_closed_before_any_blob_is_fetched() {
+    let f = fixture();
+    let url = format!("http://{}/r2.abd", f.server);
+    let http = HttpSource::open(&url, fast()).unwrap();
+    let bundle = VerifiedBundle::open(&http, &[key().public()], &Limits::DEFAULT).unwrap();
+    let plan = abdelta::plan(&bundle, &[]);
+    let before = http.stats();
+    let budget = plan.total_bytes() - 1;
+    match plan.check_budget(budget) {
+        Err(Error::BudgetExceeded { planned, budget: b }) => {
+            assert_eq!((planned, b), (plan.total_bytes(), budget))
+        }
+        other => panic!("expected the budget to refuse, got {other:?}"),
+    }
+    assert_eq!(
+        http.stats(),
+        before,
+        "nothing may be fetched once the budget refuses"
+    );
+    assert!(plan.check_budget(plan.total_bytes()).is_ok());
+}
