@@ -63,7 +63,8 @@ impl Default for HttpOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FetchError {
-    /// The URL or TLS configuration is unusable.
+    /// The URL, TLS (an untrusted certificate), proxy or redirects make the bundle unreachable;
+    /// not retried.
     Config(String),
     /// The server answered a range request with the whole file (200): refused, never read.
     RangesUnsupported,
@@ -96,7 +97,7 @@ pub enum FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Config(why) => write!(f, "HTTP configuration: {why}"),
+            FetchError::Config(why) => write!(f, "unreachable (not retried): {why}"),
             FetchError::RangesUnsupported => {
                 write!(
                     f,
@@ -241,6 +242,32 @@ pub(crate) fn content_range(value: &str) -> Option<(u64, u64, u64)> {
     };
     let (a, b, t) = (parse(a)?, parse(b)?, parse(total)?);
     (a <= b && b < t).then_some((a, b, t))
+}
+
+/// A request that failed before a response: worth retrying (network, timeouts, DNS on a
+/// flaky link) or not (a certificate the device does not trust, a bad URL or proxy, a
+/// redirect loop), so that a permanent failure is reported at once rather than after minutes
+/// of backoff.
+fn classify(e: ureq::Error) -> Outcome {
+    let fatal = match &e {
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData, // TLS: untrusted peer
+        ureq::Error::Tls(_)
+        | ureq::Error::Pem(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::BadUri(_)
+        | ureq::Error::Http(_)
+        | ureq::Error::InvalidProxyUrl
+        | ureq::Error::TooManyRedirects
+        | ureq::Error::RedirectFailed
+        | ureq::Error::RequireHttpsOnly(_)
+        | ureq::Error::TlsRequired => true,
+        _ => false,
+    };
+    if fatal {
+        Outcome::Fatal(FetchError::Config(e.to_string()))
+    } else {
+        Outcome::Retry { why: e.to_string(), after: None }
+    }
 }
 
 fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
@@ -513,15 +540,7 @@ impl HttpSource {
         self.count(|s| s.requests += 1);
         let mut resp = match request.call() {
             Ok(r) => r,
-            Err(e) => {
-                return (
-                    0,
-                    Err(Outcome::Retry {
-                        why: e.to_string(),
-                        after: None,
-                    }),
-                );
-            }
+            Err(e) => return (0, Err(classify(e))),
         };
         let status = resp.status().as_u16();
         match status {
