@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // (neighbours merged when the gap costs less than a round trip), resuming whatever an
     // interrupted run already received; apply then reads locally.
     let stage = match &file {
-        Bundle::Http(http) => Some(crate::location::download(
+        Bundle::Http(http, _) => Some(crate::location::download(
             args.json,
             http,
             &bundle,

@@ -159,6 +159,7 @@ pub fn open_authentic(
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
+    file.remember_head();
     let mut keys = device.policy.release_keys.clone();
     if let Some(keyset) = unverified
         .keyset_file()
@@ -204,6 +205,7 @@ pub fn open(
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
+    file.remember_head();
     let authorized = authorize(unverified, &device.policy, &mut state, now(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
     if persist && let Some(dir) = &device.state_dir {

@@ -119,8 +119,8 @@ pub fn download(
 pub enum Bundle {
     /// A local file or block device.
     File(FileBundle),
-    /// A URL (boxed: the client and its cached head are large).
-    Http(Box<HttpSource>),
+    /// A URL (boxed: the client and its cached head are large), and where its head is kept.
+    Http(Box<HttpSource>, PathBuf),
 }
 
 impl Bundle {
@@ -147,11 +147,7 @@ impl Bundle {
                 .and_then(|b| HeadCache::decode(&b));
             let source = HttpSource::open_cached(location, options, cached)
                 .with_context(|| format!("fetching {location}"))?;
-            if let Some(head) = source.head_cache() {
-                // Best effort: without it a resumed run downloads the header again.
-                let _ = write_atomic(&cache_path, &head.encode());
-            }
-            Ok(Bundle::Http(Box::new(source)))
+            Ok(Bundle::Http(Box::new(source), cache_path))
         } else {
             let file = FileBundle::open(location.as_ref())
                 .with_context(|| format!("opening bundle {location}"))?;
@@ -163,7 +159,17 @@ impl Bundle {
     pub fn source(&self) -> &dyn BundleSource {
         match self {
             Bundle::File(f) => f,
-            Bundle::Http(h) => h.as_ref(),
+            Bundle::Http(h, _) => h.as_ref(),
+        }
+    }
+
+    /// Keeps the bundle's head (the signed header read so far) for a resumed run to
+    /// revalidate instead of download. Best effort: without it a rerun fetches the header again.
+    pub fn remember_head(&self) {
+        if let Bundle::Http(http, path) = self
+            && let Some(head) = http.head_cache()
+        {
+            let _ = write_atomic(path, &head.encode());
         }
     }
 
@@ -171,7 +177,7 @@ impl Bundle {
     pub fn wire(&self) -> Option<FetchStats> {
         match self {
             Bundle::File(_) => None,
-            Bundle::Http(h) => Some(h.stats()),
+            Bundle::Http(h, _) => Some(h.stats()),
         }
     }
 

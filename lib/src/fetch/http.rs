@@ -144,9 +144,12 @@ pub struct FetchStats {
     pub retries: u64,
 }
 
-/// Bytes the first request asks for: the envelope and, for most bundles, the whole signed
-/// header, in one round trip.
-const PROBE_LEN: u64 = 64 << 10;
+/// Bytes the first request asks for: the envelope and, for small bundles, the whole signed
+/// header, in one round trip; small enough that a run killed during it loses little.
+const PROBE_LEN: u64 = 16 << 10;
+/// The head grows with contiguous reads (the rest of the signed header) up to this size, so a
+/// resumed run can revalidate the whole header instead of downloading it again.
+const MAX_HEAD: u64 = 17 << 20;
 
 /// A bundle at an HTTP(S) URL.
 pub struct HttpSource {
@@ -155,8 +158,8 @@ pub struct HttpSource {
     len: u64,
     /// `If-Range` value: a strong ETag, or Last-Modified.
     validator: Option<String>,
-    /// The first bytes of the file, from the probe.
-    head: Vec<u8>,
+    /// The first bytes of the file: the probe, extended by contiguous reads after it.
+    head: Mutex<Vec<u8>>,
     /// A head from an earlier run, to revalidate instead of download.
     cached: Option<HeadCache>,
     /// Set once the server has shown it does not answer multi-range requests.
@@ -218,7 +221,7 @@ impl HeadCache {
         let etag = String::from_utf8(c.take(etag_len, "etag").ok()?.to_vec()).ok()?;
         let len = c.u64_le("length").ok()?;
         let rest = c.take(c.remaining(), "head").ok()?.to_vec();
-        (rest.len() as u64 <= PROBE_LEN).then_some(HeadCache {
+        (rest.len() as u64 <= MAX_HEAD).then_some(HeadCache {
             etag,
             len,
             bytes: rest,
@@ -266,7 +269,10 @@ fn classify(e: ureq::Error) -> Outcome {
     if fatal {
         Outcome::Fatal(FetchError::Config(e.to_string()))
     } else {
-        Outcome::Retry { why: e.to_string(), after: None }
+        Outcome::Retry {
+            why: e.to_string(),
+            after: None,
+        }
     }
 }
 
@@ -324,7 +330,7 @@ impl HttpSource {
             url: url.to_owned(),
             len: 0,
             validator: None,
-            head: Vec::new(),
+            head: Mutex::new(Vec::new()),
             cached,
             single_ranges_only: std::sync::atomic::AtomicBool::new(false),
             options,
@@ -340,11 +346,11 @@ impl HttpSource {
         {
             source.len = cached.len;
             source.validator = Some(cached.etag);
-            source.head = cached.bytes;
+            source.head = Mutex::new(cached.bytes);
         } else {
             source.len = meta.total;
             source.validator = meta.validator;
-            source.head = head;
+            source.head = Mutex::new(head);
         }
         Ok(source)
     }
@@ -355,7 +361,7 @@ impl HttpSource {
         Some(HeadCache {
             etag,
             len: self.len,
-            bytes: self.head.clone(),
+            bytes: self.head.lock().map(|h| h.clone()).unwrap_or_default(),
         })
     }
 
@@ -421,6 +427,15 @@ impl HttpSource {
                 }
             }
         }
+    }
+
+    /// The bytes of `[start, start + len)` the head holds, from `start` on, if any.
+    fn cached_part(&self, start: u64, len: u64) -> Option<Vec<u8>> {
+        let head = self.head.lock().ok()?;
+        let end = (start + len).min(head.len() as u64);
+        (start < end)
+            .then(|| head.get(start as usize..end as usize).map(<[u8]>::to_vec))
+            .flatten()
     }
 
     /// Asks for all of `ranges` in one request. Returns the bytes delivered per range (by
@@ -490,15 +505,12 @@ impl HttpSource {
             });
         }
         // The part the probe already holds is served from it; only the rest is requested.
-        let head_len = self.head.len() as u64;
         let mut start = start;
         let mut len = len;
-        if start < head_len {
-            let end = (start + len).min(head_len);
-            let cached = self.head.get(start as usize..end as usize).unwrap_or(&[]);
-            sink(cached).map_err(|e| FetchError::Local(e.to_string()))?;
-            len -= end - start;
-            start = end;
+        if let Some(cached) = self.cached_part(start, len) {
+            sink(&cached).map_err(|e| FetchError::Local(e.to_string()))?;
+            len -= cached.len() as u64;
+            start += cached.len() as u64;
         }
         if len == 0 {
             return Ok(());
@@ -741,7 +753,15 @@ impl BundleSource for HttpSource {
             Ok(())
         };
         self.stream_range(offset, len, &mut sink)
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other)?;
+        // Reads that continue the head (the signed header after the probe) extend it.
+        if let Ok(mut head) = self.head.lock()
+            && head.len() as u64 == offset
+            && offset + len <= MAX_HEAD
+        {
+            head.extend_from_slice(buf);
+        }
+        Ok(())
     }
 
     fn read_stream(
@@ -763,20 +783,17 @@ impl BundleSource for HttpSource {
         sink: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
-        let head_len = self.head.len() as u64;
         let mut rest: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
         for r in ranges {
-            if r.start < head_len {
-                let end = r.end.min(head_len);
-                sink(
-                    r.start,
-                    self.head.get(r.start as usize..end as usize).unwrap_or(&[]),
-                )?;
-                if end < r.end {
-                    rest.push(end..r.end);
+            match self.cached_part(r.start, r.end - r.start) {
+                Some(cached) => {
+                    sink(r.start, &cached)?;
+                    let end = r.start + cached.len() as u64;
+                    if end < r.end {
+                        rest.push(end..r.end);
+                    }
                 }
-            } else {
-                rest.push(r.clone());
+                None => rest.push(r.clone()),
             }
         }
         let mut singles: Vec<Range<u64>> = Vec::new();
