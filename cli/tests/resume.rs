@@ -111,7 +111,8 @@ fn killed_at_random_points_resumes_and_ends_verified() {
         Some((_, addr)) => addr.parse().unwrap(),
         None => serve(&www),
     };
-    let (addr, counters) = proxy(upstream, |_| Fault::Throttle(600_000));
+    const RATE: u64 = 600_000;
+    let (addr, counters) = proxy(upstream, |_| Fault::Throttle(RATE));
     let url = format!("http://{addr}/r2.abd");
     let pubkey = dir.join("k.pub");
     let plan: serde_json::Value = serde_json::from_str(&run(abdelta()
@@ -144,7 +145,10 @@ fn killed_at_random_points_resumes_and_ends_verified() {
             break child.wait_with_output().unwrap();
         }
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        std::thread::sleep(Duration::from_millis(5 + (seed >> 33) % 60));
+        // Kill anywhere in what is left of the run: startup, header, payload or apply.
+        let left = planned.saturating_sub(counters.body_bytes.load(Ordering::SeqCst));
+        let left_ms = 60 + left * 1000 / RATE;
+        std::thread::sleep(Duration::from_millis(5 + (seed >> 33) % left_ms));
         match child.try_wait().unwrap() {
             Some(_) => break child.wait_with_output().unwrap(),
             None => {
