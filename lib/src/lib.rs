@@ -1,15 +1,17 @@
 //! abdelta: signed, chunked, content-addressed A/B delta bundles.
 //!
 //! Release side: [`diff()`] chunks the new image, finds what the old one already holds, encodes
-//! the rest as patches and literals, and signs the manifest. Device side:
-//! [`bundle::VerifiedBundle::open`] authenticates the manifest before anything else is read,
-//! [`plan()`] checks which recipes the running partition can really serve, [`apply()`] rebuilds
-//! the new partition chunk by chunk (each chunk hash-checked before it is written), and
-//! [`verify`] checks a partition against the signed manifest.
+//! the rest as patches and literals, and signs the manifest. Device side: [`fetch`] reads a
+//! bundle's bytes over HTTP(S) and stages them resumably, [`bundle::UnverifiedBundle::read`]
+//! reads the signed header, [`policy::authorize`] authenticates it and applies the device's
+//! policy before any payload byte is read, [`plan()`] checks which recipes the running
+//! partition can really serve, [`apply()`] rebuilds the new partition chunk by chunk (each chunk
+//! hash-checked before it is written), and [`verify`] checks a partition against the manifest.
 //!
 //! The data's path, one module per stage:
-//! `chunk` → `diff` → `codec` → `format` → `sign` → bundle file → `bundle` (open, authenticate)
-//! → `plan` → `apply` (through `storage`) → `verify`.
+//! `chunk` → `diff` → `codec` → `format` → `sign` → bundle file → `fetch` (HTTP, stage) →
+//! `bundle` (read) → `sign` + `policy` (authenticate, authorize) → `plan` → `apply` (through
+//! `storage`) → `verify`.
 
 #![deny(unsafe_code)]
 // Hostile bytes reach most of this crate: no panicking slice indexing outside tests.
