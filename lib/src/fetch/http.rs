@@ -755,11 +755,11 @@ impl BundleSource for HttpSource {
         self.stream_range(offset, len, &mut sink)
             .map_err(std::io::Error::other)?;
         // Reads that continue the head (the signed header after the probe) extend it.
-        if let Ok(mut head) = self.head.lock()
-            && head.len() as u64 == offset
-            && offset + len <= MAX_HEAD
-        {
-            head.extend_from_slice(buf);
+        if let Ok(mut head) = self.head.lock() {
+            let have = head.len() as u64;
+            if offset <= have && have < offset + len && offset + len <= MAX_HEAD {
+                head.extend_from_slice(buf.get((have - offset) as usize..).unwrap_or(&[]));
+            }
         }
         Ok(())
     }
