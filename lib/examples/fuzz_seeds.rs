@@ -57,6 +57,31 @@ fn main() -> std::io::Result<()> {
         }
         n += 1;
     }
+    // Keysets: a document and a signed file, made here from fixed keys.
+    let root = abdelta::SecretKey::from_seed(&[1; 32]);
+    let release = abdelta::SecretKey::from_seed(&[2; 32]);
+    let keyset = abdelta::format::Keyset {
+        version: 3,
+        created_at: 1_800_000_000,
+        expires_at: 1_900_000_000,
+        version_floor_reset: Some(7),
+        release_keys: vec![abdelta::format::ReleaseKey {
+            public_key: release.public().to_bytes(),
+            not_before: 0,
+            not_after: u64::MAX,
+        }],
+    };
+    write(&corpus.join("keyset"), "document", &keyset.encode())?;
+    if let Ok(file) = abdelta::sign::sign_keyset(&[&root], &keyset) {
+        write(&corpus.join("keyset"), "file", &file)?;
+    }
+    // Multipart replies for the ranges the `multipart` hook asks for (selector 3: 0..4).
+    let mut reply = vec![3u8];
+    reply.extend_from_slice(b"\r\n--XYZ\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-3/10000\r\n\r\nabcd\r\n");
+    reply.extend_from_slice(b"--XYZ\r\nContent-Range: bytes 100-163/10000\r\n\r\n");
+    reply.extend_from_slice(&[b'x'; 64]);
+    reply.extend_from_slice(b"\r\n--XYZ--\r\n");
+    write(&corpus.join("multipart"), "two-parts", &reply)?;
     println!("wrote seeds from {n} vectors into {}", corpus.display());
     Ok(())
 }

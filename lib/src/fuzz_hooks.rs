@@ -70,3 +70,36 @@ pub fn apply(data: &[u8]) {
     );
     assert!(target.bytes.len() as u64 <= bundle.manifest().target.size);
 }
+
+/// Keyset documents and files: accepted documents re-encode to the same bytes; files never
+/// panic.
+pub fn keyset(data: &[u8]) {
+    if let Ok(k) = crate::format::Keyset::decode(data) {
+        assert_eq!(k.encode(), data, "non-canonical keyset accepted");
+    }
+    let _ = crate::format::SignedKeyset::decode(data);
+}
+
+/// The multipart/byteranges parser and the Content-Range parser: strict, bounded, no panic;
+/// every byte delivered lies inside a range that was asked for. The first byte picks how the
+/// input is split between the asked ranges and the reply, and the reader's buffer size.
+pub fn multipart(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let asked = [0..u64::from(selector % 16) + 1, 100..164, 4000..4001];
+    let capacity = usize::from(selector).max(1);
+    let mut reader = std::io::BufReader::with_capacity(capacity, rest);
+    let mut sink = |offset: u64, bytes: &[u8]| -> std::io::Result<()> {
+        let end = offset + bytes.len() as u64;
+        assert!(
+            asked.iter().any(|r| r.start <= offset && end <= r.end),
+            "delivered bytes outside the ranges asked"
+        );
+        Ok(())
+    };
+    let _ = crate::fetch::multipart::parse(&mut reader, "XYZ", &asked, 10_000, &mut sink);
+    if let Ok(text) = std::str::from_utf8(rest) {
+        let _ = crate::fetch::multipart::boundary(text);
+    }
+}
