@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use abdelta::storage::{FileTarget, SourceImage};
+use abdelta::storage::FileTarget;
 use anyhow::Context;
 
-use crate::device::DeviceArgs;
-use crate::location::{Bundle, FetchArgs};
-use crate::plan::{first, plan_json};
+use crate::location::Bundle;
+use crate::plan::{PlanArgs, first, plan_json};
 use abdelta::policy::Decision;
 
 use crate::ui::{Bar, human, memory};
@@ -16,29 +15,20 @@ use crate::ui::{Bar, human, memory};
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
-    bundle: String,
     #[command(flatten)]
-    fetch: FetchArgs,
-    /// Refuse (before downloading any blob) a plan that reads more than this many bytes.
-    #[arg(long, value_name = "BYTES")]
-    max_download: Option<u64>,
-    /// The running partition or old image, opened read-only (omit for a blank device).
-    #[arg(long, value_name = "OLD")]
-    source: Option<PathBuf>,
+    input: PlanArgs,
     /// The partition or image file to write (created if it is a missing regular file).
     #[arg(long, value_name = "NEW")]
     target: PathBuf,
-    #[command(flatten)]
-    device: DeviceArgs,
-    /// Print JSON.
+    /// Print JSON (progress events go to stderr, one per line).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let device = args.device.device()?;
+    let input = &args.input;
+    let device = input.device.device()?;
     if device.state_dir.is_none() {
         eprintln!(
             "abdelta: note: no --state-dir: rollback protection and the trusted-time floor are off"
@@ -49,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _lock = crate::location::lock(&crate::location::stage_dir(device.state_dir.as_deref()))?;
     // Policy first, state saved (highest-seen release, trusted time, keyset) before any
     // payload byte is read.
-    let opened = crate::device::open(&args.bundle, &args.fetch, &device, true)?;
+    let opened = crate::device::open(&input.bundle, &input.fetch, &device, true)?;
     let (file, bundle, mut state) = (opened.file, opened.authorized.bundle, opened.state);
     let release = bundle.manifest().release_version;
     if opened.authorized.decision == Decision::UpToDate {
@@ -63,16 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let source = match &args.source {
-        Some(p) => {
-            SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?
-        }
-        None => SourceImage::empty(),
-    };
-    let plan = abdelta::plan(&bundle, source.bytes());
-    if let Some(budget) = args.max_download {
-        plan.check_budget(budget)?;
-    }
+    let source = input.source_image()?;
+    let plan = input.plan(&bundle, &source)?;
     // A remote bundle is first brought into the on-disk stage, exactly the planned ranges
     // (neighbours merged when the gap costs less than a round trip), resuming whatever an
     // interrupted run already received; apply then reads locally.
@@ -83,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &bundle,
             &plan,
             &crate::location::stage_dir(device.state_dir.as_deref()),
-            args.fetch.range_gap(),
+            input.fetch.range_gap(),
         )?),
         Bundle::File(_) => None,
     };

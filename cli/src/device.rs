@@ -27,7 +27,8 @@ pub struct DeviceArgs {
     /// This device's channel: the release must be for it.
     #[arg(long)]
     channel: Option<String>,
-    /// Directory of the device state (installed release, trusted time, keyset).
+    /// Directory of the device state (installed release, trusted time, keyset) and of the
+    /// resumable download stage.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Refuse releases valid for longer than this many days.

@@ -18,10 +18,10 @@ pub struct FetchArgs {
     /// Cap the download rate, in bytes per second, to leave bandwidth to the station.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     rate_limit: Option<u64>,
-    /// Link round-trip time in milliseconds, for merging ranges (default 600: 3G).
+    /// Link round-trip time in milliseconds, for merging ranges (the default is 3G-like).
     #[arg(long, value_name = "MS", default_value_t = 600)]
     rtt_ms: u64,
-    /// Link bandwidth in bytes per second, for merging ranges (default 32000: 3G).
+    /// Link bandwidth in bytes per second, for merging ranges (the default is 3G-like).
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 32_000)]
     bandwidth: u64,
 }

@@ -11,21 +11,54 @@ use crate::device::DeviceArgs;
 use crate::location::FetchArgs;
 use crate::ui::human;
 
+/// What `plan` and `apply` share: the bundle, how to fetch it, the source, the budget and the
+/// device's policy.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
+    pub bundle: String,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Refuse (before downloading any blob) a plan that reads more than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_download: Option<u64>,
+    /// The running partition or old image, opened read-only (omit for a blank device).
+    #[arg(long, value_name = "OLD")]
+    pub source: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl PlanArgs {
+    /// Maps the source read-only (or none, for a blank device).
+    pub fn source_image(&self) -> anyhow::Result<SourceImage> {
+        match &self.source {
+            Some(p) => {
+                SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))
+            }
+            None => Ok(SourceImage::empty()),
+        }
+    }
+
+    /// Plans `bundle` against `source` and applies the byte budget, before any blob is read.
+    pub fn plan(
+        &self,
+        bundle: &abdelta::VerifiedBundle,
+        source: &SourceImage,
+    ) -> anyhow::Result<abdelta::Plan> {
+        let plan = abdelta::plan(bundle, source.bytes());
+        if let Some(budget) = self.max_download {
+            plan.check_budget(budget)?;
+        }
+        Ok(plan)
+    }
+}
+
 /// Flags of `abdelta plan`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle: a path, or an http(s):// URL (only the byte ranges needed are fetched).
-    bundle: String,
     #[command(flatten)]
-    fetch: FetchArgs,
-    /// Refuse (before downloading any blob) a plan that reads more than this many bytes.
-    #[arg(long, value_name = "BYTES")]
-    max_download: Option<u64>,
-    /// The running partition or old image (omit for a blank device).
-    #[arg(long, value_name = "OLD")]
-    source: Option<PathBuf>,
-    #[command(flatten)]
-    device: DeviceArgs,
+    input: PlanArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -50,7 +83,8 @@ pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     // A plan changes nothing: the device state is read, never saved.
-    let opened = crate::device::open(&args.bundle, &args.fetch, &args.device.device()?, false)?;
+    let input = &args.input;
+    let opened = crate::device::open(&input.bundle, &input.fetch, &input.device.device()?, false)?;
     let bundle = &opened.authorized.bundle;
     if opened.authorized.decision == Decision::UpToDate {
         if args.json {
@@ -66,16 +100,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let source = match &args.source {
-        Some(p) => {
-            SourceImage::open(p).with_context(|| format!("opening source {}", p.display()))?
-        }
-        None => SourceImage::empty(),
-    };
-    let plan = abdelta::plan(bundle, source.bytes());
-    if let Some(budget) = args.max_download {
-        plan.check_budget(budget)?;
-    }
+    let source = input.source_image()?;
+    let plan = input.plan(bundle, &source)?;
     if args.json {
         println!("{}", plan_json(&plan));
         return Ok(());
