@@ -65,38 +65,26 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("plan (hash-check the source)", |b| {
         b.iter(|| abdelta::plan(&verified, &data).steps.len())
     });
+    let apply = |plan: &abdelta::Plan, source: &[u8]| {
+        let mut out = MemTarget {
+            bytes: Vec::with_capacity(target.len()),
+        };
+        abdelta::apply(
+            &verified,
+            &MemBundle(&bundle),
+            source,
+            &mut out,
+            plan,
+            &no_progress,
+        )
+        .expect("apply");
+    };
     g.bench_function("apply copy-heavy into memory", |b| {
-        b.iter(|| {
-            let mut out = MemTarget {
-                bytes: Vec::with_capacity(target.len()),
-            };
-            abdelta::apply(
-                &verified,
-                &MemBundle(&bundle),
-                &data,
-                &mut out,
-                &plan,
-                &no_progress,
-            )
-            .expect("apply");
-        })
+        b.iter(|| apply(&plan, &data))
     });
     let blank = abdelta::plan(&verified, &[]);
     g.bench_function("apply from literals (blank device)", |b| {
-        b.iter(|| {
-            let mut out = MemTarget {
-                bytes: Vec::with_capacity(target.len()),
-            };
-            abdelta::apply(
-                &verified,
-                &MemBundle(&bundle),
-                &[],
-                &mut out,
-                &blank,
-                &no_progress,
-            )
-            .expect("apply");
-        })
+        b.iter(|| apply(&blank, &[]))
     });
     g.finish();
 }

@@ -7,6 +7,7 @@
 //! OLD and takes the delta path to NEW instead of the built-in blank-device case.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,6 +33,31 @@ fn paint(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Makes `dir/k.key`/`k.pub` and a release-2 bundle of `new` (a delta from `from` if given).
+fn release(dir: &Path, from: Option<&Path>, new: &Path, out: &Path) {
+    run(abdelta().args(["keygen", "-o"]).arg(dir.join("k")));
+    let mut diff = abdelta();
+    diff.args([
+        "diff",
+        "--release-version",
+        "2",
+        "--compat",
+        "x",
+        "--literal-level",
+        "3",
+    ]);
+    if let Some(old) = from {
+        diff.arg("--from").arg(old);
+    }
+    run(diff
+        .arg("--to")
+        .arg(new)
+        .arg("--key")
+        .arg(dir.join("k.key"))
+        .arg("-o")
+        .arg(out));
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -78,32 +104,16 @@ fn killed_at_random_points_resumes_and_ends_verified() {
     let b = std::fs::read(&new).unwrap();
     // The built-in case is a blank (USB-flashed) device that downloads literals; a given pair
     // takes the delta path from OLD.
-    let source: Vec<&std::ffi::OsStr> = match pair {
+    let source: Vec<&std::ffi::OsStr> = match &pair {
         Some(_) => vec!["--source".as_ref(), old.as_os_str()],
         None => Vec::new(),
     };
-    let from: Vec<&std::ffi::OsStr> = match &source[..] {
-        [_, old] => vec!["--from".as_ref(), old],
-        _ => Vec::new(),
-    };
-    run(abdelta().args(["keygen", "-o"]).arg(dir.join("k")));
-    run(abdelta()
-        .args([
-            "diff",
-            "--release-version",
-            "2",
-            "--compat",
-            "x",
-            "--literal-level",
-            "3",
-        ])
-        .args(&from)
-        .arg("--to")
-        .arg(&new)
-        .arg("--key")
-        .arg(dir.join("k.key"))
-        .arg("-o")
-        .arg(www.join("r2.abd")));
+    release(
+        dir,
+        pair.is_some().then_some(old.as_path()),
+        &new,
+        &www.join("r2.abd"),
+    );
     // The proxy plays a slow link: it sends at 600 kB/s in small writes, so the bytes it
     // counts are the bytes a link would have carried (not megabytes parked in loopback
     // buffers).
@@ -210,26 +220,8 @@ fn multi_range_requests_read_exactly_the_plan() {
     let (old, new) = (dir.join("old.img"), dir.join("new.img"));
     std::fs::write(&old, &a).unwrap();
     std::fs::write(&new, &b).unwrap();
-    run(abdelta().args(["keygen", "-o"]).arg(dir.join("k")));
     let name = format!("multi-{}.abd", std::process::id());
-    run(abdelta()
-        .args([
-            "diff",
-            "--release-version",
-            "2",
-            "--compat",
-            "x",
-            "--literal-level",
-            "3",
-            "--from",
-        ])
-        .arg(&old)
-        .arg("--to")
-        .arg(&new)
-        .arg("--key")
-        .arg(dir.join("k.key"))
-        .arg("-o")
-        .arg(std::path::Path::new(&root).join(&name)));
+    release(dir, Some(&old), &new, &Path::new(&root).join(&name));
     // A source missing some chunks, so the plan reads scattered literals too.
     let mut drifted = a.clone();
     for i in 0..8 {
