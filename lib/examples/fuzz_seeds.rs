@@ -82,6 +82,31 @@ fn main() -> std::io::Result<()> {
     reply.extend_from_slice(&[b'x'; 64]);
     reply.extend_from_slice(b"\r\n--XYZ--\r\n");
     write(&corpus.join("multipart"), "two-parts", &reply)?;
+    // Resume journals for the `journal` hook: bundle length ÷ 17, then (flag, offset, length)
+    // records; two neighbouring pieces, one far piece, and a damaged record.
+    let mut journal = 20_000u32.to_le_bytes().to_vec();
+    for (flag, offset, len) in [(0u8, 0u64, 65_536u64), (0, 65_536, 100), (0, 200_000, 7), (1, 9, 9)] {
+        journal.push(flag);
+        journal.extend_from_slice(&offset.to_le_bytes());
+        journal.extend_from_slice(&len.to_le_bytes());
+    }
+    write(&corpus.join("journal"), "pieces", &journal)?;
+    // A device-state file, written by the library itself.
+    let dir = std::env::temp_dir().join(format!("abdelta-seed-state-{}", std::process::id()));
+    let state = abdelta::policy::DeviceState {
+        installed: Some(41),
+        highest_seen: 42,
+        time_floor: 1_800_000_000,
+        keyset_version: 3,
+        keyset_file: abdelta::sign::sign_keyset(&[&root], &keyset).unwrap_or_default(),
+    };
+    state
+        .save(&dir)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let file = std::fs::read(abdelta::policy::DeviceState::path(&dir))?;
+    std::fs::remove_dir_all(&dir)?;
+    write(&corpus.join("state"), "file", &file)?;
+    write(&corpus.join("state"), "body", file.get(..file.len() - 32).unwrap_or(&[]))?;
     println!("wrote seeds from {n} vectors into {}", corpus.display());
     Ok(())
 }

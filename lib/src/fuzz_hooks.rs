@@ -81,25 +81,88 @@ pub fn keyset(data: &[u8]) {
 }
 
 /// The multipart/byteranges parser and the Content-Range parser: strict, bounded, no panic;
-/// every byte delivered lies inside a range that was asked for. The first byte picks how the
-/// input is split between the asked ranges and the reply, and the reader's buffer size.
+/// every byte delivered lies inside a range that was asked for; and the reply fed in small
+/// pieces (a reader buffer of 1..=255 bytes, picked by the first input byte) gives exactly the
+/// result of feeding it whole.
 pub fn multipart(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
     let asked = [0..u64::from(selector % 16) + 1, 100..164, 4000..4001];
-    let capacity = usize::from(selector).max(1);
-    let mut reader = std::io::BufReader::with_capacity(capacity, rest);
-    let mut sink = |offset: u64, bytes: &[u8]| -> std::io::Result<()> {
-        let end = offset + bytes.len() as u64;
-        assert!(
-            asked.iter().any(|r| r.start <= offset && end <= r.end),
-            "delivered bytes outside the ranges asked"
-        );
-        Ok(())
+    let run = |capacity: usize| {
+        let mut reader = std::io::BufReader::with_capacity(capacity, rest);
+        let mut bytes: Vec<(u64, u8)> = Vec::new();
+        let mut sink = |offset: u64, chunk: &[u8]| -> std::io::Result<()> {
+            let end = offset + chunk.len() as u64;
+            assert!(
+                asked.iter().any(|r| r.start <= offset && end <= r.end),
+                "delivered bytes outside the ranges asked"
+            );
+            bytes.extend((offset..).zip(chunk.iter().copied()));
+            Ok(())
+        };
+        let (delivered, result) =
+            crate::fetch::multipart::parse(&mut reader, "XYZ", &asked, 10_000, &mut sink);
+        (delivered, result.map_err(|e| e.to_string()), bytes)
     };
-    let _ = crate::fetch::multipart::parse(&mut reader, "XYZ", &asked, 10_000, &mut sink);
+    let pieces = run(usize::from(selector).max(1));
+    let whole = run(rest.len().max(1));
+    assert_eq!(pieces, whole, "the result depends on how the reply was split");
     if let Ok(text) = std::str::from_utf8(rest) {
         let _ = crate::fetch::multipart::boundary(text);
+    }
+}
+
+/// The resume journal's decoder. The input is a sequence of records, each a flag byte and a
+/// 16-byte body; the hook appends the right checksum unless the flag says to damage it, so the
+/// fuzzer reaches the record checks behind the checksums. Oracle: the received ranges are
+/// sorted, disjoint and inside the bundle; the valid prefix is whole records; decoding that
+/// prefix alone gives the same ranges; another manifest's header yields nothing.
+pub fn journal(data: &[u8]) {
+    use crate::fetch::stage::{HEADER_LEN, RECORD_LEN, journal_header, read_journal};
+    let Some((len_bytes, records)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let len = u64::from(u32::from_le_bytes(*len_bytes)) * 17;
+    let header = journal_header(&[7; 32], len);
+    let mut journal = header.clone();
+    for unit in records.chunks(17) {
+        let Some((&flag, body)) = unit.split_first() else {
+            break;
+        };
+        journal.extend_from_slice(body);
+        let sum = blake3::hash(body);
+        let mut sum = *sum.as_bytes().first_chunk::<8>().unwrap();
+        if flag & 1 == 1 {
+            sum[usize::from(flag >> 5)] ^= flag;
+        }
+        journal.extend_from_slice(&sum);
+    }
+    let (done, valid) = read_journal(&journal, &header, len);
+    assert!(valid == 0 || (valid >= HEADER_LEN && (valid - HEADER_LEN) % RECORD_LEN == 0));
+    assert!(valid <= journal.len());
+    for pair in done.windows(2) {
+        if let [a, b] = pair {
+            assert!(a.end < b.start, "ranges not merged: {done:?}");
+        }
+    }
+    assert!(done.iter().all(|r| r.start < r.end && r.end <= len));
+    assert_eq!(read_journal(journal.get(..valid).unwrap(), &header, len).0, done);
+    let other = journal_header(&[8; 32], len);
+    assert_eq!(read_journal(&journal, &other, len), (Vec::new(), 0));
+}
+
+/// The device-state file's decoder: accepted files re-encode to the same bytes. The input is
+/// tried as a whole file and, so the fuzzer reaches the fields behind the checksum, as a body
+/// with the right checksum appended.
+pub fn state(data: &[u8]) {
+    use crate::policy::DeviceState;
+    if let Some(s) = DeviceState::decode(data) {
+        assert_eq!(s.encode(), data, "non-canonical state accepted");
+    }
+    let mut file = data.to_vec();
+    file.extend_from_slice(blake3::hash(data).as_bytes());
+    if let Some(s) = DeviceState::decode(&file) {
+        assert_eq!(s.encode(), file, "non-canonical state accepted");
     }
 }

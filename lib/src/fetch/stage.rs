@@ -21,8 +21,8 @@ use crate::storage::BundleSource;
 pub const PIECE: u64 = 64 << 10;
 
 const MAGIC: [u8; 8] = *b"ABDJRNL1";
-const HEADER_LEN: usize = 8 + 32 + 8 + 8;
-const RECORD_LEN: usize = 8 + 8 + 8;
+pub(crate) const HEADER_LEN: usize = 8 + 32 + 8 + 8;
+pub(crate) const RECORD_LEN: usize = 8 + 8 + 8;
 
 fn check(bytes: &[u8]) -> [u8; 8] {
     let mut out = [0u8; 8];
@@ -42,6 +42,11 @@ pub struct Stage {
 
 fn insert(done: &mut Vec<Range<u64>>, r: Range<u64>) {
     done.push(r);
+    merge(done);
+}
+
+/// Sorts `done` and merges touching ranges.
+fn merge(done: &mut Vec<Range<u64>>) {
     done.sort_by_key(|r| r.start);
     let mut merged: Vec<Range<u64>> = Vec::with_capacity(done.len());
     for r in done.drain(..) {
@@ -53,20 +58,65 @@ fn insert(done: &mut Vec<Range<u64>>, r: Range<u64>) {
     *done = merged;
 }
 
+/// The journal's header for one manifest and bundle length.
+pub(crate) fn journal_header(manifest_hash: &[u8; 32], len: u64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(&MAGIC);
+    h.extend_from_slice(manifest_hash);
+    h.extend_from_slice(&len.to_le_bytes());
+    let sum = check(&h);
+    h.extend_from_slice(&sum);
+    h
+}
+
+/// One journal record: a piece of `n` bytes at `offset`, with its checksum.
+pub(crate) fn journal_record(offset: u64, n: u64) -> [u8; RECORD_LEN] {
+    let mut rec = [0u8; RECORD_LEN];
+    let (body, sum) = rec.split_at_mut(16);
+    let (off, len) = body.split_at_mut(8);
+    off.copy_from_slice(&offset.to_le_bytes());
+    len.copy_from_slice(&n.to_le_bytes());
+    sum.copy_from_slice(&check(body));
+    rec
+}
+
+/// Decodes a journal read from disk (`existing`, hostile: a torn write, a damaged disk or
+/// anyone with access to the stage directory) against the `header` expected for this
+/// manifest and a bundle of `len` bytes. Returns the received ranges (sorted, merged, inside
+/// `0..len`) and how many leading bytes of the journal are valid; 0 means "start over".
+pub(crate) fn read_journal(existing: &[u8], header: &[u8], len: u64) -> (Vec<Range<u64>>, usize) {
+    let mut done = Vec::new();
+    if existing.get(..HEADER_LEN) != Some(header) {
+        return (done, 0);
+    }
+    let mut valid_len = HEADER_LEN;
+    while let Some(record) = existing
+        .get(valid_len..)
+        .and_then(|rest| rest.first_chunk::<RECORD_LEN>())
+    {
+        let (body, sum) = record.split_at(16);
+        if check(body) != sum {
+            break; // a torn or damaged record ends the journal
+        }
+        let (offset, n) = body.split_at(8);
+        let offset = u64::from_le_bytes(offset.try_into().unwrap_or([0; 8]));
+        let n = u64::from_le_bytes(n.try_into().unwrap_or([0; 8]));
+        if n == 0 || n > PIECE || offset.checked_add(n).is_none_or(|end| end > len) {
+            break;
+        }
+        done.push(offset..offset + n);
+        valid_len += RECORD_LEN;
+    }
+    merge(&mut done);
+    (done, valid_len)
+}
+
 impl Stage {
     /// Opens (or starts) the stage in `dir` for the bundle whose manifest hashes to
     /// `manifest_hash` and whose length is `len`.
     pub fn open(dir: &Path, manifest_hash: &[u8; 32], len: u64) -> io::Result<Stage> {
         fs::create_dir_all(dir)?;
-        let header = {
-            let mut h = Vec::with_capacity(HEADER_LEN);
-            h.extend_from_slice(&MAGIC);
-            h.extend_from_slice(manifest_hash);
-            h.extend_from_slice(&len.to_le_bytes());
-            let sum = check(&h);
-            h.extend_from_slice(&sum);
-            h
-        };
+        let header = journal_header(manifest_hash, len);
         let journal_path = dir.join("journal");
         let mut existing = Vec::new();
         if let Ok(mut f) = File::open(&journal_path) {
@@ -74,32 +124,7 @@ impl Stage {
             let cap = HEADER_LEN as u64 + (len / PIECE + 2) * 4 * RECORD_LEN as u64;
             Read::by_ref(&mut f).take(cap).read_to_end(&mut existing)?;
         }
-        let mut done = Vec::new();
-        let mut valid_len = 0usize;
-        if existing.get(..HEADER_LEN) == Some(&header[..]) {
-            valid_len = HEADER_LEN;
-            while let Some(record) = existing.get(valid_len..valid_len + RECORD_LEN) {
-                let (body, sum) = record.split_at(16);
-                if check(body) != sum {
-                    break; // a torn or damaged record ends the journal
-                }
-                let offset = u64::from_le_bytes(
-                    body.get(..8)
-                        .and_then(|b| b.try_into().ok())
-                        .unwrap_or([0; 8]),
-                );
-                let n = u64::from_le_bytes(
-                    body.get(8..16)
-                        .and_then(|b| b.try_into().ok())
-                        .unwrap_or([0; 8]),
-                );
-                if n == 0 || n > PIECE || offset.checked_add(n).is_none_or(|end| end > len) {
-                    break;
-                }
-                insert(&mut done, offset..offset + n);
-                valid_len += RECORD_LEN;
-            }
-        }
+        let (done, valid_len) = read_journal(&existing, &header, len);
         let fresh = valid_len == 0;
         let data = OpenOptions::new()
             .read(true)
@@ -161,11 +186,7 @@ impl Stage {
 
     fn record(&mut self, offset: u64, n: u64) -> io::Result<()> {
         self.data.sync_data()?;
-        let mut rec = Vec::with_capacity(RECORD_LEN);
-        rec.extend_from_slice(&offset.to_le_bytes());
-        rec.extend_from_slice(&n.to_le_bytes());
-        let sum = check(&rec);
-        rec.extend_from_slice(&sum);
+        let rec = journal_record(offset, n);
         self.journal.write_all(&rec)?;
         self.journal.sync_data()?;
         insert(&mut self.done, offset..offset + n);

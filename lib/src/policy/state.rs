@@ -55,7 +55,8 @@ impl DeviceState {
             .ok_or_else(|| PolicyError::StateCorrupt(path.display().to_string()))
     }
 
-    fn decode(bytes: &[u8]) -> Option<DeviceState> {
+    /// Decodes a state file's bytes; `None` for anything damaged or non-canonical.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<DeviceState> {
         let (body, sum) = bytes.split_last_chunk::<32>()?;
         if blake3::hash(body).as_bytes() != sum {
             return None;
@@ -83,7 +84,7 @@ impl DeviceState {
         Some(state)
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = STATE_MAGIC.to_vec();
         match self.installed {
             None => out.push(0),
