@@ -37,8 +37,12 @@ pub struct DeviceArgs {
     /// Refuse releases that never expire.
     #[arg(long)]
     require_expiry: bool,
+    /// Refuse releases created more than this many seconds after trusted time (only for
+    /// devices whose clock survives power loss).
+    #[arg(long, value_name = "SECONDS")]
+    max_clock_skew: Option<u64>,
     /// Device configuration file (TOML: pubkeys, root_keys, hardware_id, channel, state_dir,
-    /// max_validity_days, require_expiry).
+    /// max_validity_days, require_expiry, max_clock_skew).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -57,6 +61,7 @@ struct Config {
     max_validity_days: Option<u64>,
     #[serde(default)]
     require_expiry: bool,
+    max_clock_skew: Option<u64>,
 }
 
 fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
@@ -123,6 +128,7 @@ impl DeviceArgs {
                 .or(config.max_validity_days)
                 .map(|d| d.saturating_mul(86_400)),
             require_expiry: self.require_expiry || config.require_expiry,
+            max_clock_skew: self.max_clock_skew.or(config.max_clock_skew),
         };
         if policy.release_keys.is_empty() && policy.root_keys.is_empty() {
             anyhow::bail!(

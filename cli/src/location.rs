@@ -142,9 +142,7 @@ impl Bundle {
             let cache_path = stage
                 .join("heads")
                 .join(blake3::hash(location.as_bytes()).to_hex().as_str());
-            let cached = std::fs::read(&cache_path)
-                .ok()
-                .and_then(|b| HeadCache::decode(&b));
+            let cached = HeadCache::load(&cache_path);
             let source = HttpSource::open_cached(location, options, cached)
                 .with_context(|| format!("fetching {location}"))?;
             Ok(Bundle::Http(Box::new(source), cache_path))

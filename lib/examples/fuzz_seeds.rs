@@ -85,7 +85,12 @@ fn main() -> std::io::Result<()> {
     // Resume journals for the `journal` hook: bundle length ÷ 17, then (flag, offset, length)
     // records; two neighbouring pieces, one far piece, and a damaged record.
     let mut journal = 20_000u32.to_le_bytes().to_vec();
-    for (flag, offset, len) in [(0u8, 0u64, 65_536u64), (0, 65_536, 100), (0, 200_000, 7), (1, 9, 9)] {
+    for (flag, offset, len) in [
+        (0u8, 0u64, 65_536u64),
+        (0, 65_536, 100),
+        (0, 200_000, 7),
+        (1, 9, 9),
+    ] {
         journal.push(flag);
         journal.extend_from_slice(&offset.to_le_bytes());
         journal.extend_from_slice(&len.to_le_bytes());
@@ -106,7 +111,11 @@ fn main() -> std::io::Result<()> {
     let file = std::fs::read(abdelta::policy::DeviceState::path(&dir))?;
     std::fs::remove_dir_all(&dir)?;
     write(&corpus.join("state"), "file", &file)?;
-    write(&corpus.join("state"), "body", file.get(..file.len() - 32).unwrap_or(&[]))?;
+    write(
+        &corpus.join("state"),
+        "body",
+        file.get(..file.len() - 32).unwrap_or(&[]),
+    )?;
     println!("wrote seeds from {n} vectors into {}", corpus.display());
     Ok(())
 }

@@ -107,7 +107,10 @@ pub fn multipart(data: &[u8]) {
     };
     let pieces = run(usize::from(selector).max(1));
     let whole = run(rest.len().max(1));
-    assert_eq!(pieces, whole, "the result depends on how the reply was split");
+    assert_eq!(
+        pieces, whole,
+        "the result depends on how the reply was split"
+    );
     if let Ok(text) = std::str::from_utf8(rest) {
         let _ = crate::fetch::multipart::boundary(text);
     }
@@ -147,22 +150,28 @@ pub fn journal(data: &[u8]) {
         }
     }
     assert!(done.iter().all(|r| r.start < r.end && r.end <= len));
-    assert_eq!(read_journal(journal.get(..valid).unwrap(), &header, len).0, done);
+    assert_eq!(
+        read_journal(journal.get(..valid).unwrap(), &header, len).0,
+        done
+    );
     let other = journal_header(&[8; 32], len);
     assert_eq!(read_journal(&journal, &other, len), (Vec::new(), 0));
 }
 
-/// The device-state file's decoder: accepted files re-encode to the same bytes. The input is
-/// tried as a whole file and, so the fuzzer reaches the fields behind the checksum, as a body
-/// with the right checksum appended.
+/// The decoders of the local state files (the device state and the HTTP head cache):
+/// accepted files re-encode to the same bytes. The input is tried as a whole file and, so the
+/// fuzzer reaches the fields behind the checksum, as a body with the right checksum appended.
 pub fn state(data: &[u8]) {
+    use crate::fetch::HeadCache;
     use crate::policy::DeviceState;
-    if let Some(s) = DeviceState::decode(data) {
-        assert_eq!(s.encode(), data, "non-canonical state accepted");
-    }
     let mut file = data.to_vec();
     file.extend_from_slice(blake3::hash(data).as_bytes());
-    if let Some(s) = DeviceState::decode(&file) {
-        assert_eq!(s.encode(), file, "non-canonical state accepted");
+    for bytes in [data, &file] {
+        if let Some(s) = DeviceState::decode(bytes) {
+            assert_eq!(s.encode(), bytes, "non-canonical state accepted");
+        }
+        if let Some(h) = HeadCache::decode(bytes) {
+            assert_eq!(h.encode(), bytes, "non-canonical head cache accepted");
+        }
     }
 }

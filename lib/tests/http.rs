@@ -125,7 +125,7 @@ fn f10_connection_cut_mid_body_resumes_without_refetching_received_bytes() {
 }
 
 #[test]
-fn f11_200_instead_of_206_is_refused_never_a_whole_file_download() {
+fn bad_43_f11_200_instead_of_206_is_refused_never_a_whole_file_download() {
     let f = fixture();
     let (addr, _) = proxy(f.server, |_| {
         Fault::Head(|h| {
@@ -143,7 +143,7 @@ fn f11_200_instead_of_206_is_refused_never_a_whole_file_download() {
 }
 
 #[test]
-fn f12_wrong_or_missing_content_range_is_refused() {
+fn bad_44_f12_wrong_or_missing_content_range_is_refused() {
     let f = fixture();
     let rewrites: [fn(String) -> String; 3] = [
         |h| {
@@ -232,7 +232,7 @@ fn f13_file_replaced_mid_download_is_detected() {
 }
 
 #[test]
-fn t09_lying_content_length_and_endless_body_are_caught() {
+fn bad_45_t09_lying_content_length_and_endless_body_are_caught() {
     let f = fixture();
     let (addr, _) = proxy(
         f.server,
@@ -271,7 +271,7 @@ fn f14_416_range_not_satisfiable_means_the_file_changed() {
 }
 
 #[test]
-fn f16_injected_content_encoding_is_refused() {
+fn bad_46_f16_injected_content_encoding_is_refused() {
     let f = fixture();
     let (addr, _) = proxy(f.server, |_| {
         Fault::Head(|h| h.replace("\r\n\r\n", "\r\ncontent-encoding: gzip\r\n\r\n"))

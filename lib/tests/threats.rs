@@ -9,121 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use abdelta::apply::VerifiedChunk;
 use abdelta::diff::DiffOptions;
 use abdelta::error::no_progress;
-use abdelta::format::{
-    ENVELOPE_LEN, Envelope, Keyset, Limits, Manifest, ReleaseKey, SignatureRecord,
-};
-use abdelta::policy::{Authorized, Decision, DeviceState, Policy, PolicyError, authorize};
+use abdelta::format::{Envelope, Limits, Manifest, ReleaseKey, SignatureRecord};
+use abdelta::policy::{Decision, DeviceState, Policy, PolicyError, authorize};
 use abdelta::sign::{SignError, sign_keyset, sign_manifest};
 use abdelta::storage::{BundleSource, MemBundle, MemTarget, Target};
 use abdelta::{Error, PublicKey, SecretKey, UnverifiedBundle};
-use common::{Rng, key, options, other_key};
-
-const NOW: u64 = 1_800_000_000;
-const DAY: u64 = 86_400;
-
-fn images() -> (Vec<u8>, Vec<u8>) {
-    let mut rng = Rng(77);
-    let a = rng.text(300_000);
-    let mut b = a.clone();
-    b[1000] ^= 1;
-    b.splice(150_000..150_000, rng.text(3000));
-    (a, b)
-}
-
-fn bundle(opts: &DiffOptions, signer: &SecretKey) -> Vec<u8> {
-    let (a, b) = images();
-    let mut out = Vec::new();
-    abdelta::diff(&a, &b, opts, signer, &mut out, &no_progress).unwrap();
-    out
-}
-
-fn release(version: u64) -> DiffOptions {
-    DiffOptions {
-        release_version: version,
-        created_at: NOW,
-        expires_at: Some(NOW + 30 * DAY),
-        ..options()
-    }
-}
-
-fn device() -> Policy {
-    Policy {
-        release_keys: vec![key().public()],
-        hardware_id: Some("evse-ac22-rev3".into()),
-        ..Policy::default()
-    }
-}
-
-fn check(
-    bytes: &[u8],
-    policy: &Policy,
-    state: &mut DeviceState,
-    now: u64,
-) -> Result<Authorized, Error> {
-    let unverified = UnverifiedBundle::read(&MemBundle(bytes), &Limits::DEFAULT)?;
-    authorize(unverified, policy, state, now, &Limits::DEFAULT)
-}
-
-fn policy_error(result: Result<Authorized, Error>) -> PolicyError {
-    match result {
-        Err(Error::Policy(e)) => e,
-        Err(other) => panic!("expected a policy error, got {other:?}"),
-        Ok(_) => panic!("expected a policy error, got acceptance"),
-    }
-}
-
-fn sign_error(result: Result<Authorized, Error>) -> SignError {
-    match result {
-        Err(Error::Sign(e)) => e,
-        Err(other) => panic!("expected a signature error, got {other:?}"),
-        Ok(_) => panic!("expected a signature error, got acceptance"),
-    }
-}
-
-/// Splits a bundle into envelope, manifest bytes and payload.
-fn parts(bytes: &[u8]) -> (Envelope, Vec<u8>, Vec<u8>) {
-    let env = Envelope::decode(&bytes[..ENVELOPE_LEN], &Limits::DEFAULT).unwrap();
-    let m = bytes[ENVELOPE_LEN..ENVELOPE_LEN + env.manifest_len as usize].to_vec();
-    let p = bytes[usize::try_from(env.payload_offset()).unwrap()..].to_vec();
-    (env, m, p)
-}
-
-/// A bundle around `manifest` with the given records and payload (no keyset).
-fn assemble(manifest: &[u8], records: &[SignatureRecord], payload: &[u8]) -> Vec<u8> {
-    let env = Envelope {
-        manifest_len: u32::try_from(manifest.len()).unwrap(),
-        signature_count: u16::try_from(records.len()).unwrap(),
-        keyset_len: 0,
-        payload_len: payload.len() as u64,
-    };
-    let mut out = env.encode().to_vec();
-    out.extend_from_slice(manifest);
-    for r in records {
-        r.encode_into(&mut out);
-    }
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Counts bundle bytes read past the signed header.
-struct Counting<'a> {
-    bytes: &'a [u8],
-    header: u64,
-    payload_reads: AtomicU64,
-}
-
-impl BundleSource for Counting<'_> {
-    fn len(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        if offset + buf.len() as u64 > self.header {
-            self.payload_reads
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        }
-        MemBundle(self.bytes).read_at(offset, buf)
-    }
-}
+use common::*;
 
 #[test]
 fn t01_forged_or_unsigned_manifest_is_rejected() {
@@ -232,7 +123,7 @@ fn t04_wrong_hardware_is_refused_before_any_payload_byte() {
 }
 
 #[test]
-fn t05_rollback_refused_equal_is_up_to_date_and_survives_a_power_cut() {
+fn t05_bad_18_rollback_refused_equal_is_up_to_date_and_survives_a_power_cut() {
     let dir = tempfile::tempdir().unwrap();
     let mut state = DeviceState {
         installed: Some(5),
@@ -279,50 +170,8 @@ fn t05_rollback_refused_equal_is_up_to_date_and_survives_a_power_cut() {
     ));
 }
 
-fn roots() -> (SecretKey, SecretKey) {
-    (
-        SecretKey::from_seed(&[50; 32]),
-        SecretKey::from_seed(&[51; 32]),
-    )
-}
-
-fn keyset(version: u64, keys: &[(&SecretKey, u64, u64)], reset: Option<u64>) -> Keyset {
-    let mut release_keys: Vec<ReleaseKey> = keys
-        .iter()
-        .map(|(k, nb, na)| ReleaseKey {
-            public_key: k.public().to_bytes(),
-            not_before: *nb,
-            not_after: *na,
-        })
-        .collect();
-    release_keys.sort_by_key(|k| k.public_key);
-    Keyset {
-        version,
-        created_at: NOW - DAY,
-        expires_at: NOW + 365 * DAY,
-        version_floor_reset: reset,
-        release_keys,
-    }
-}
-
-fn with_keyset(opts: DiffOptions, file: Vec<u8>) -> DiffOptions {
-    DiffOptions {
-        keyset: Some(file),
-        ..opts
-    }
-}
-
-fn rooted() -> Policy {
-    let (root, next) = roots();
-    Policy {
-        root_keys: vec![root.public(), next.public()],
-        hardware_id: Some("evse-ac22-rev3".into()),
-        ..Policy::default()
-    }
-}
-
 #[test]
-fn t06_fast_forward_recovers_through_a_root_signed_keyset() {
+fn t06_bad_19_fast_forward_recovers_through_a_root_signed_keyset() {
     let (root, _) = roots();
     let (old, new) = (key(), other_key());
     let ks1 = sign_keyset(&[&root], &keyset(1, &[(&old, 0, u64::MAX)], None)).unwrap();
@@ -380,7 +229,7 @@ fn t06_fast_forward_recovers_through_a_root_signed_keyset() {
 }
 
 #[test]
-fn t07_indefinite_freeze_expired_clock_reset_and_overlong_validity() {
+fn t07_bad_20_indefinite_freeze_expired_clock_reset_future_creation_and_overlong_validity() {
     let expired = bundle(
         &DiffOptions {
             expires_at: Some(NOW - 1),
@@ -433,6 +282,27 @@ fn t07_indefinite_freeze_expired_clock_reset_and_overlong_validity() {
         policy_error(check(&never, &strict, &mut DeviceState::default(), NOW)),
         PolicyError::NoExpiry
     );
+    // Created in the future (a stolen key pushing the floor forward): refused where the
+    // device keeps its clock, and the floor stays put.
+    let future = bundle(
+        &DiffOptions {
+            created_at: NOW + 30 * DAY,
+            expires_at: Some(NOW + 60 * DAY),
+            ..release(2)
+        },
+        &key(),
+    );
+    let clocked = Policy {
+        max_clock_skew: Some(DAY),
+        ..device()
+    };
+    let mut state = DeviceState::default();
+    assert!(matches!(
+        policy_error(check(&future, &clocked, &mut state, NOW)),
+        PolicyError::CreatedInFuture { .. }
+    ));
+    assert_eq!(state.time_floor, 0);
+    check(&future, &clocked, &mut state, NOW + 29 * DAY + 1).unwrap();
 }
 
 #[test]
@@ -482,7 +352,7 @@ fn t10_decompression_bomb_stops_at_the_declared_length() {
 }
 
 #[test]
-fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
+fn t12_bad_17_key_compromise_rotation_keyset_rollback_expiry_and_key_windows() {
     let (root, next) = roots();
     let (old, new) = (key(), other_key());
     let mut state = DeviceState::default();
@@ -550,6 +420,17 @@ fn t12_key_compromise_rotation_keyset_rollback_and_key_windows() {
     assert!(matches!(policy_error(r), PolicyError::KeyNotValid { .. }));
     // A refused bundle changes nothing, not even the keyset it carried.
     assert_eq!(state, before);
+    // An expired keyset vouches for nothing.
+    let mut stale = keyset(6, &[(&new, 0, u64::MAX)], None);
+    (stale.created_at, stale.expires_at) = (NOW - 400 * DAY, NOW - DAY);
+    let ks6 = sign_keyset(&[&root], &stale).unwrap();
+    let r = check(
+        &bundle(&with_keyset(release(3), ks6), &new),
+        &rooted(),
+        &mut state.clone(),
+        NOW,
+    );
+    assert!(matches!(policy_error(r), PolicyError::KeysetExpired { .. }));
 }
 
 #[test]

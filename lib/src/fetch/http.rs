@@ -150,6 +150,8 @@ const PROBE_LEN: u64 = 16 << 10;
 /// The head grows with contiguous reads (the rest of the signed header) up to this size, so a
 /// resumed run can revalidate the whole header instead of downloading it again.
 const MAX_HEAD: u64 = 17 << 20;
+/// Longest ETag kept for revalidation (servers send a few dozen bytes).
+const MAX_ETAG: u64 = 1024;
 
 /// A bundle at an HTTP(S) URL.
 pub struct HttpSource {
@@ -210,6 +212,18 @@ impl HeadCache {
         out
     }
 
+    /// Reads a cache file written with [`HeadCache::encode`], reading no more than the largest
+    /// valid one; anything missing, damaged or oversized is `None` (download again).
+    pub fn load(path: &std::path::Path) -> Option<HeadCache> {
+        use std::io::Read;
+        let max = 8 + MAX_ETAG + 8 + MAX_HEAD + 32;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+            .ok()?;
+        HeadCache::decode(&bytes)
+    }
+
     /// Parses what [`HeadCache::encode`] wrote; anything damaged is `None` (download again).
     pub fn decode(bytes: &[u8]) -> Option<HeadCache> {
         let (body, sum) = bytes.split_last_chunk::<32>()?;
@@ -217,7 +231,11 @@ impl HeadCache {
             return None;
         }
         let mut c = crate::format::Cursor::new(body);
-        let etag_len = usize::try_from(c.u64_le("etag length").ok()?).ok()?;
+        let etag_len = c.u64_le("etag length").ok()?;
+        if etag_len > MAX_ETAG {
+            return None;
+        }
+        let etag_len = usize::try_from(etag_len).ok()?;
         let etag = String::from_utf8(c.take(etag_len, "etag").ok()?.to_vec()).ok()?;
         let len = c.u64_le("length").ok()?;
         let rest = c.take(c.remaining(), "head").ok()?.to_vec();

@@ -239,8 +239,27 @@ mod tests {
     }
 
     #[test]
-    fn boundary_at_buffer_edges_never_panics() {
-        // Catalogue item 47: boundaries around buffer sizes ±1, ±6, ±8.
+    fn bad_47_boundary_at_buffer_edges_never_panics() {
+        // Catalogue item 47: boundaries around buffer sizes ±1, ±6, ±8; and every reader
+        // buffer size from 1 byte up, so each delimiter straddles a buffer edge somewhere.
+        let asked = [0..3, 10..12];
+        let good = reply(&[(0..3, b"abc"), (10..12, b"kl")], 100);
+        for capacity in 1..=good.len() + 1 {
+            let mut got = Vec::new();
+            let (delivered, result) = parse(
+                &mut std::io::BufReader::with_capacity(capacity, &good[..]),
+                "XYZ",
+                &asked,
+                100,
+                &mut |o, b| {
+                    got.extend((o..).zip(b.iter().copied()));
+                    Ok(())
+                },
+            );
+            assert!(result.is_ok(), "buffer of {capacity} bytes");
+            assert_eq!(delivered, asked.to_vec());
+            assert_eq!(got.len(), 5);
+        }
         for size in [8usize, 64 << 10] {
             for delta in [-8i64, -6, -1, 0, 1, 6, 8] {
                 let len = (size as i64 + delta).max(1) as u64;

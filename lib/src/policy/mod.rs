@@ -28,6 +28,12 @@ pub struct Policy {
     pub max_validity: Option<u64>,
     /// Refuse manifests without an expiry.
     pub require_expiry: bool,
+    /// Refuse manifests created more than this many seconds after the trusted time (the later
+    /// of the device clock and the stored floor). Accepted creation times raise the floor, so
+    /// this keeps a far-future time signed by a stolen key from freezing the device. Set it
+    /// only where the clock is kept (GNSS, NTP, a battery-backed RTC): a device whose clock
+    /// resets would refuse every release made after its last update.
+    pub max_clock_skew: Option<u64>,
 }
 
 /// Why a signed release is refused: each variant names the rule that failed.
@@ -94,6 +100,13 @@ pub enum PolicyError {
         /// The window, Unix seconds.
         not_after: u64,
     },
+    /// The manifest was created later than the trusted time allows (`max_clock_skew`).
+    CreatedInFuture {
+        /// The manifest's creation time.
+        created_at: u64,
+        /// The trusted time it was judged against.
+        now: u64,
+    },
     /// Neither a release key nor a keyset is configured.
     NoTrustedKeys,
     /// The state file could not be read or written.
@@ -122,6 +135,10 @@ impl std::fmt::Display for PolicyError {
                     "wrong channel: this device follows {device:?}, the release is for {manifest:?}"
                 )
             }
+            PolicyError::CreatedInFuture { created_at, now } => write!(
+                f,
+                "created in the future: the release was created at {created_at}, trusted time is {now} (clock skew limit)"
+            ),
             PolicyError::Expired { expires_at, floor } => {
                 write!(
                     f,
@@ -293,6 +310,15 @@ pub fn authorize(
         return Err(PolicyError::WrongChannel {
             device: device.clone(),
             manifest: manifest.channel.clone(),
+        }
+        .into());
+    }
+    if let Some(skew) = policy.max_clock_skew
+        && manifest.created_at > floor.saturating_add(skew)
+    {
+        return Err(PolicyError::CreatedInFuture {
+            created_at: manifest.created_at,
+            now: floor,
         }
         .into());
     }

@@ -3,7 +3,7 @@
 //! of the directory) with a checksum; a damaged file fails closed.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::Cursor;
@@ -13,6 +13,9 @@ use super::PolicyError;
 
 const STATE_MAGIC: [u8; 8] = *b"ABDSTAT1";
 const STATE_FILE: &str = "device-state";
+/// Largest valid state file: magic, flag, four varints, the keyset file with its length, and
+/// the checksum.
+const MAX_STATE_LEN: u64 = 8 + 1 + 4 * 10 + 5 + crate::format::MAX_KEYSET_FILE_LEN as u64 + 32;
 
 /// What a device remembers between updates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,8 +44,15 @@ impl DeviceState {
     /// Loads the state from `dir`; a missing file is a fresh device.
     pub fn load(dir: &Path) -> Result<DeviceState, PolicyError> {
         let path = DeviceState::path(dir);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        // Bounded: a state file larger than the largest valid one is damaged, not read whole.
+        let mut bytes = Vec::new();
+        let read =
+            File::open(&path).and_then(|f| f.take(MAX_STATE_LEN + 1).read_to_end(&mut bytes));
+        match read {
+            Ok(_) if bytes.len() as u64 > MAX_STATE_LEN => {
+                return Err(PolicyError::StateCorrupt(path.display().to_string()));
+            }
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DeviceState::default()),
             Err(e) => {
                 return Err(PolicyError::StateIo(format!(
