@@ -10,7 +10,7 @@ use crate::location::Bundle;
 use crate::plan::{PlanArgs, first, plan_json};
 use abdelta::policy::Decision;
 
-use crate::ui::{Bar, human, memory};
+use crate::ui::{AnonPeak, Bar, human, memory};
 
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
@@ -76,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
         .with_context(|| format!("opening target {}", args.target.display()))?;
     let bar = Bar::new(args.json);
+    let anon = AnonPeak::start();
     let report = abdelta::apply(&bundle, reader, source.bytes(), &mut target, &plan, &|p| {
         bar.update(p)
     });
@@ -90,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     let verify_secs = verify_started.elapsed().as_secs_f64();
+    let peak_anon = anon.stop();
     if let Some(dir) = &device.state_dir {
         state.installed = Some(release);
         state.save(dir)?;
@@ -116,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "resumed_bytes": resumed,
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
+            "peak_rss_anon_bytes": peak_anon,
         });
         println!("{value}");
     } else {

@@ -102,6 +102,39 @@ pub fn memory(field: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The peak of this process's anonymous resident memory (`RssAnon`: buffers, tables, heap;
+/// not the mapped source partition's pages), sampled every 10 ms by a background thread
+/// until [`AnonPeak::stop`]. Linux keeps a peak only for the whole resident set (`VmHWM`).
+pub struct AnonPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl AnonPeak {
+    /// Starts sampling.
+    pub fn start() -> AnonPeak {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                peak = peak.max(memory("RssAnon").unwrap_or(0));
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        AnonPeak { stop, thread }
+    }
+
+    /// Stops sampling; the peak in bytes (`None` where Linux does not report it).
+    pub fn stop(self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().filter(|&p| p > 0)
+    }
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

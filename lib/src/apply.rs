@@ -120,6 +120,7 @@ fn produce<'s>(
     let (candidate, spent) = match step {
         Step::Copy { offset } => (source_slice(source, *offset, len).map(Cow::Borrowed), 0),
         Step::Patch {
+            codec,
             base_offset,
             base_len,
             blob,
@@ -128,7 +129,7 @@ fn produce<'s>(
             bundle.read_blob(reader, blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
             let decoded = source_slice(source, *base_offset, *base_len)
-                .and_then(|base| codec::decode_patch(base, &encoded, &mut out).ok())
+                .and_then(|base| codec::decode_patch(*codec, base, &encoded, &mut out).ok())
                 .map(|()| Cow::Owned(out));
             (decoded, u64::from(blob.len))
         }

@@ -2,7 +2,7 @@
 //! asserts an oracle, not just "no panic": canonical round trips, writes inside the target.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use crate::format::{Envelope, Limits, Manifest};
+use crate::format::{Envelope, Limits, Manifest, PatchCodec};
 use crate::storage::{MemBundle, MemTarget};
 
 /// Small limits so the fuzzer explores edges instead of allocating.
@@ -30,7 +30,8 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// Blob codecs under their declared-size cap: output never exceeds the buffer.
+/// Blob codecs under their declared-size cap: output never exceeds the buffer; bsdiff-class
+/// records never read outside the base or write outside the chunk.
 pub fn codec(data: &[u8]) {
     let Some((&len_byte, rest)) = data.split_first() else {
         return;
@@ -39,7 +40,13 @@ pub fn codec(data: &[u8]) {
     let mut out = vec![0u8; len];
     let _ = crate::codec::decode_literal(rest, &mut out);
     let (base, blob) = rest.split_at(rest.len() / 2);
-    let _ = crate::codec::decode_patch(base, blob, &mut out);
+    for codec in [PatchCodec::ZstdRef, PatchCodec::Bsdiff] {
+        let _ = crate::codec::decode_patch(codec, base, blob, &mut out);
+    }
+    // bsdiff-class content behind a valid frame, so the control records are reached: the
+    // blob half compressed as the frame's content.
+    let framed = zstd::bulk::compress(blob, 1).unwrap_or_default();
+    let _ = crate::codec::decode_patch(PatchCodec::Bsdiff, &[], &framed, &mut out);
 }
 
 /// The whole device path on an unsigned bundle (manifest bytes ‖ payload, split by the first

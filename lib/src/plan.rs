@@ -26,6 +26,8 @@ pub enum Step {
     Zero,
     /// Decode a patch blob against the source range (hash already checked).
     Patch {
+        /// How the blob is encoded.
+        codec: crate::format::PatchCodec,
         /// Source offset of the base range.
         base_offset: u64,
         /// Length of the base range.
@@ -195,6 +197,7 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
                     .is_some_and(|b| hash(b) == patch.base.hash)
                 {
                     let step = Step::Patch {
+                        codec: patch.codec,
                         base_offset: patch.base.offset,
                         base_len: patch.base.len,
                         blob: patch.blob,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use abdelta::chunk::{DEFAULT_CHUNKING, chunk_and_hash};
 use abdelta::error::no_progress;
 use abdelta::format::{
-    ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord,
+    ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, PatchCodec, SignatureRecord,
 };
 use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{MemBundle, MemTarget};
@@ -40,6 +40,14 @@ fn images() -> (Vec<u8>, Vec<u8>) {
     target.splice(40_000..40_000, rng.text(2_000));
     target[100_000] ^= 0x10;
     target.truncate(target.len() - 5_000);
+    // "Code" whose addresses all move by 0x40: the bsdiff-class patch codec's case.
+    for i in 0..8_000u32 {
+        let op = rng.bytes(2);
+        source.extend_from_slice(&op);
+        source.extend_from_slice(&(0x40_0000 + i * 8).to_le_bytes());
+        target.extend_from_slice(&op);
+        target.extend_from_slice(&(0x40_0040 + i * 8).to_le_bytes());
+    }
     (source, target)
 }
 
@@ -115,8 +123,8 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    flip("envelope_version_1", 8, 0x03);
-    flip("envelope_version_3", 8, 0x01);
+    flip("envelope_version_2", 8, 0x01);
+    flip("envelope_version_4", 8, 0x07);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
@@ -405,4 +413,22 @@ fn every_vector_gives_its_outcome() {
         seen += 1;
     }
     assert!(seen >= 20);
+}
+
+#[test]
+fn ok_delta_uses_both_patch_codecs() {
+    if std::env::var_os("ABDELTA_REGEN_VECTORS").is_some() {
+        return; // the files are being rewritten by vectors_are_fresh
+    }
+    let bytes = std::fs::read(dir().join("ok_delta.abd")).unwrap();
+    let parts = split(&bytes);
+    let m = Manifest::decode(&parts.manifest, &Limits::DEFAULT).unwrap();
+    let codecs: Vec<PatchCodec> = m
+        .chunks
+        .iter()
+        .filter_map(|c| c.patch)
+        .map(|p| p.codec)
+        .collect();
+    assert!(codecs.contains(&PatchCodec::ZstdRef), "{codecs:?}");
+    assert!(codecs.contains(&PatchCodec::Bsdiff), "{codecs:?}");
 }

@@ -97,7 +97,7 @@ const PATCH_RECIPE_OVERHEAD: usize = 48;
 struct Encoded {
     copy: Option<u64>,
     zero: bool,
-    patch: Option<(SourceRange, Vec<u8>)>,
+    patch: Option<(PatchCodec, SourceRange, Vec<u8>)>,
     literal: Option<Vec<u8>>,
 }
 
@@ -140,14 +140,14 @@ fn encode_chunk(
             return None;
         }
         let base = source.get(start as usize..end as usize)?;
-        let blob = codec::encode_patch(base, data, options.patch_level);
-        (!blob.is_empty() && blob.len() + PATCH_RECIPE_OVERHEAD < literal.len()).then(|| {
+        let (codec, blob) = best_patch(base, data, options.patch_level)?;
+        (blob.len() + PATCH_RECIPE_OVERHEAD < literal.len()).then(|| {
             let range = SourceRange {
                 offset: start as u64,
                 len: (end - start) as u64,
                 hash: hash(base),
             };
-            (range, blob)
+            (codec, range, blob)
         })
     });
     Encoded {
@@ -155,6 +155,22 @@ fn encode_chunk(
         zero: false,
         patch,
         literal: Some(literal),
+    }
+}
+
+/// The smaller of the zstd-ref and bsdiff-class patches of `data` against `base`. A bsdiff
+/// patch is decoded once here: the generator never ships a patch it cannot read back.
+fn best_patch(base: &[u8], data: &[u8], level: i32) -> Option<(PatchCodec, Vec<u8>)> {
+    let zref = codec::encode_patch(PatchCodec::ZstdRef, base, data, level);
+    let bsdiff = codec::encode_patch(PatchCodec::Bsdiff, base, data, level);
+    let mut check = vec![0u8; data.len()];
+    let bsdiff_ok = !bsdiff.is_empty()
+        && codec::decode_patch(PatchCodec::Bsdiff, base, &bsdiff, &mut check).is_ok()
+        && check == data;
+    if bsdiff_ok && (zref.is_empty() || bsdiff.len() < zref.len()) {
+        Some((PatchCodec::Bsdiff, bsdiff))
+    } else {
+        (!zref.is_empty()).then_some((PatchCodec::ZstdRef, zref))
     }
 }
 
@@ -252,7 +268,7 @@ pub fn diff(
     let mut offset = 0u64;
     let mut patch_refs = Vec::with_capacity(spans.len());
     for e in &encoded {
-        patch_refs.push(e.patch.as_ref().map(|(_, blob)| {
+        patch_refs.push(e.patch.as_ref().map(|(_, _, blob)| {
             let r = BlobRef {
                 offset,
                 len: blob.len() as u32,
@@ -282,8 +298,8 @@ pub fn diff(
             .patch
             .as_ref()
             .zip(patch_ref)
-            .map(|((base, _), blob)| Patch {
-                codec: PatchCodec::ZstdRef,
+            .map(|((codec, base, _), blob)| Patch {
+                codec: *codec,
                 base: *base,
                 blob,
             });
@@ -345,7 +361,7 @@ pub fn diff(
             out.write_all(keyset)?;
         }
         for e in &encoded {
-            if let Some((_, blob)) = &e.patch {
+            if let Some((_, _, blob)) = &e.patch {
                 out.write_all(blob)?;
             }
         }

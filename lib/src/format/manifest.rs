@@ -74,6 +74,10 @@ pub struct SourceRange {
 pub enum PatchCodec {
     /// One zstd frame decoded with the base range as its reference prefix (raw content dictionary).
     ZstdRef = 1,
+    /// bsdiff-class: one zstd frame holding control records, byte-wise differences against the
+    /// base and extra bytes (SPEC.md §Codecs). Wins on executables, where moved code changes
+    /// addresses in place.
+    Bsdiff = 2,
 }
 
 /// Codec of a literal blob.
@@ -524,6 +528,7 @@ fn decode_chunk(
         let src = needs_source("patch recipe")?;
         let codec = match c.u8("patch codec")? {
             1 => PatchCodec::ZstdRef,
+            2 => PatchCodec::Bsdiff,
             v => {
                 return Err(FormatError::Unsupported {
                     field: "patch codec",

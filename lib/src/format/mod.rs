@@ -21,7 +21,7 @@ pub use manifest::{
 pub type Hash = [u8; 32];
 
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -44,7 +44,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 2 (SPEC.md §Limits).
+    /// The limits of format version 3 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
