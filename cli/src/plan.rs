@@ -77,6 +77,13 @@ pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
         "patch": plan.counts.patch,
         "literal": plan.counts.literal,
         "fell_back_chunks": plan.fell_back,
+        // What the chunks whose source bytes no longer verify cost: their fallback blobs.
+        "fell_back_bytes": plan
+            .fell_back
+            .iter()
+            .filter_map(|&i| plan.steps.get(i).and_then(abdelta::plan::Step::blob))
+            .map(|b| u64::from(b.len))
+            .sum::<u64>(),
         "relocated_chunks": plan.relocated.len(),
     })
 }

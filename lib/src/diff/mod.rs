@@ -1,8 +1,9 @@
 //! Generation: from a source and a target image to a signed bundle.
 //!
 //! Chunk the target (CDC); for each chunk pick recipes: zero-fill; copy when the source holds
-//! the same bytes; a patch against the source range that anchor votes align with it, kept when
-//! it beats the literal; and always a literal. Then lay out the payload (patches first, in
+//! the same bytes; a patch against the source range that anchor votes align with it (both
+//! patch codecs are tried, zstd-ref and bsdiff-class, and the smaller kept when it beats the
+//! literal); and always a literal. Then lay out the payload (patches first, in
 //! target order, so a device with the expected source reads one contiguous run; literals after)
 //! and sign the manifest. Compression runs on all cores; memory is the images (mapped), the
 //! indexes and the encoded blobs.
