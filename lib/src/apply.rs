@@ -119,17 +119,12 @@ fn produce<'s>(
     let len = u64::from(entry.len);
     let (candidate, spent) = match step {
         Step::Copy { offset } => (source_slice(source, *offset, len).map(Cow::Borrowed), 0),
-        Step::Patch {
-            codec,
-            base_offset,
-            base_len,
-            blob,
-        } => {
+        Step::Patch { codec, base, blob } => {
             let mut encoded = Vec::new();
             bundle.read_blob(reader, blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
-            let decoded = source_slice(source, *base_offset, *base_len)
-                .and_then(|base| codec::decode_patch(*codec, base, &encoded, &mut out).ok())
+            let decoded = crate::plan::join_base(source, base)
+                .and_then(|base| codec::decode_patch(*codec, &base, &encoded, &mut out).ok())
                 .map(|()| Cow::Owned(out));
             (decoded, u64::from(blob.len))
         }

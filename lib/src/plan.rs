@@ -28,10 +28,8 @@ pub enum Step {
     Patch {
         /// How the blob is encoded.
         codec: crate::format::PatchCodec,
-        /// Source offset of the base range.
-        base_offset: u64,
-        /// Length of the base range.
-        base_len: u64,
+        /// The source ranges the patch decodes against.
+        base: crate::format::PatchBase,
         /// The blob.
         blob: BlobRef,
     },
@@ -138,6 +136,25 @@ impl Plan {
     }
 }
 
+/// A patch base's bytes: borrowed from the source when it is one range, else its ranges
+/// joined (bounded by the manifest's base-length limit). `None` when a range lies outside the
+/// source.
+pub(crate) fn join_base<'s>(
+    source: &'s [u8],
+    base: &crate::format::PatchBase,
+) -> Option<std::borrow::Cow<'s, [u8]>> {
+    match base.ranges() {
+        [(offset, len)] => slice(source, *offset, *len).map(std::borrow::Cow::Borrowed),
+        ranges => {
+            let mut joined = Vec::with_capacity(usize::try_from(base.len()).ok()?);
+            for &(offset, len) in ranges {
+                joined.extend_from_slice(slice(source, offset, len)?);
+            }
+            Some(std::borrow::Cow::Owned(joined))
+        }
+    }
+}
+
 fn slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
     let start = usize::try_from(offset).ok()?;
     let len = usize::try_from(len).ok()?;
@@ -193,13 +210,10 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
                 fell_back = true;
             }
             Recipe::Patch(patch) => {
-                if slice(source, patch.base.offset, patch.base.len)
-                    .is_some_and(|b| hash(b) == patch.base.hash)
-                {
+                if join_base(source, &patch.base).is_some_and(|b| hash(&b) == patch.base.hash) {
                     let step = Step::Patch {
                         codec: patch.codec,
-                        base_offset: patch.base.offset,
-                        base_len: patch.base.len,
+                        base: patch.base,
                         blob: patch.blob,
                     };
                     return Choice::Ready {

@@ -775,7 +775,7 @@ fn bad_30_reads_past_the_source_end() {
     let bad = resigned(&b, |m| {
         let size = m.source.unwrap().size;
         let c = m.chunks.iter_mut().find(|c| c.patch.is_some()).unwrap();
-        c.patch.as_mut().unwrap().base.offset = size;
+        c.patch.as_mut().unwrap().base.ranges_mut()[0].0 = size;
     });
     assert!(matches!(
         format_error(&bad),

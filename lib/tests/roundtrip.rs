@@ -138,3 +138,36 @@ fn drifted_source_still_rebuilds_and_names_fallbacks() {
     // The plan's download covers exactly the blobs the report read.
     assert_eq!(plan.total_bytes(), report.bundle_bytes_read);
 }
+
+#[test]
+fn chunk_built_from_pieces_that_moved_apart_patches_against_several_ranges() {
+    // Small "files" that a new layout interleaves differently: each new chunk's old bytes lie
+    // in several far-apart places, so its patch base joins several source ranges.
+    let mut rng = Rng(8);
+    let files: Vec<Vec<u8>> = (0..64).map(|_| rng.bytes(24_000)).collect();
+    let a: Vec<u8> = files.iter().flatten().copied().collect();
+    let mut b = Vec::new();
+    for i in 0..32 {
+        for f in [&files[i], &files[63 - i]] {
+            let mut edited = f.clone();
+            edited[100] ^= 1; // every file changed a little: no chunk is a plain copy
+            b.extend_from_slice(&edited);
+        }
+    }
+    check(&a, &b);
+    let bundle = make_bundle(&a, &b);
+    let verified = abdelta::VerifiedBundle::open(
+        &abdelta::storage::MemBundle(&bundle),
+        &common::trusted(),
+        &abdelta::format::Limits::DEFAULT,
+    )
+    .unwrap();
+    let most = verified
+        .manifest()
+        .chunks
+        .iter()
+        .filter_map(|c| c.patch)
+        .map(|p| p.base.ranges().len())
+        .max();
+    assert!(most >= Some(2), "no patch joined several ranges: {most:?}");
+}

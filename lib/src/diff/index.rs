@@ -68,9 +68,10 @@ impl SourceIndex {
         }
     }
 
-    /// The source offset that best aligns with the start of `chunk`, by anchor votes: the
-    /// diagonal (source position − chunk position) most anchors agree on.
-    pub fn best_alignment(&self, chunk: &[u8]) -> Option<i64> {
+    /// Source offsets that align with the start of `chunk`, by anchor votes: the diagonals
+    /// (source position − chunk position) the chunk's anchors agree on, with their vote
+    /// counts, most votes first (ties: lower offset first).
+    pub fn alignments(&self, chunk: &[u8]) -> Vec<(i64, u32)> {
         let mut votes: HashMap<i64, u32> = HashMap::new();
         anchors(chunk, |pos, key| {
             if let Some(&at) = self.anchors.get(&key) {
@@ -78,10 +79,9 @@ impl SourceIndex {
                 *votes.entry(at as i64 - pos as i64).or_insert(0) += 1;
             }
         });
-        votes
-            .into_iter()
-            .max_by_key(|&(diag, n)| (n, std::cmp::Reverse(diag)))
-            .map(|(diag, _)| diag)
+        let mut ranked: Vec<(i64, u32)> = votes.into_iter().collect();
+        ranked.sort_unstable_by_key(|&(diag, n)| (std::cmp::Reverse(n), diag));
+        ranked
     }
 }
 
@@ -104,6 +104,6 @@ mod tests {
         let index = SourceIndex::build(&source, &[]);
         let mut chunk = source[123_456..123_456 + 40_000].to_vec();
         chunk[20_000] ^= 0xff;
-        assert_eq!(index.best_alignment(&chunk), Some(123_456));
+        assert_eq!(index.alignments(&chunk).first().map(|a| a.0), Some(123_456));
     }
 }

@@ -20,7 +20,7 @@ use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::manifest::{Fallback, LiteralCodec, Patch, PatchCodec};
 use crate::format::{
-    BlobRef, ChunkEntry, Chunking, Envelope, ImageId, Limits, Manifest, SourceRange,
+    BlobRef, ChunkEntry, Chunking, Envelope, ImageId, Limits, MAX_BASE_RANGES, Manifest, PatchBase,
 };
 use crate::sign::{SecretKey, sign_manifest};
 
@@ -98,7 +98,7 @@ const PATCH_RECIPE_OVERHEAD: usize = 48;
 struct Encoded {
     copy: Option<u64>,
     zero: bool,
-    patch: Option<(PatchCodec, SourceRange, Vec<u8>)>,
+    patch: Option<(PatchCodec, PatchBase, Vec<u8>)>,
     literal: Option<Vec<u8>>,
 }
 
@@ -128,35 +128,65 @@ fn encode_chunk(
             literal: Some(literal),
         };
     }
-    let patch = index.best_alignment(data).and_then(|diag| {
-        // The base: the aligned source range widened by half a chunk each side, so insertions
-        // and deletions inside the chunk still find their old bytes.
-        let pad = i64::from(span.len / 2);
-        let src_len = source.len() as i64;
-        let start = (diag - pad).clamp(0, src_len);
-        let end = (diag + i64::from(span.len) + pad)
-            .clamp(0, src_len)
-            .min(start + max_base as i64);
-        if end <= start {
-            return None;
+    let windows = base_windows(index, data, span.len, source.len() as u64, max_base);
+    let patch = (!windows.is_empty()).then(|| {
+        let mut base = Vec::new();
+        for &(offset, len) in &windows {
+            // Inside the source by construction.
+            base.extend_from_slice(source.get(offset as usize..(offset + len) as usize)?);
         }
-        let base = source.get(start as usize..end as usize)?;
-        let (codec, blob) = best_patch(base, data, options.patch_level)?;
-        (blob.len() + PATCH_RECIPE_OVERHEAD < literal.len()).then(|| {
-            let range = SourceRange {
-                offset: start as u64,
-                len: (end - start) as u64,
-                hash: hash(base),
-            };
-            (codec, range, blob)
-        })
+        let (codec, blob) = best_patch(&base, data, options.patch_level)?;
+        let overhead = PATCH_RECIPE_OVERHEAD + 8 * (windows.len() - 1);
+        (blob.len() + overhead < literal.len())
+            .then(|| PatchBase::new(&windows, hash(&base)).map(|b| (codec, b, blob)))
+            .flatten()
     });
+    let patch = patch.flatten();
     Encoded {
         copy: None,
         zero: false,
         patch,
         literal: Some(literal),
     }
+}
+
+/// The source windows a changed chunk is patched against: around each of the diagonals its
+/// anchors vote for (the best, and up to three more that at least two anchors agree on, where
+/// parts of the chunk moved independently), widened by half a chunk each side so insertions
+/// and deletions still find their old bytes; not overlapping, at most `max_base` bytes in all.
+/// Joined best last: zstd references nearer bytes more cheaply.
+fn base_windows(
+    index: &SourceIndex,
+    data: &[u8],
+    len: u32,
+    source_len: u64,
+    max_base: u64,
+) -> Vec<(u64, u64)> {
+    let pad = i64::from(len / 2);
+    let src_len = i64::try_from(source_len).unwrap_or(i64::MAX);
+    let mut windows: Vec<(u64, u64)> = Vec::new();
+    let mut total = 0u64;
+    for (rank, (diag, votes)) in index.alignments(data).into_iter().enumerate() {
+        if windows.len() == MAX_BASE_RANGES {
+            break;
+        }
+        if rank > 0 && votes < 2 {
+            break;
+        }
+        let start = (diag - pad).clamp(0, src_len);
+        let end = (diag + i64::from(len) + pad).clamp(0, src_len);
+        let (start, end) = (start as u64, end as u64);
+        if end <= start
+            || total + (end - start) > max_base
+            || windows.iter().any(|&(o, l)| start < o + l && o < end)
+        {
+            continue;
+        }
+        total += end - start;
+        windows.push((start, end - start));
+    }
+    windows.reverse();
+    windows
 }
 
 /// The smaller of the zstd-ref and bsdiff-class patches of `data` against `base`. A bsdiff

@@ -57,15 +57,51 @@ impl BlobRef {
     }
 }
 
-/// A range of the source image, identified by its hash so a device can check it holds it.
+/// Most source ranges one patch base may join.
+pub const MAX_BASE_RANGES: usize = 4;
+
+/// A patch's base: up to [`MAX_BASE_RANGES`] source ranges, joined in order, identified by the
+/// hash of the joined bytes so a device can check it holds them. Several ranges let a chunk
+/// whose old bytes lie in several places (files that moved independently) be patched against
+/// all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourceRange {
-    /// Offset in the source image.
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// BLAKE3-256 of those bytes.
+pub struct PatchBase {
+    ranges: [(u64, u64); MAX_BASE_RANGES],
+    count: u8,
+    /// BLAKE3-256 of the joined ranges.
     pub hash: Hash,
+}
+
+impl PatchBase {
+    /// A base of `ranges` (offset, length); `None` without ranges or with more than
+    /// [`MAX_BASE_RANGES`].
+    pub fn new(ranges: &[(u64, u64)], hash: Hash) -> Option<PatchBase> {
+        let mut all = [(0, 0); MAX_BASE_RANGES];
+        all.get_mut(..ranges.len())?.copy_from_slice(ranges);
+        let count = u8::try_from(ranges.len()).ok().filter(|&n| n > 0)?;
+        Some(PatchBase {
+            ranges: all,
+            count,
+            hash,
+        })
+    }
+
+    /// The ranges, (offset, length), in joining order.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        self.ranges.get(..usize::from(self.count)).unwrap_or(&[])
+    }
+
+    /// The joined length.
+    pub fn len(&self) -> u64 {
+        self.ranges().iter().map(|r| r.1).sum()
+    }
+
+    /// Mutable ranges, for tests that build malformed manifests.
+    #[doc(hidden)]
+    pub fn ranges_mut(&mut self) -> &mut [(u64, u64)] {
+        let n = usize::from(self.count);
+        self.ranges.get_mut(..n).unwrap_or(&mut [])
+    }
 }
 
 /// Codec of a patch blob.
@@ -94,7 +130,7 @@ pub struct Patch {
     /// How the blob is encoded.
     pub codec: PatchCodec,
     /// The source range the patch was made against.
-    pub base: SourceRange,
+    pub base: PatchBase,
     /// Where the patch lies in the payload.
     pub blob: BlobRef,
 }
@@ -121,7 +157,7 @@ pub enum Recipe {
         /// Source offset where the generator found the chunk.
         offset: u64,
     },
-    /// Decode a patch against a source range.
+    /// Decode a patch against source ranges.
     Patch(Patch),
     /// Decode a literal blob.
     Literal {
@@ -440,8 +476,11 @@ impl Manifest {
             }
             if let Some(patch) = &chunk.patch {
                 out.push(patch.codec as u8);
-                put_varint(&mut out, patch.base.offset);
-                put_varint(&mut out, patch.base.len);
+                put_varint(&mut out, patch.base.ranges().len() as u64);
+                for &(offset, len) in patch.base.ranges() {
+                    put_varint(&mut out, offset);
+                    put_varint(&mut out, len);
+                }
                 out.extend_from_slice(&patch.base.hash);
                 put_blob(&mut out, &patch.blob);
             }
@@ -536,22 +575,40 @@ fn decode_chunk(
                 });
             }
         };
-        let base_offset = c.varint("patch base offset")?;
-        let base_len = c.varint_in("patch base length", 1, limits.max_patch_base_len)?;
-        if base_offset
-            .checked_add(base_len)
-            .is_none_or(|end| end > src.size)
-        {
-            return Err(FormatError::Malformed {
-                field: "patch recipe",
-                rule: "patch base must lie inside the source",
+        let count = c.varint_in("patch base range count", 1, MAX_BASE_RANGES as u64)?;
+        let mut ranges = [(0u64, 0u64); MAX_BASE_RANGES];
+        let mut total: u64 = 0;
+        for range in ranges.iter_mut().take(count as usize) {
+            let base_offset = c.varint("patch base offset")?;
+            let base_len = c.varint_in("patch base length", 1, limits.max_patch_base_len)?;
+            if base_offset
+                .checked_add(base_len)
+                .is_none_or(|end| end > src.size)
+            {
+                return Err(FormatError::Malformed {
+                    field: "patch recipe",
+                    rule: "patch base must lie inside the source",
+                });
+            }
+            total = total.saturating_add(base_len);
+            *range = (base_offset, base_len);
+        }
+        if total > limits.max_patch_base_len {
+            return Err(FormatError::OutOfRange {
+                field: "patch base length",
+                value: total,
+                min: 1,
+                max: limits.max_patch_base_len,
             });
         }
-        let base = SourceRange {
-            offset: base_offset,
-            len: base_len,
-            hash: read_hash(c, "patch base hash")?,
-        };
+        let hash = read_hash(c, "patch base hash")?;
+        // count is 1..=MAX_BASE_RANGES, checked above.
+        let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
+            FormatError::Malformed {
+                field: "patch recipe",
+                rule: "1 to 4 base ranges",
+            },
+        )?;
         Some(Patch {
             codec,
             base,

@@ -13,8 +13,8 @@ pub use cursor::Cursor;
 pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, MAX_KEYSET_FILE_LEN, SignatureRecord};
 pub use keyset::{Keyset, ReleaseKey, SignedKeyset};
 pub use manifest::{
-    BlobRef, ChunkEntry, Chunking, Fallback, ImageId, LiteralCodec, Manifest, Patch, PatchCodec,
-    Recipe, SourceRange,
+    BlobRef, ChunkEntry, Chunking, Fallback, ImageId, LiteralCodec, MAX_BASE_RANGES, Manifest,
+    Patch, PatchBase, PatchCodec, Recipe,
 };
 
 /// A BLAKE3-256 digest.
