@@ -72,11 +72,17 @@ def install():
     subprocess.run([sys.executable, str(ROOT / "benches/corpus.py")], check=True)
 
 
+TIMEOUT = 1800  # seconds per command: a peer that takes longer is reported as timed out
+
+
 def timed(cmd, cwd=None, env=None):
     """Runs cmd under /usr/bin/time: (seconds, peak RSS bytes, stdout)."""
     fmt = "ABDTIME %e %M"
-    p = subprocess.run(["/usr/bin/time", "-f", fmt, *cmd], cwd=cwd, env=env, text=True,
-                       capture_output=True)
+    try:
+        p = subprocess.run(["/usr/bin/time", "-f", fmt, *cmd], cwd=cwd, env=env, text=True,
+                           capture_output=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {TIMEOUT} s") from None
     if p.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({p.returncode}): {p.stderr[-400:]}")
     line = [l for l in p.stderr.splitlines() if l.startswith("ABDTIME")][-1]
@@ -232,7 +238,8 @@ def mib(n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default=",".join(PAIRS))
-    ap.add_argument("--skip", default="", help="tools to leave out, comma-separated")
+    ap.add_argument("--skip", default="", help="tools to leave out, comma-separated: TOOL for "
+                    "every pair or PAIR:TOOL for one")
     ap.add_argument("--out", default=None, help="write the tables here (default: BENCHMARKS.md "
                     "when every pair runs, else print only)")
     ap.add_argument("--no-install", action="store_true")
@@ -249,7 +256,10 @@ def main():
         want = digest(new)
         binary = not old_name.endswith(".img")
         for tool in TOOLS:
-            if tool in skip or (binary and tool in ("casync", "zchunk")):
+            if tool in skip or f"{pair}:{tool}" in skip or (binary and tool in ("casync", "zchunk")):
+                results[(pair, tool)] = dict(error="not run: " + (
+                    "chunk stores need an image" if binary and tool in ("casync", "zchunk")
+                    else "skipped in this run (--skip)"))
                 continue
             work = scratch / pair / tool
             work.mkdir(parents=True)
@@ -276,7 +286,7 @@ def main():
             for tool in TOOLS:
                 work = scratch / pair / tool
                 res = results.get((pair, tool), {})
-                if tool in skip or "error" in res or not work.exists():
+                if "error" in res or not work.exists():
                     continue
                 run = Run(tool, old, new, work)
                 try:
@@ -307,7 +317,7 @@ def main():
     shutil.rmtree(scratch, ignore_errors=True)
     text = report(pairs, results)
     print(text)
-    out = args.out or ("BENCHMARKS.md" if set(pairs) == set(PAIRS) and not skip else None)
+    out = args.out or ("BENCHMARKS.md" if set(pairs) == set(PAIRS) else None)
     if out:
         (ROOT / out).write_text(text)
         print(f"wrote {out}")
@@ -318,7 +328,8 @@ def report(pairs, results):
     lines = [
         "# Delta benchmarks",
         "",
-        f"One run of `python3 benches/compare.py` on {datetime.date.today()}: {os.cpu_count()} cores "
+        f"One run of `python3 benches/compare.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
+        + f" on {datetime.date.today()}: {os.cpu_count()} cores "
         f"({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB RAM, "
         f"{platform.system()} {platform.release()}. Corpus: `python3 benches/corpus.py` (real Debian 12 "
         "packages and PyPI wheels; versions in each pair's `versions.txt`).",
@@ -339,7 +350,8 @@ def report(pairs, results):
         ours = results.get((pair, "abdelta"), {}).get("bytes")
         for tool, r in rows:
             if "error" in r:
-                lines.append(f"| {tool} | failed: {r['error']} | | | | | | |")
+                what = r["error"] if r["error"].startswith("not run") else f"failed: {r['error']}"
+                lines.append(f"| {tool} | {what} | | | | | | |")
                 continue
             ratio = f"{r['bytes'] / ours:.2f}×" if ours else ""
             extra = f" (anon {mib(r['anon'])})" if r.get("anon") else ""

@@ -146,7 +146,7 @@ pub(crate) fn join_base<'s>(
     match base.ranges() {
         [(offset, len)] => slice(source, *offset, *len).map(std::borrow::Cow::Borrowed),
         ranges => {
-            let mut joined = Vec::with_capacity(usize::try_from(base.len()).ok()?);
+            let mut joined = Vec::with_capacity(usize::try_from(base.joined_len()).ok()?);
             for &(offset, len) in ranges {
                 joined.extend_from_slice(slice(source, offset, len)?);
             }

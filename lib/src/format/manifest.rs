@@ -92,7 +92,7 @@ impl PatchBase {
     }
 
     /// The joined length.
-    pub fn len(&self) -> u64 {
+    pub fn joined_len(&self) -> u64 {
         self.ranges().iter().map(|r| r.1).sum()
     }
 
