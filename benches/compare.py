@@ -319,7 +319,10 @@ def main():
     print(text)
     out = args.out or ("BENCHMARKS.md" if set(pairs) == set(PAIRS) else None)
     if out:
-        (ROOT / out).write_text(text)
+        # Hand-written notes below the tables ("## Notes" onwards) survive a rerun.
+        old = (ROOT / out).read_text() if (ROOT / out).exists() else ""
+        notes = old[old.find("\n## Notes"):] if "\n## Notes" in old else ""
+        (ROOT / out).write_text(text + notes)
         print(f"wrote {out}")
 
 

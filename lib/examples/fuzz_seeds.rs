@@ -23,6 +23,7 @@ fn main() -> std::io::Result<()> {
             stem,
             bytes.get(..ENVELOPE_LEN).unwrap_or(&bytes),
         )?;
+        write(&corpus.join("envelope"), &format!("{stem}-whole"), &bytes)?;
         let Ok(envelope) =
             Envelope::decode(bytes.get(..ENVELOPE_LEN).unwrap_or(&[]), &Limits::DEFAULT)
         else {

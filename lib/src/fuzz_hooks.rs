@@ -16,10 +16,23 @@ const FUZZ_LIMITS: Limits = Limits {
     max_image_len: 1 << 24,
 };
 
-/// Envelope decoding; accepted envelopes re-encode to the same bytes.
+/// Envelope decoding (accepted envelopes re-encode to the same bytes), and a whole bundle
+/// read and checked against a trusted key (the test vectors' signing key, so seeds from the
+/// vectors verify): the path every byte takes before anything is trusted. A bundle that
+/// verifies must carry a manifest that re-encodes to the bytes that were signed.
 pub fn envelope(data: &[u8]) {
     if let Ok(e) = Envelope::decode(data, &FUZZ_LIMITS) {
         assert_eq!(&e.encode()[..], data);
+    }
+    let trusted = [crate::SecretKey::from_seed(&[7; 32]).public()];
+    if let Ok(unverified) = crate::UnverifiedBundle::read(&MemBundle(data), &FUZZ_LIMITS)
+        && let Ok(verified) = unverified.verify(&trusted, &FUZZ_LIMITS)
+    {
+        let signed = verified.verified().manifest_hash();
+        assert_eq!(
+            blake3::hash(&verified.manifest().encode()).as_bytes(),
+            signed
+        );
     }
 }
 
