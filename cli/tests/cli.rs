@@ -5,11 +5,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs the binary. Each call gets its own cache directory: without `--state-dir`, `apply`
+/// stages under (and locks) the user's cache, which tests running in parallel would share and
+/// find busy.
 fn abdelta(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_abdelta"))
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cache = std::env::temp_dir().join(format!("abdelta-cli-test-{}-{n}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_abdelta"))
         .args(args.iter().map(|a| a.as_ref()))
+        .env("XDG_CACHE_HOME", &cache)
         .output()
-        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&cache);
+    out
 }
 
 fn ok(out: &Output) -> String {
