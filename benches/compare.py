@@ -272,7 +272,7 @@ def main():
                 results[(pair, tool)] = dict(bytes=size, gen_s=gs, gen_rss=gr, apply_s=as_,
                                              apply_rss=ar, ok=ok, anon=getattr(run, "anon", None))
             except Exception as e:  # a peer that fails is reported, not fatal
-                results[(pair, tool)] = dict(error=str(e)[:200])
+                results[(pair, tool)] = dict(error=" ".join(str(e).split())[:200])
             print(f"  {results[(pair, tool)]}", flush=True)
             if tool != "abdelta":
                 for f in work.iterdir():
@@ -331,7 +331,7 @@ def report(pairs, results):
     lines = [
         "# Delta benchmarks",
         "",
-        f"One run of `python3 benches/compare.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
+        f"One run of `{' '.join(['python3 benches/compare.py', *sys.argv[1:]])}`"
         + f" on {datetime.date.today()}: {os.cpu_count()} cores "
         f"({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB RAM, "
         f"{platform.system()} {platform.release()}. Corpus: `python3 benches/corpus.py` (real Debian 12 "

@@ -192,23 +192,11 @@ pub fn apply(
             .par_iter()
             .map(|&(i, entry, step)| produce(bundle, reader, source, entry, i, step))
             .collect::<Result<Vec<Output<'_>>, Error>>()?;
-        // Writing (this thread) overlaps hashing the image (another core).
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                for output in &outputs {
-                    image_hasher.update(output.chunk.bytes());
-                }
-            });
-            batch
-                .iter()
-                .zip(&outputs)
-                .try_for_each(|(&(i, _, _), output)| {
-                    target
-                        .write_chunk(&output.chunk)
-                        .map_err(Error::io(format!("writing chunk {i} to the target")))
-                })
-        })?;
         for (&(i, _, _), output) in batch.iter().zip(outputs) {
+            target
+                .write_chunk(&output.chunk)
+                .map_err(Error::io(format!("writing chunk {i} to the target")))?;
+            image_hasher.update(output.chunk.bytes());
             report.bytes_written += output.chunk.bytes().len() as u64;
             report.bundle_bytes_read += output.blob_read;
             if output.fell_back {
