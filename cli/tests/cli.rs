@@ -512,7 +512,7 @@ fn a_second_update_on_the_same_state_is_refused_while_one_runs() {
     let held = std::fs::File::create(state.join("download.lock")).unwrap();
     held.try_lock().unwrap();
     let target = s.dir.join("busy.img");
-    let out = abdelta(&[
+    let apply: [&dyn AsRef<std::ffi::OsStr>; 8] = [
         &"apply",
         &s.bundle,
         &"--target",
@@ -521,19 +521,11 @@ fn a_second_update_on_the_same_state_is_refused_while_one_runs() {
         &s.pubkey,
         &"--state-dir",
         &state,
-    ]);
+    ];
+    let out = abdelta(&apply);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("busy"));
     assert!(!target.exists());
     drop(held);
-    ok(&abdelta(&[
-        &"apply",
-        &s.bundle,
-        &"--target",
-        &target,
-        &"--pubkey",
-        &s.pubkey,
-        &"--state-dir",
-        &state,
-    ]));
+    ok(&abdelta(&apply));
 }
