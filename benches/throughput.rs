@@ -53,7 +53,6 @@ fn throughput(c: &mut Criterion) {
     let key = SecretKey::from_seed(&[1; 32]);
     let options = DiffOptions {
         literal_level: 1,
-        patch_level: 3,
         hardware_compat: vec!["bench".into()],
         ..DiffOptions::default()
     };

@@ -42,9 +42,6 @@ pub struct Args {
     /// zstd level of literal blobs (1-22).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
     literal_level: i32,
-    /// zstd level of patch blobs (1-22).
-    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
-    patch_level: i32,
     /// Average chunk size in KiB (min = avg/4, max = avg×4): larger chunks make a smaller
     /// manifest, smaller ones reuse more of a drifted or different source.
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -79,7 +76,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let created_at = args.created_at.unwrap_or(now);
     let options = DiffOptions {
         literal_level: args.literal_level,
-        patch_level: args.patch_level,
         release_version: args.release_version,
         hardware_compat: args.compat,
         channel: args.channel,
@@ -136,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "patch_chunks": report.patch,
             "literal_only_chunks": report.literal_only,
             "patch_bytes": report.patch_bytes,
+            "patch_groups": report.groups,
             "literal_bytes": report.literal_bytes,
             "expected_download_bytes": report.expected_download,
             "seconds": secs,
@@ -144,13 +141,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{value}");
     } else {
         println!(
-            "wrote {} ({}): {} chunks = {} copy, {} zero, {} patch, {} literal only; a device with the source reads {}; a blank device reads {}; {secs:.1} s",
+            "wrote {} ({}): {} chunks = {} copy, {} zero, {} patch (in {} groups), {} literal only; a device with the source reads {}; a blank device reads {}; {secs:.1} s",
             args.out.display(),
             human(report.bundle_len),
             report.chunks,
             report.copy,
             report.zero,
             report.patch,
+            report.groups,
             report.literal_only,
             human(report.expected_download),
             human(report.bundle_len - report.patch_bytes),

@@ -49,10 +49,18 @@ fn main() -> std::io::Result<()> {
                 if let Fallback::Literal { blob, .. } = c.fallback {
                     let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
                     if let Some(b) = payload.get(start..start + blob.len as usize) {
-                        let mut seed = vec![u8::try_from((c.len - 1) / 256).unwrap_or(255)];
+                        let mut seed = c.len.to_le_bytes()[..3].to_vec();
                         seed.extend_from_slice(b);
                         write(&corpus.join("codec"), &format!("{stem}-{i}"), &seed)?;
                     }
+                }
+            }
+            for (i, (blob, group_len)) in m.groups().into_iter().enumerate() {
+                let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
+                if let Some(b) = payload.get(start..start + blob.len as usize) {
+                    let mut seed = group_len.to_le_bytes()[..3].to_vec();
+                    seed.extend_from_slice(b);
+                    write(&corpus.join("codec"), &format!("{stem}-group-{i}"), &seed)?;
                 }
             }
         }

@@ -13,7 +13,7 @@ use crate::bundle::VerifiedBundle;
 use crate::chunk::hash;
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
-use crate::format::{ChunkEntry, Fallback, Hash};
+use crate::format::{BlobRef, ChunkEntry, Fallback, Hash};
 use crate::plan::{Plan, Step, StepCounts, StepKind};
 use crate::storage::{BundleSource, Target};
 
@@ -64,6 +64,21 @@ pub struct ApplyReport {
 /// memory stays bounded whatever the image size.
 const BATCH_CHUNKS: usize = 64;
 const BATCH_BYTES: u64 = 16 << 20;
+/// Decoded patch groups held at once (each at most the format's group limit): a batch stops
+/// before a chunk that would need a third.
+const LIVE_GROUPS: usize = 2;
+
+/// The decoded patch groups the current batch needs: the blob, and its content (`None` when
+/// the blob did not decode: its members take their fallback).
+type Groups = Vec<(BlobRef, Option<Vec<u8>>)>;
+
+/// The group blob a step reads, with the length it decodes to.
+fn group_of(step: &Step) -> Option<(BlobRef, u32)> {
+    match step {
+        Step::Patch { blob, member, .. } => Some((*blob, member.group_len)),
+        _ => None,
+    }
+}
 
 /// A produced, verified chunk and what it cost.
 struct Output<'s> {
@@ -115,34 +130,41 @@ fn produce<'s>(
     entry: &ChunkEntry,
     index: usize,
     step: &Step,
+    groups: &Groups,
 ) -> Result<Output<'s>, Error> {
     let len = u64::from(entry.len);
-    let (candidate, spent) = match step {
-        Step::Copy { offset } => (source_slice(source, *offset, len).map(Cow::Borrowed), 0),
-        Step::Patch { codec, base, blob } => {
-            let mut encoded = Vec::new();
-            bundle.read_blob(reader, blob, &mut encoded)?;
+    let candidate = match step {
+        Step::Copy { offset } => source_slice(source, *offset, len).map(Cow::Borrowed),
+        Step::Patch {
+            base, blob, member, ..
+        } => {
+            let content = groups
+                .iter()
+                .find(|(b, _)| b == blob)
+                .and_then(|(_, content)| content.as_deref()?.get(member.range()));
             let mut out = vec![0u8; entry.len as usize];
-            let decoded = crate::plan::join_base(source, base)
-                .and_then(|base| codec::decode_patch(*codec, &base, &encoded, &mut out).ok())
-                .map(|()| Cow::Owned(out));
-            (decoded, u64::from(blob.len))
+            content
+                .zip(crate::plan::join_base(source, base))
+                .and_then(|(content, base)| {
+                    codec::decode_bsdiff_content(&base, content, &mut out).ok()
+                })
+                .map(|()| Cow::Owned(out))
         }
         Step::Zero | Step::Literal { .. } => return produce_fallback(bundle, reader, entry, index),
     };
     if let Some(chunk) = candidate.and_then(|bytes| VerifiedChunk::check(entry, bytes)) {
+        // A group's blob is counted once, when it is decoded.
         return Ok(Output {
             chunk,
-            blob_read: spent,
+            blob_read: 0,
             fell_back: false,
             kind: step.kind(),
         });
     }
-    // The source changed between plan and apply, or the patch blob is corrupt. Rebuild the
+    // The source changed between plan and apply, or the patch group is corrupt. Rebuild the
     // chunk from the recipe that needs no source rather than fail the update.
     let mut output = produce_fallback(bundle, reader, entry, index)?;
     output.fell_back = true;
-    output.blob_read += spent;
     Ok(output)
 }
 
@@ -176,21 +198,43 @@ pub fn apply(
         .map(|(i, (c, s))| (i, c, s))
         .collect();
     let mut rest = work.as_slice();
+    let mut groups: Groups = Vec::new();
     while !rest.is_empty() {
         let mut take = 0;
         let mut bytes = 0u64;
-        for (_, entry, _) in rest.iter().take(BATCH_CHUNKS) {
+        let mut needed: Vec<(BlobRef, u32)> = Vec::new();
+        for (_, entry, step) in rest.iter().take(BATCH_CHUNKS) {
             if bytes >= BATCH_BYTES {
                 break;
+            }
+            if let Some(group) = group_of(step)
+                && !needed.contains(&group)
+            {
+                if needed.len() == LIVE_GROUPS && take > 0 {
+                    break;
+                }
+                needed.push(group);
             }
             bytes += u64::from(entry.len);
             take += 1;
         }
         let (batch, tail) = rest.split_at(take);
         rest = tail;
+        // Keep the groups this batch still needs, decode the ones it starts.
+        groups.retain(|(blob, _)| needed.iter().any(|(b, _)| b == blob));
+        for (blob, group_len) in needed {
+            if groups.iter().any(|(b, _)| *b == blob) {
+                continue;
+            }
+            let mut encoded = Vec::new();
+            bundle.read_blob(reader, &blob, &mut encoded)?;
+            report.bundle_bytes_read += u64::from(blob.len);
+            let content = codec::decode_group(&encoded, group_len as usize).ok();
+            groups.push((blob, content));
+        }
         let outputs = batch
             .par_iter()
-            .map(|&(i, entry, step)| produce(bundle, reader, source, entry, i, step))
+            .map(|&(i, entry, step)| produce(bundle, reader, source, entry, i, step, &groups))
             .collect::<Result<Vec<Output<'_>>, Error>>()?;
         for (&(i, _, _), output) in batch.iter().zip(outputs) {
             target

@@ -1,21 +1,23 @@
-//! Blob codecs: zstd literals and zstd patches against a source range (the range is the frame's
-//! reference prefix). Decoding is single-shot into a buffer of exactly the declared chunk
-//! length, so a blob can never produce more than the manifest allows and no window buffer is
-//! allocated whatever the frame header claims.
+//! Blob codecs: zstd literals, and patch groups (LZMA2) of bsdiff-class patch contents.
 //!
-//! Two patch codecs, chosen per chunk by the generator (whichever is smaller):
-//! - **zstd-ref**: the base range is the frame's reference prefix. Best where new data repeats
-//!   old data exactly (text, data files, shifted blocks).
-//! - **bsdiff-class**: bsdiff's approximate matches (via `bidiff`'s suffix-array matcher)
-//!   stored as control records, byte-wise differences against the base and extra bytes, all in
-//!   one zstd frame. Best on executables: when code moves, the addresses inside it change by
-//!   the same amount, so the differences are runs of a few repeated values that compress to
-//!   almost nothing. Measured on real libcrypto.so.3 releases: about half the size of zstd-ref.
+//! - A **literal** is one zstd frame. Decoding is single-shot into a buffer of exactly the
+//!   declared chunk length, so a blob can never produce more than the manifest allows, and no
+//!   window buffer is allocated whatever the frame header claims.
+//! - A **patch** is bsdiff-class content: bsdiff's approximate matches (via `bidiff`'s
+//!   suffix-array matcher) against the chunk's base, stored as control records, byte-wise
+//!   differences and extra bytes. When code moves, the addresses inside it change by the same
+//!   amount, so the differences are runs of a few repeated values that compress to almost
+//!   nothing. The content decodes without the base; only rebuilding the chunk reads it.
+//! - A **patch group** is one raw LZMA2 stream of its members' contents joined: neighbouring
+//!   patches share one entropy context and match each other's new bytes (on the debian-512
+//!   pair, 11 % fewer bytes than compressing each patch alone). Its declared length bounds
+//!   the output and the dictionary.
 
+use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
 
+use crate::format::Cursor;
 use crate::format::cursor::put_varint;
-use crate::format::{Cursor, PatchCodec};
 
 /// The first four bytes of a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -43,6 +45,9 @@ pub enum CodecError {
     /// A bsdiff-class patch's records break a rule (they must stay inside the base and
     /// produce exactly the chunk).
     BadPatch(&'static str),
+    /// A patch group blob is not one raw LZMA2 stream decoding to exactly the group's
+    /// declared content length.
+    BadGroup(&'static str),
 }
 
 impl std::fmt::Display for CodecError {
@@ -56,6 +61,7 @@ impl std::fmt::Display for CodecError {
             CodecError::WindowTooLarge => write!(f, "zstd frame window larger than 128 MiB"),
             CodecError::Corrupt(why) => write!(f, "corrupt zstd frame: {why}"),
             CodecError::BadPatch(why) => write!(f, "malformed bsdiff-class patch: {why}"),
+            CodecError::BadGroup(why) => write!(f, "malformed patch group: {why}"),
         }
     }
 }
@@ -67,11 +73,11 @@ fn window_log_for(len: usize) -> u32 {
     bits.clamp(10, WINDOW_LOG_MAX)
 }
 
-fn compress(prefix: Option<&[u8]>, data: &[u8], level: i32) -> Vec<u8> {
+fn compress(data: &[u8], level: i32) -> Vec<u8> {
     let mut cctx = CCtx::create();
     // Frame header trimmed to what a manifest does not already say: the declared chunk length
     // and hash make the content size and checksum redundant.
-    let window = window_log_for(prefix.map_or(0, <[u8]>::len) + data.len());
+    let window = window_log_for(data.len());
     let params = [
         CParameter::CompressionLevel(level),
         CParameter::ContentSizeFlag(false),
@@ -82,9 +88,6 @@ fn compress(prefix: Option<&[u8]>, data: &[u8], level: i32) -> Vec<u8> {
     for p in params {
         // Every value above is within zstd's documented bounds.
         let _ = cctx.set_parameter(p);
-    }
-    if let Some(prefix) = prefix {
-        let _ = cctx.ref_prefix(prefix);
     }
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
     match cctx.compress2(&mut out, data) {
@@ -97,30 +100,7 @@ fn compress(prefix: Option<&[u8]>, data: &[u8], level: i32) -> Vec<u8> {
 
 /// Compresses a chunk into a self-contained literal blob.
 pub fn encode_literal(data: &[u8], level: i32) -> Vec<u8> {
-    compress(None, data, level)
-}
-
-/// Compresses a chunk against `base` (a source range) into a patch blob of `codec`; empty when
-/// that codec cannot express the chunk more compactly than its control overhead allows.
-pub fn encode_patch(codec: PatchCodec, base: &[u8], data: &[u8], level: i32) -> Vec<u8> {
-    match codec {
-        PatchCodec::ZstdRef => compress(Some(base), data, level),
-        PatchCodec::Bsdiff => encode_bsdiff(base, data, level),
-    }
-}
-
-/// Decodes a patch blob of `codec` against `base` into `out` (exactly the declared chunk
-/// length).
-pub fn decode_patch(
-    codec: PatchCodec,
-    base: &[u8],
-    blob: &[u8],
-    out: &mut [u8],
-) -> Result<(), CodecError> {
-    match codec {
-        PatchCodec::ZstdRef => decompress(Some(base), blob, out),
-        PatchCodec::Bsdiff => decode_bsdiff(base, blob, out),
-    }
+    compress(data, level)
 }
 
 /// zigzag: small negative and positive seeks both encode in few bytes.
@@ -132,9 +112,14 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// The bsdiff-class content (before zstd): `varint ctrl_len ‖ varint diff_len ‖ ctrl ‖ diff ‖
-/// extra`, where ctrl is records `varint diff_n ‖ varint extra_n ‖ zigzag-varint seek`.
-fn encode_bsdiff(base: &[u8], data: &[u8], level: i32) -> Vec<u8> {
+/// The bsdiff-class content: `varint ctrl_len ‖ varint diff_len ‖ ctrl ‖ diff ‖ extra`, where
+/// ctrl is records `varint diff_n ‖ varint extra_n ‖ zigzag-varint seek`.
+/// `None` when matching fails or the control stream would outgrow the chunk.
+pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+    if base.is_empty() {
+        // bidiff's suffix-array search panics on an empty base.
+        return None;
+    }
     let (mut ctrl, mut diff, mut extra) = (Vec::new(), Vec::new(), Vec::new());
     let mut translator = bidiff::Translator::new(base, data, |c: &bidiff::Control<'_>| {
         put_varint(&mut ctrl, c.add.len() as u64);
@@ -148,7 +133,7 @@ fn encode_bsdiff(base: &[u8], data: &[u8], level: i32) -> Vec<u8> {
         translator.translate(m)
     });
     if matched.and_then(|()| translator.close()).is_err() || ctrl.len() > data.len() {
-        return Vec::new();
+        return None;
     }
     let mut content = Vec::with_capacity(20 + ctrl.len() + diff.len() + extra.len());
     put_varint(&mut content, ctrl.len() as u64);
@@ -156,20 +141,32 @@ fn encode_bsdiff(base: &[u8], data: &[u8], level: i32) -> Vec<u8> {
     content.extend_from_slice(&ctrl);
     content.extend_from_slice(&diff);
     content.extend_from_slice(&extra);
-    compress(Some(base), &content, level)
+    Some(content)
 }
 
-/// Largest bsdiff-class content for a chunk of `len` bytes: two varints, a control stream no
-/// longer than the chunk, and the chunk's worth of differences and extra bytes.
-fn bsdiff_content_cap(len: usize) -> usize {
-    len.saturating_mul(2).saturating_add(20)
+/// The bsdiff-class content that is `data` itself: one record of extra bytes, for a patch with
+/// an empty base (new data compressed in its group's context).
+pub fn raw_content(data: &[u8]) -> Vec<u8> {
+    let mut ctrl = Vec::new();
+    put_varint(&mut ctrl, 0);
+    put_varint(&mut ctrl, data.len() as u64);
+    put_varint(&mut ctrl, 0);
+    let mut content = Vec::with_capacity(data.len() + 16);
+    put_varint(&mut content, ctrl.len() as u64);
+    put_varint(&mut content, 0);
+    content.extend_from_slice(&ctrl);
+    content.extend_from_slice(data);
+    content
 }
 
-fn decode_bsdiff(base: &[u8], blob: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+/// Rebuilds a chunk from its bsdiff-class content (already decompressed) and `base` into
+/// `out` (exactly the declared chunk length).
+pub fn decode_bsdiff_content(
+    base: &[u8],
+    content: &[u8],
+    out: &mut [u8],
+) -> Result<(), CodecError> {
     let bad = CodecError::BadPatch;
-    let mut content = vec![0u8; bsdiff_content_cap(out.len())];
-    let n = decompress_at_most(Some(base), blob, &mut content)?;
-    let content = content.get(..n).ok_or(bad("content length"))?;
     let mut c = Cursor::new(content);
     let len = out.len() as u64;
     let ctrl_len = c
@@ -245,20 +242,16 @@ fn decode_bsdiff(base: &[u8], blob: &[u8], out: &mut [u8]) -> Result<(), CodecEr
     Ok(())
 }
 
-fn decompress(prefix: Option<&[u8]>, blob: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+fn decompress(blob: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
     let want = out.len();
-    match decompress_at_most(prefix, blob, out)? {
+    match decompress_at_most(blob, out)? {
         n if n == want => Ok(()),
         n => Err(CodecError::TooShort { got: n }),
     }
 }
 
 /// Decodes one frame into `out`, which bounds the output: returns the bytes produced.
-fn decompress_at_most(
-    prefix: Option<&[u8]>,
-    blob: &[u8],
-    out: &mut [u8],
-) -> Result<usize, CodecError> {
+fn decompress_at_most(blob: &[u8], out: &mut [u8]) -> Result<usize, CodecError> {
     if blob.get(..4) != Some(&ZSTD_MAGIC[..]) {
         return Err(CodecError::NotOneFrame);
     }
@@ -280,10 +273,6 @@ fn decompress_at_most(
         }
     }
     let mut dctx = DCtx::create();
-    if let Some(prefix) = prefix {
-        dctx.ref_prefix(prefix)
-            .map_err(|c| CodecError::Corrupt(zstd_safe::get_error_name(c)))?;
-    }
     // The buffer bounds the output: zstd stops with dstSize_tooSmall when the frame wants
     // more, whatever its header claims.
     match dctx.decompress(out, blob) {
@@ -297,9 +286,95 @@ fn decompress_at_most(
     }
 }
 
+/// The LZMA2 dictionary for a group of `len` content bytes: all of it (rounded up to 4 KiB,
+/// liblzma's minimum), so every earlier byte of the group is in reach and the decoder needs no
+/// more memory than the content itself.
+fn group_dict_size(len: usize) -> u32 {
+    let rounded = len.div_ceil(4096).max(1).saturating_mul(4096);
+    u32::try_from(rounded).unwrap_or(u32::MAX)
+}
+
+fn group_filters(len: usize, preset: u32) -> Option<Filters> {
+    let mut options = LzmaOptions::new_preset(preset).ok()?;
+    // No position bits: patch content has no 2- or 4-byte structure (0.4 % smaller groups
+    // on debian-512). The decoder reads lc/lp/pb from the stream.
+    options.dict_size(group_dict_size(len)).position_bits(0);
+    let mut filters = Filters::new();
+    filters.lzma2(&options);
+    Some(filters)
+}
+
+/// Compresses a patch group's content (its members' bsdiff-class contents, joined) into a
+/// group blob: one raw LZMA2 stream (preset 9, extreme), so neighbouring patches share one
+/// entropy context and match each other's bytes. Empty if liblzma fails.
+pub fn encode_group(content: &[u8]) -> Vec<u8> {
+    let Some(filters) = group_filters(content.len(), 9 | liblzma::stream::PRESET_EXTREME) else {
+        return Vec::new();
+    };
+    let Ok(mut stream) = Stream::new_raw_encoder(&filters) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(content.len() / 2 + 1024);
+    loop {
+        let read = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let rest = content.get(read..).unwrap_or_default();
+        match stream.process_vec(rest, &mut out, Action::Finish) {
+            Ok(Status::StreamEnd) => return out,
+            Ok(_) => {}
+            Err(_) => return Vec::new(),
+        }
+    }
+}
+
+/// Decodes a group blob into its content: exactly `len` bytes (the manifest's declared group
+/// length, which bounds the output and the dictionary), from exactly the blob's bytes.
+pub fn decode_group(blob: &[u8], len: usize) -> Result<Vec<u8>, CodecError> {
+    let bad = CodecError::BadGroup;
+    let filters = group_filters(len, 0).ok_or(bad("LZMA2 options"))?;
+    let mut stream = Stream::new_raw_decoder(&filters).map_err(|_| bad("LZMA2 decoder"))?;
+    // One spare byte: a stream that would decode past `len` shows itself by filling it.
+    let mut out = vec![0u8; len.saturating_add(1)];
+    loop {
+        let (read, written) = (stream.total_in(), stream.total_out());
+        let input = usize::try_from(read).ok().and_then(|r| blob.get(r..));
+        let output = usize::try_from(written).ok().and_then(|w| out.get_mut(w..));
+        let (Some(input), Some(output)) = (input, output) else {
+            return Err(bad("stream position"));
+        };
+        let status = stream
+            .process(input, output, Action::Finish)
+            .map_err(|_| bad("corrupt LZMA2 stream"))?;
+        if status == Status::StreamEnd {
+            break;
+        }
+        if (stream.total_in(), stream.total_out()) == (read, written) {
+            return Err(if stream.total_out() as usize > len {
+                bad("content longer than declared")
+            } else {
+                bad("stream truncated")
+            });
+        }
+    }
+    if stream.total_out() != len as u64 {
+        return Err(if stream.total_out() > len as u64 {
+            bad("content longer than declared")
+        } else {
+            bad("content shorter than declared")
+        });
+    }
+    if stream.total_in() != blob.len() as u64 {
+        return Err(bad("bytes after the end of the stream"));
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
 /// Decodes a literal blob into `out`, which has exactly the declared chunk length.
 pub fn decode_literal(blob: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
-    decompress(None, blob, out)
+    decompress(blob, out)
 }
 
 #[cfg(test)]
@@ -356,6 +431,16 @@ mod tests {
         );
     }
 
+    /// Encodes `data` against `base` as a group of one, and decodes it back.
+    fn round_trip(base: &[u8], data: &[u8]) -> (usize, Vec<u8>) {
+        let content = bsdiff_content(base, data).unwrap();
+        let blob = encode_group(&content);
+        let decoded = decode_group(&blob, content.len()).unwrap();
+        let mut out = vec![0u8; data.len()];
+        decode_bsdiff_content(base, &decoded, &mut out).unwrap();
+        (blob.len(), out)
+    }
+
     #[test]
     fn patch_uses_the_base() {
         let base: Vec<u8> = (0..200_000u32)
@@ -363,27 +448,22 @@ mod tests {
             .collect();
         let mut data = base[1000..101_000].to_vec();
         data[500] ^= 1;
-        for codec in [PatchCodec::ZstdRef, PatchCodec::Bsdiff] {
-            let patch = encode_patch(codec, &base, &data, 19);
-            assert!(
-                patch.len() < 200,
-                "{codec:?} patch is {} bytes",
-                patch.len()
-            );
-            let mut out = vec![0u8; data.len()];
-            decode_patch(codec, &base, &patch, &mut out).unwrap();
-            assert_eq!(out, data);
-            // Against the wrong base it may decode to garbage of the right length (the chunk
-            // hash catches that) or fail; it must not panic.
-            let _ = decode_patch(codec, &base[1..], &patch, &mut out);
-            let _ = decode_patch(codec, &base[..10], &patch, &mut out);
-        }
+        let (len, out) = round_trip(&base, &data);
+        assert!(len < 200, "patch is {len} bytes");
+        assert_eq!(out, data);
+        // Against the wrong base the content rebuilds other bytes of the right length (the
+        // chunk hash catches that) or fails; it must not panic.
+        let content = bsdiff_content(&base, &data).unwrap();
+        let mut out = vec![0u8; data.len()];
+        let _ = decode_bsdiff_content(&base[1..], &content, &mut out);
+        let _ = decode_bsdiff_content(&base[..10], &content, &mut out);
+        assert_eq!(bsdiff_content(&[], &data), None);
     }
 
     #[test]
     fn bsdiff_turns_moved_addresses_into_repeated_differences() {
-        // "Code" whose 4-byte addresses all grow by 0x40 after an insertion: zstd-ref must
-        // restart a match at every address, bsdiff stores the same small difference each time.
+        // "Code" whose 4-byte addresses all grow by 0x40 after an insertion: the differences
+        // are one repeated small value, where an LZ77 coder must restart at every address.
         let mut base = Vec::new();
         let mut data = Vec::new();
         let mut x: u32 = 1;
@@ -395,35 +475,70 @@ mod tests {
             data.extend_from_slice(&[op, 0x8b, 0x05]);
             data.extend_from_slice(&(0x40_0040 + i * 8).to_le_bytes());
         }
-        let zref = encode_patch(PatchCodec::ZstdRef, &base, &data, 19);
-        let bsd = encode_patch(PatchCodec::Bsdiff, &base, &data, 19);
+        let literal = encode_literal(&data, 19);
+        let (len, out) = round_trip(&base, &data);
         assert!(
-            bsd.len() * 4 < zref.len(),
-            "bsdiff {} vs zstd-ref {}",
-            bsd.len(),
-            zref.len()
+            len * 20 < literal.len(),
+            "patch {len} vs literal {}",
+            literal.len()
         );
-        let mut out = vec![0u8; data.len()];
-        decode_patch(PatchCodec::Bsdiff, &base, &bsd, &mut out).unwrap();
         assert_eq!(out, data);
     }
 
     #[test]
+    fn group_round_trips_and_holds_its_length() {
+        let content: Vec<u8> = (0..300_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+            .collect();
+        let blob = encode_group(&content);
+        assert!(!blob.is_empty() && blob.len() < content.len() / 10);
+        assert_eq!(decode_group(&blob, content.len()).unwrap(), content);
+        assert_eq!(
+            decode_group(&blob, content.len() - 1),
+            Err(CodecError::BadGroup("content longer than declared"))
+        );
+        assert_eq!(
+            decode_group(&blob, content.len() + 1),
+            Err(CodecError::BadGroup("content shorter than declared"))
+        );
+        let mut trailing = blob.clone();
+        trailing.push(0);
+        assert_eq!(
+            decode_group(&trailing, content.len()),
+            Err(CodecError::BadGroup("bytes after the end of the stream"))
+        );
+        assert!(decode_group(&blob[..blob.len() - 1], content.len()).is_err());
+        for flip in [0, blob.len() / 2, blob.len() - 1] {
+            let mut bad = blob.clone();
+            bad[flip] ^= 0x55;
+            // Corrupt streams fail or decode to other bytes of the declared length (the chunk
+            // hashes catch those); they never panic or run past the length.
+            if let Ok(out) = decode_group(&bad, content.len()) {
+                assert_eq!(out.len(), content.len());
+            }
+        }
+        assert_eq!(
+            decode_group(&encode_group(&[]), 0).unwrap(),
+            Vec::<u8>::new()
+        );
+    }
+
+    #[test]
     fn bsdiff_records_outside_the_base_or_the_chunk_are_refused() {
-        let frame = |ctrl: &[u8], diff: &[u8], extra: &[u8]| {
+        let content = |ctrl: &[u8], diff: &[u8], extra: &[u8]| {
             let mut content = Vec::new();
             put_varint(&mut content, ctrl.len() as u64);
             put_varint(&mut content, diff.len() as u64);
             content.extend_from_slice(ctrl);
             content.extend_from_slice(diff);
             content.extend_from_slice(extra);
-            compress(None, &content, 3)
+            content
         };
         let base = [1u8, 2, 3, 4];
         let mut out = [0u8; 4];
         // Good: 2 differences, 2 extra bytes.
-        let ok = frame(&[2, 2, 0], &[1, 1], &[9, 9]);
-        decode_patch(PatchCodec::Bsdiff, &base, &ok, &mut out).unwrap();
+        let ok = content(&[2, 2, 0], &[1, 1], &[9, 9]);
+        decode_bsdiff_content(&base, &ok, &mut out).unwrap();
         assert_eq!(out, [2, 3, 9, 9]);
         for (ctrl, diff, extra) in [
             (&[4u8, 0, 0][..], &[0u8; 4][..], &[][..]), // fine, as a control
@@ -434,12 +549,7 @@ mod tests {
             (&[2, 1, 0], &[0; 2], &[0; 2]),             // stream left over
             (&[0x80], &[0; 2], &[0; 2]),                // truncated record
         ] {
-            let r = decode_patch(
-                PatchCodec::Bsdiff,
-                &base,
-                &frame(ctrl, diff, extra),
-                &mut out,
-            );
+            let r = decode_bsdiff_content(&base, &content(ctrl, diff, extra), &mut out);
             if ctrl == [4, 0, 0] {
                 assert!(r.is_ok());
             } else {

@@ -2,7 +2,7 @@
 //! asserts an oracle, not just "no panic": canonical round trips, writes inside the target.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use crate::format::{Envelope, Limits, Manifest, PatchCodec};
+use crate::format::{Envelope, Limits, Manifest};
 use crate::storage::{MemBundle, MemTarget};
 
 /// Small limits so the fuzzer explores edges instead of allocating.
@@ -14,6 +14,7 @@ const FUZZ_LIMITS: Limits = Limits {
     max_blob_len: 1 << 17,
     max_patch_base_len: 1 << 18,
     max_image_len: 1 << 24,
+    max_group_len: 1 << 18,
 };
 
 /// Envelope decoding (accepted envelopes re-encode to the same bytes), and a whole bundle
@@ -43,23 +44,23 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// Blob codecs under their declared-size cap: output never exceeds the buffer; bsdiff-class
-/// records never read outside the base or write outside the chunk.
+/// Blob codecs under their declared-size cap: output never exceeds the buffer; patch groups
+/// decode to exactly their declared length or fail; bsdiff-class records never read outside
+/// the base or write outside the chunk.
 pub fn codec(data: &[u8]) {
-    let Some((&len_byte, rest)) = data.split_first() else {
+    // A 3-byte little-endian declared length, then the blob.
+    let Some(([a, b, c], rest)) = data.split_first_chunk::<3>() else {
         return;
     };
-    let len = usize::from(len_byte) * 256 + 1;
+    let len = usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16;
     let mut out = vec![0u8; len];
     let _ = crate::codec::decode_literal(rest, &mut out);
-    let (base, blob) = rest.split_at(rest.len() / 2);
-    for codec in [PatchCodec::ZstdRef, PatchCodec::Bsdiff] {
-        let _ = crate::codec::decode_patch(codec, base, blob, &mut out);
+    if let Ok(content) = crate::codec::decode_group(rest, len) {
+        assert_eq!(content.len(), len, "group decoded to another length");
     }
-    // bsdiff-class content behind a valid frame, so the control records are reached: the
-    // blob half compressed as the frame's content.
-    let framed = zstd::bulk::compress(blob, 1).unwrap_or_default();
-    let _ = crate::codec::decode_patch(PatchCodec::Bsdiff, &[], &framed, &mut out);
+    // bsdiff-class content read directly, so the control records are reached.
+    let (base, content) = rest.split_at(rest.len() / 2);
+    let _ = crate::codec::decode_bsdiff_content(base, content, &mut out);
 }
 
 /// The whole device path on an unsigned bundle (manifest bytes ‖ payload, split by the first

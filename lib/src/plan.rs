@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
 use crate::chunk::{chunk_and_hash, hash};
-use crate::format::{BlobRef, ChunkEntry, Hash, Manifest, Recipe};
+use crate::format::{BlobRef, ChunkEntry, Fallback, Hash, Manifest, Recipe};
 
 /// How one chunk will be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,14 +24,17 @@ pub enum Step {
     },
     /// Fill with zeros.
     Zero,
-    /// Decode a patch blob against the source range (hash already checked).
+    /// Rebuild from the patch's slice of its group against the source ranges of its base
+    /// (hash already checked).
     Patch {
         /// How the blob is encoded.
         codec: crate::format::PatchCodec,
         /// The source ranges the patch decodes against.
         base: crate::format::PatchBase,
-        /// The blob.
+        /// The group's blob (shared with the group's other members).
         blob: BlobRef,
+        /// This patch's slice of the group.
+        member: crate::format::GroupMember,
     },
     /// Decode the literal blob.
     Literal {
@@ -215,6 +218,7 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
                         codec: patch.codec,
                         base: patch.base,
                         blob: patch.blob,
+                        member: patch.member,
                     };
                     return Choice::Ready {
                         step,
@@ -249,6 +253,42 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
     }
 }
 
+/// The step that needs no source: the chunk's literal, or zero-fill.
+fn fallback_step(entry: &ChunkEntry) -> Step {
+    match entry.fallback {
+        Fallback::Literal { blob, .. } => Step::Literal { blob },
+        Fallback::Zero => Step::Zero,
+    }
+}
+
+/// A group's blob serves all its members whose base this source holds; when it costs more than
+/// those members' literals (a source of another version, or one that drifted, leaves few of
+/// them usable), they take their literals instead.
+fn drop_costly_groups(
+    manifest: &Manifest,
+    mut chosen: Vec<(Step, bool, bool)>,
+) -> Vec<(Step, bool, bool)> {
+    // Per group blob: the literal bytes its usable members would otherwise read.
+    let mut instead: HashMap<BlobRef, u64> = HashMap::new();
+    for ((step, _, _), entry) in chosen.iter().zip(&manifest.chunks) {
+        if let Step::Patch { blob, .. } = step {
+            let literal = fallback_step(entry).blob().map_or(0, |b| u64::from(b.len));
+            *instead.entry(*blob).or_insert(0) += literal;
+        }
+    }
+    for ((step, fell_back, _), entry) in chosen.iter_mut().zip(&manifest.chunks) {
+        if let Step::Patch { blob, .. } = step
+            && instead
+                .get(blob)
+                .is_some_and(|&lit| u64::from(blob.len) > lit)
+        {
+            *step = fallback_step(entry);
+            *fell_back = true;
+        }
+    }
+    chosen
+}
+
 /// Plans how to rebuild the bundle's target from `source` (empty for a blank device).
 pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
     let manifest = bundle.manifest();
@@ -280,6 +320,7 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
         })
         .collect();
 
+    let chosen = drop_costly_groups(manifest, chosen);
     let mut counts = StepCounts::default();
     let mut fell_back = Vec::new();
     let mut relocated = Vec::new();
@@ -299,8 +340,10 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
         steps.push(step);
     }
     let header_bytes = bundle.envelope().payload_offset();
-    let blob_bytes = blobs.iter().map(|b| u64::from(b.len)).sum();
+    // Members of one group share its blob: read it once.
     blobs.sort_unstable();
+    blobs.dedup();
+    let blob_bytes = blobs.iter().map(|b| u64::from(b.len)).sum();
     let mut ranges: Vec<Range<u64>> = Vec::with_capacity(blobs.len() + 1);
     ranges.push(0..header_bytes);
     for blob in blobs {

@@ -145,7 +145,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 4, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 5, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -801,13 +801,50 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
         second.offset = first.offset + 1;
         second.len = 1;
     });
+    let overlap = |bad: &[u8]| {
+        matches!(
+            format_error(bad),
+            FormatError::Malformed {
+                field: "blob",
+                rule: "blobs must not overlap (only members of one group share a blob)"
+            }
+        )
+    };
+    assert!(overlap(&bad));
+    // Members of one patch group share its blob, and must agree on what it decodes to; no
+    // literal may reuse a group's blob.
+    let (d, _) = fixture();
+    let (_, manifest, _) = parts(&d);
+    let m = Manifest::decode(&manifest, &Limits::DEFAULT).unwrap();
+    let group = m.groups()[0];
+    let members = m
+        .chunks
+        .iter()
+        .filter(|c| c.patch.is_some_and(|p| p.blob == group.0))
+        .count();
+    assert!(
+        members >= 2,
+        "the fixture's first group has {members} members"
+    );
+    let bad = resigned(&d, |m| {
+        let p = m.chunks.iter_mut().find_map(|c| c.patch.as_mut()).unwrap();
+        p.member.group_len += 1;
+    });
     assert!(matches!(
         format_error(&bad),
         FormatError::Malformed {
-            field: "blob",
-            rule: "blobs must not overlap"
+            field: "patch group",
+            ..
         }
     ));
+    let bad = resigned(&d, |m| {
+        let literal = m.chunks.iter_mut().find_map(|c| match &mut c.fallback {
+            Fallback::Literal { blob, .. } => Some(blob),
+            Fallback::Zero => None,
+        });
+        *literal.unwrap() = group.0;
+    });
+    assert!(overlap(&bad));
 }
 
 #[test]

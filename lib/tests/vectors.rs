@@ -123,8 +123,8 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    flip("envelope_version_2", 8, 0x01);
-    flip("envelope_version_4", 8, 0x07);
+    flip("envelope_version_5", 8, 0x01);
+    flip("envelope_version_3", 8, 0x07);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
@@ -251,6 +251,15 @@ fn generate() -> (Files, Vec<(String, bool)>) {
     let mut corrupt = delta.clone();
     corrupt[literal_at] ^= 0xff;
     push("blob_literal_corrupt", false, corrupt);
+    let group_at = {
+        let m = Manifest::decode(&parts.manifest, &Limits::DEFAULT).unwrap();
+        let (blob, _) = m.groups()[0];
+        usize::try_from(parts.envelope.payload_offset() + blob.offset).unwrap()
+            + blob.len as usize / 2
+    };
+    let mut corrupt = delta.clone();
+    corrupt[group_at] ^= 0xff;
+    push("ok_group_corrupt_falls_back", true, corrupt);
 
     let mut files = Vec::new();
     let mut expected = Vec::new();
@@ -416,19 +425,21 @@ fn every_vector_gives_its_outcome() {
 }
 
 #[test]
-fn ok_delta_uses_both_patch_codecs() {
+fn ok_delta_shares_patch_groups() {
     if std::env::var_os("ABDELTA_REGEN_VECTORS").is_some() {
         return; // the files are being rewritten by vectors_are_fresh
     }
     let bytes = std::fs::read(dir().join("ok_delta.abd")).unwrap();
     let parts = split(&bytes);
     let m = Manifest::decode(&parts.manifest, &Limits::DEFAULT).unwrap();
-    let codecs: Vec<PatchCodec> = m
-        .chunks
-        .iter()
-        .filter_map(|c| c.patch)
-        .map(|p| p.codec)
-        .collect();
-    assert!(codecs.contains(&PatchCodec::ZstdRef), "{codecs:?}");
-    assert!(codecs.contains(&PatchCodec::Bsdiff), "{codecs:?}");
+    let patches: Vec<_> = m.chunks.iter().filter_map(|c| c.patch).collect();
+    assert!(patches.iter().all(|p| p.codec == PatchCodec::Grouped));
+    let groups = m.groups();
+    assert!(
+        !groups.is_empty() && groups.len() < patches.len(),
+        "{} patches in {} groups",
+        patches.len(),
+        groups.len()
+    );
+    assert!(patches.iter().any(|p| !p.base.ranges().is_empty()));
 }

@@ -42,7 +42,7 @@ pub struct Chunking {
 }
 
 /// A byte range of the payload holding one encoded blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BlobRef {
     /// Offset from the start of the payload.
     pub offset: u64,
@@ -60,10 +60,17 @@ impl BlobRef {
 /// Most source ranges one patch base may join.
 pub const MAX_BASE_RANGES: usize = 4;
 
+/// BLAKE3-256 of no bytes: the hash of an empty patch base, which the manifest does not spell out.
+pub const EMPTY_BASE_HASH: Hash = [
+    0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6, 0xa0, 0x40, 0x4d, 0xea, 0x36, 0xdc, 0xc9, 0x49,
+    0x9b, 0xcb, 0x25, 0xc9, 0xad, 0xc1, 0x12, 0xb7, 0xcc, 0x9a, 0x93, 0xca, 0xe4, 0x1f, 0x32, 0x62,
+];
+
 /// A patch's base: up to [`MAX_BASE_RANGES`] source ranges, joined in order, identified by the
 /// hash of the joined bytes so a device can check it holds them. Several ranges let a chunk
 /// whose old bytes lie in several places (files that moved independently) be patched against
-/// all of them.
+/// all of them. No range at all makes a patch that is only its group's compressed bytes: new
+/// data that still shares its group's entropy context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchBase {
     ranges: [(u64, u64); MAX_BASE_RANGES],
@@ -73,17 +80,25 @@ pub struct PatchBase {
 }
 
 impl PatchBase {
-    /// A base of `ranges` (offset, length); `None` without ranges or with more than
-    /// [`MAX_BASE_RANGES`].
+    /// A base of `ranges` (offset, length); `None` with more than [`MAX_BASE_RANGES`].
     pub fn new(ranges: &[(u64, u64)], hash: Hash) -> Option<PatchBase> {
         let mut all = [(0, 0); MAX_BASE_RANGES];
         all.get_mut(..ranges.len())?.copy_from_slice(ranges);
-        let count = u8::try_from(ranges.len()).ok().filter(|&n| n > 0)?;
+        let count = u8::try_from(ranges.len()).ok()?;
         Some(PatchBase {
             ranges: all,
             count,
             hash,
         })
+    }
+
+    /// The empty base: no source bytes, hash [`EMPTY_BASE_HASH`].
+    pub fn empty() -> PatchBase {
+        PatchBase {
+            ranges: [(0, 0); MAX_BASE_RANGES],
+            count: 0,
+            hash: EMPTY_BASE_HASH,
+        }
     }
 
     /// The ranges, (offset, length), in joining order.
@@ -108,12 +123,31 @@ impl PatchBase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PatchCodec {
-    /// One zstd frame decoded with the base range as its reference prefix (raw content dictionary).
-    ZstdRef = 1,
-    /// bsdiff-class: one zstd frame holding control records, byte-wise differences against the
-    /// base and extra bytes (SPEC.md §Codecs). Wins on executables, where moved code changes
-    /// addresses in place.
-    Bsdiff = 2,
+    /// A member of a patch group: the blob is the group's (shared by its members), one raw
+    /// LZMA2 stream of the members' bsdiff-class contents joined; this chunk's content is the
+    /// [`GroupMember`] slice of it (SPEC.md §Codecs). Neighbouring patches share one entropy
+    /// context, and a member whose base drifted costs only itself. (Codecs 1 and 2, format
+    /// 3's single-chunk zstd patches, are retired.)
+    Grouped = 3,
+}
+
+/// Where a grouped patch's content lies in its group's decoded content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Length the whole group decodes to (the same for every member of the group).
+    pub group_len: u32,
+    /// Offset of this member's content in the group's content.
+    pub offset: u32,
+    /// Length of this member's content.
+    pub len: u32,
+}
+
+impl GroupMember {
+    /// This member's slice of the group's decoded content.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        // Validated at decode: offset + len <= group_len, a u32.
+        self.offset as usize..self.offset as usize + self.len as usize
+    }
 }
 
 /// Codec of a literal blob.
@@ -131,8 +165,10 @@ pub struct Patch {
     pub codec: PatchCodec,
     /// The source range the patch was made against.
     pub base: PatchBase,
-    /// Where the patch lies in the payload.
+    /// The group's blob in the payload (shared by the group's members).
     pub blob: BlobRef,
+    /// This patch's slice of the group.
+    pub member: GroupMember,
 }
 
 /// The recipe that needs no source: every chunk has exactly one.
@@ -398,27 +434,50 @@ impl Manifest {
     }
 
     fn check_blobs_disjoint(&self) -> Result<(), FormatError> {
-        let mut blobs: Vec<BlobRef> = Vec::new();
+        // (blob, group length for a group blob): members of one group share its blob.
+        let mut blobs: Vec<(BlobRef, Option<u32>)> = Vec::new();
         for chunk in &self.chunks {
             if let Some(patch) = &chunk.patch {
-                blobs.push(patch.blob);
+                blobs.push((patch.blob, Some(patch.member.group_len)));
             }
             if let Fallback::Literal { blob, .. } = chunk.fallback {
-                blobs.push(blob);
+                blobs.push((blob, None));
             }
         }
         blobs.sort_unstable();
         for pair in blobs.windows(2) {
-            if let [a, b] = pair
-                && a.end() > b.offset
-            {
-                return Err(FormatError::Malformed {
-                    field: "blob",
-                    rule: "blobs must not overlap",
-                });
+            if let [(a, a_group), (b, b_group)] = pair {
+                if a == b && a_group.is_some() && b_group.is_some() {
+                    if a_group != b_group {
+                        return Err(FormatError::Malformed {
+                            field: "patch group",
+                            rule: "members of one group must declare the same group length",
+                        });
+                    }
+                    continue;
+                }
+                if a.end() > b.offset {
+                    return Err(FormatError::Malformed {
+                        field: "blob",
+                        rule: "blobs must not overlap (only members of one group share a blob)",
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// The distinct patch group blobs and their group lengths, in payload order.
+    pub fn groups(&self) -> Vec<(BlobRef, u32)> {
+        let mut groups: Vec<(BlobRef, u32)> = self
+            .chunks
+            .iter()
+            .filter_map(|c| c.patch.as_ref())
+            .map(|p| (p.blob, p.member.group_len))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
     }
 
     /// The canonical encoding.
@@ -481,8 +540,13 @@ impl Manifest {
                     put_varint(&mut out, offset);
                     put_varint(&mut out, len);
                 }
-                out.extend_from_slice(&patch.base.hash);
+                if !patch.base.ranges().is_empty() {
+                    out.extend_from_slice(&patch.base.hash);
+                }
                 put_blob(&mut out, &patch.blob);
+                put_varint(&mut out, patch.member.group_len.into());
+                put_varint(&mut out, patch.member.offset.into());
+                put_varint(&mut out, patch.member.len.into());
             }
             if let Fallback::Literal { codec, blob } = &chunk.fallback {
                 out.push(*codec as u8);
@@ -496,6 +560,19 @@ impl Manifest {
 fn put_blob(out: &mut Vec<u8>, blob: &BlobRef) {
     put_varint(out, blob.offset);
     put_varint(out, blob.len.into());
+}
+
+fn group_member(c: &mut Cursor<'_>, limits: &Limits) -> Result<GroupMember, FormatError> {
+    let group_len = c.varint_in("patch group length", 1, limits.max_group_len.into())?;
+    let offset = c.varint_in("group member offset", 0, group_len - 1)?;
+    let len = c.varint_in("group member length", 1, group_len - offset)?;
+    // All three are at most max_group_len, a u32.
+    let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Ok(GroupMember {
+        group_len: to_u32(group_len),
+        offset: to_u32(offset),
+        len: to_u32(len),
+    })
 }
 
 fn decode_chunking(c: &mut Cursor<'_>, limits: &Limits) -> Result<Chunking, FormatError> {
@@ -566,8 +643,7 @@ fn decode_chunk(
     let patch = if mask & RECIPE_PATCH != 0 {
         let src = needs_source("patch recipe")?;
         let codec = match c.u8("patch codec")? {
-            1 => PatchCodec::ZstdRef,
-            2 => PatchCodec::Bsdiff,
+            3 => PatchCodec::Grouped,
             v => {
                 return Err(FormatError::Unsupported {
                     field: "patch codec",
@@ -575,7 +651,7 @@ fn decode_chunk(
                 });
             }
         };
-        let count = c.varint_in("patch base range count", 1, MAX_BASE_RANGES as u64)?;
+        let count = c.varint_in("patch base range count", 0, MAX_BASE_RANGES as u64)?;
         let mut ranges = [(0u64, 0u64); MAX_BASE_RANGES];
         let mut total: u64 = 0;
         for range in ranges.iter_mut().take(count as usize) {
@@ -601,18 +677,24 @@ fn decode_chunk(
                 max: limits.max_patch_base_len,
             });
         }
-        let hash = read_hash(c, "patch base hash")?;
-        // count is 1..=MAX_BASE_RANGES, checked above.
+        let hash = match count {
+            0 => EMPTY_BASE_HASH,
+            _ => read_hash(c, "patch base hash")?,
+        };
+        // count is 0..=MAX_BASE_RANGES, checked above.
         let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
             FormatError::Malformed {
                 field: "patch recipe",
-                rule: "1 to 4 base ranges",
+                rule: "0 to 4 base ranges",
             },
         )?;
+        let blob = blob(c, limits, payload_len)?;
+        let member = group_member(c, limits)?;
         Some(Patch {
             codec,
             base,
-            blob: blob(c, limits, payload_len)?,
+            blob,
+            member,
         })
     } else {
         None

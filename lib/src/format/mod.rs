@@ -13,15 +13,15 @@ pub use cursor::Cursor;
 pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, MAX_KEYSET_FILE_LEN, SignatureRecord};
 pub use keyset::{Keyset, ReleaseKey, SignedKeyset};
 pub use manifest::{
-    BlobRef, ChunkEntry, Chunking, Fallback, ImageId, LiteralCodec, MAX_BASE_RANGES, Manifest,
-    Patch, PatchBase, PatchCodec, Recipe,
+    BlobRef, ChunkEntry, Chunking, Fallback, GroupMember, ImageId, LiteralCodec, MAX_BASE_RANGES,
+    Manifest, Patch, PatchBase, PatchCodec, Recipe,
 };
 
 /// A BLAKE3-256 digest.
 pub type Hash = [u8; 32];
 
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -41,10 +41,13 @@ pub struct Limits {
     pub max_patch_base_len: u64,
     /// Largest target image, in bytes.
     pub max_image_len: u64,
+    /// Largest patch group content (what a group blob decodes to), in bytes: the device holds
+    /// at most two decoded groups.
+    pub max_group_len: u32,
 }
 
 impl Limits {
-    /// The limits of format version 3 (SPEC.md §Limits).
+    /// The limits of format version 4 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
@@ -53,6 +56,7 @@ impl Limits {
         max_blob_len: (4 << 20) + (64 << 10),
         max_patch_base_len: 64 << 20,
         max_image_len: 1 << 42, // max_chunks × max_chunk_len
+        max_group_len: 8 << 20,
     };
 }
 

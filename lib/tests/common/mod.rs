@@ -56,7 +56,6 @@ pub fn other_key() -> SecretKey {
 pub fn options() -> DiffOptions {
     DiffOptions {
         literal_level: 3,
-        patch_level: 9,
         release_version: 2,
         hardware_compat: vec!["evse-ac22-rev3".into()],
         created_at: 1_780_000_000,
