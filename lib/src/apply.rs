@@ -5,6 +5,7 @@
 //! accepts. The whole image's hash is checked at the end. The source is only ever read.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -197,6 +198,14 @@ pub fn apply(
         .enumerate()
         .map(|(i, (c, s))| (i, c, s))
         .collect();
+    // The last chunk that uses each group, so a group is decoded once even when copies run
+    // between its members.
+    let mut last_use: HashMap<BlobRef, usize> = HashMap::new();
+    for &(i, _, step) in &work {
+        if let Some((blob, _)) = group_of(step) {
+            last_use.insert(blob, i);
+        }
+    }
     let mut rest = work.as_slice();
     let mut groups: Groups = Vec::new();
     while !rest.is_empty() {
@@ -220,8 +229,18 @@ pub fn apply(
         }
         let (batch, tail) = rest.split_at(take);
         rest = tail;
-        // Keep the groups this batch still needs, decode the ones it starts.
-        groups.retain(|(blob, _)| needed.iter().any(|(b, _)| b == blob));
+        // Drop the groups no later chunk uses; keep the ones this batch needs, and others that
+        // later chunks need while there is room; then decode the ones the batch lacks.
+        let first = batch.first().map_or(0, |&(i, _, _)| i);
+        let mut room = LIVE_GROUPS.saturating_sub(needed.len());
+        groups.retain(|(blob, _)| {
+            let later = last_use.get(blob).is_some_and(|&last| last >= first);
+            let keep = needed.iter().any(|(b, _)| b == blob) || (later && room > 0);
+            if keep && !needed.iter().any(|(b, _)| b == blob) {
+                room -= 1;
+            }
+            keep && later
+        });
         for (blob, group_len) in needed {
             if groups.iter().any(|(b, _)| *b == blob) {
                 continue;

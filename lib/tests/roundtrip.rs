@@ -8,7 +8,12 @@ use common::{Rng, apply_mem, make_bundle};
 fn check(a: &[u8], b: &[u8]) -> abdelta::ApplyReport {
     let before = blake3::hash(a);
     let bundle = make_bundle(a, b);
-    let (out, report, _) = apply_mem(&bundle, a).unwrap();
+    let (out, report, plan) = apply_mem(&bundle, a).unwrap();
+    assert_eq!(
+        report.bundle_bytes_read,
+        plan.total_bytes(),
+        "apply read other bytes than planned"
+    );
     assert_eq!(out.len(), b.len());
     assert!(out == b, "rebuilt image differs");
     // The source is never written.
@@ -40,6 +45,26 @@ fn identical() {
     let a = realistic(&mut Rng(1), 3 << 20);
     let report = check(&a, &a);
     assert_eq!(report.counts.literal, 0);
+}
+
+#[test]
+fn a_group_is_read_once_when_copies_run_between_its_members() {
+    // Two edits 10 MiB apart: their patches share one group, with far more copied chunks
+    // between them than one apply batch holds.
+    let a = Rng(9).bytes(12 << 20);
+    let mut b = a.clone();
+    b[1000] ^= 1;
+    b[10 << 20] ^= 1;
+    let bundle = make_bundle(&a, &b);
+    let verified = abdelta::VerifiedBundle::open(
+        &abdelta::storage::MemBundle(&bundle),
+        &common::trusted(),
+        &abdelta::format::Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(verified.manifest().groups().len(), 1);
+    let report = check(&a, &b);
+    assert_eq!(report.counts.patch, 2);
 }
 
 #[test]
