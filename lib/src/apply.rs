@@ -142,13 +142,18 @@ fn produce<'s>(
             let content = groups
                 .iter()
                 .find(|(b, _)| b == blob)
-                .and_then(|(_, content)| content.as_deref()?.get(member.range()));
-            let mut out = vec![0u8; entry.len as usize];
-            content
-                .zip(crate::plan::join_base(source, base))
-                .and_then(|(content, base)| {
-                    codec::decode_bsdiff_content(&base, content, &mut out).ok()
+                .and_then(|(_, content)| content.as_deref());
+            let parts = content.and_then(|g| {
+                Some(codec::PatchParts {
+                    ctrl: g.get(member.ctrl())?,
+                    diff: g.get(member.diff())?,
+                    extra: g.get(member.extra())?,
                 })
+            });
+            let mut out = vec![0u8; entry.len as usize];
+            parts
+                .zip(crate::plan::join_base(source, base))
+                .and_then(|(parts, base)| codec::decode_bsdiff_content(&base, parts, &mut out).ok())
                 .map(|()| Cow::Owned(out))
         }
         Step::Zero | Step::Literal { .. } => return produce_fallback(bundle, reader, entry, index),

@@ -112,19 +112,69 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// The bsdiff-class content: `varint ctrl_len ‖ varint diff_len ‖ ctrl ‖ diff ‖ extra`, where
-/// ctrl is records `varint diff_n ‖ varint extra_n ‖ zigzag-varint seek`.
-/// `None` when matching fails or the control stream would outgrow the chunk.
-pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+/// A patch's bsdiff-class content, in its three streams: control records (`varint diff_n ‖
+/// varint extra_n ‖ zigzag-varint seek` each), byte-wise differences against the base, and
+/// extra bytes. A group stores each stream of all its members together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchParts<'a> {
+    /// Control records.
+    pub ctrl: &'a [u8],
+    /// Byte-wise differences.
+    pub diff: &'a [u8],
+    /// Extra (unmatched) bytes.
+    pub extra: &'a [u8],
+}
+
+/// An owned [`PatchParts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatchContent {
+    /// Control records.
+    pub ctrl: Vec<u8>,
+    /// Byte-wise differences.
+    pub diff: Vec<u8>,
+    /// Extra (unmatched) bytes.
+    pub extra: Vec<u8>,
+}
+
+impl PatchContent {
+    /// Borrows the three streams.
+    pub fn parts(&self) -> PatchParts<'_> {
+        PatchParts {
+            ctrl: &self.ctrl,
+            diff: &self.diff,
+            extra: &self.extra,
+        }
+    }
+
+    /// Bytes in all three streams.
+    pub fn len(&self) -> usize {
+        self.ctrl.len() + self.diff.len() + self.extra.len()
+    }
+
+    /// Whether all three streams are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The streams joined, as one blob-sized sample for size estimates.
+    pub fn joined(&self) -> Vec<u8> {
+        [&self.ctrl[..], &self.diff, &self.extra].concat()
+    }
+}
+
+/// The bsdiff-class content of `data` against `base`; `None` when matching fails or the
+/// control stream would outgrow the chunk.
+pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
     if base.is_empty() {
         // bidiff's suffix-array search panics on an empty base.
         return None;
     }
-    let (mut ctrl, mut diff, mut extra) = (Vec::new(), Vec::new(), Vec::new());
+    let mut content = PatchContent::default();
+    let PatchContent { ctrl, diff, extra } = &mut content;
     let mut translator = bidiff::Translator::new(base, data, |c: &bidiff::Control<'_>| {
-        put_varint(&mut ctrl, c.add.len() as u64);
-        put_varint(&mut ctrl, c.copy.len() as u64);
-        put_varint(&mut ctrl, zigzag(c.seek));
+        put_varint(ctrl, c.add.len() as u64);
+        put_varint(ctrl, c.copy.len() as u64);
+        put_varint(ctrl, zigzag(c.seek));
         diff.extend_from_slice(c.add);
         extra.extend_from_slice(c.copy);
         Ok::<(), std::io::Error>(())
@@ -132,59 +182,35 @@ pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     let matched = bidiff::diff(base, data, &bidiff::DiffParams::default(), |m| {
         translator.translate(m)
     });
-    if matched.and_then(|()| translator.close()).is_err() || ctrl.len() > data.len() {
+    if matched.and_then(|()| translator.close()).is_err() || content.ctrl.len() > data.len() {
         return None;
     }
-    let mut content = Vec::with_capacity(20 + ctrl.len() + diff.len() + extra.len());
-    put_varint(&mut content, ctrl.len() as u64);
-    put_varint(&mut content, diff.len() as u64);
-    content.extend_from_slice(&ctrl);
-    content.extend_from_slice(&diff);
-    content.extend_from_slice(&extra);
     Some(content)
 }
 
-/// The bsdiff-class content that is `data` itself: one record of extra bytes, for a patch with
-/// an empty base (new data compressed in its group's context).
-pub fn raw_content(data: &[u8]) -> Vec<u8> {
+/// The content that is `data` itself: one record of extra bytes, for a patch with an empty
+/// base (new data compressed in its group's context).
+pub fn raw_content(data: &[u8]) -> PatchContent {
     let mut ctrl = Vec::new();
     put_varint(&mut ctrl, 0);
     put_varint(&mut ctrl, data.len() as u64);
     put_varint(&mut ctrl, 0);
-    let mut content = Vec::with_capacity(data.len() + 16);
-    put_varint(&mut content, ctrl.len() as u64);
-    put_varint(&mut content, 0);
-    content.extend_from_slice(&ctrl);
-    content.extend_from_slice(data);
-    content
+    PatchContent {
+        ctrl,
+        diff: Vec::new(),
+        extra: data.to_vec(),
+    }
 }
 
-/// Rebuilds a chunk from its bsdiff-class content (already decompressed) and `base` into
-/// `out` (exactly the declared chunk length).
+/// Rebuilds a chunk from its bsdiff-class content and `base` into `out` (exactly the declared
+/// chunk length).
 pub fn decode_bsdiff_content(
     base: &[u8],
-    content: &[u8],
+    parts: PatchParts<'_>,
     out: &mut [u8],
 ) -> Result<(), CodecError> {
     let bad = CodecError::BadPatch;
-    let mut c = Cursor::new(content);
-    let len = out.len() as u64;
-    let ctrl_len = c
-        .varint_in("control length", 0, len)
-        .map_err(|_| bad("control length"))?;
-    let diff_len = c
-        .varint_in("difference length", 0, len)
-        .map_err(|_| bad("difference length"))?;
-    // Both bounded by the chunk length just above.
-    let ctrl = c
-        .take(ctrl_len as usize, "control")
-        .map_err(|_| bad("control stream truncated"))?;
-    let diff = c
-        .take(diff_len as usize, "differences")
-        .map_err(|_| bad("difference stream truncated"))?;
-    let extra = c
-        .take(c.remaining(), "extra")
-        .map_err(|_| bad("extra stream"))?;
+    let PatchParts { ctrl, diff, extra } = parts;
     if diff.len() + extra.len() != out.len() {
         return Err(bad(
             "differences and extra bytes must add up to the chunk length",
@@ -434,10 +460,12 @@ mod tests {
     /// Encodes `data` against `base` as a group of one, and decodes it back.
     fn round_trip(base: &[u8], data: &[u8]) -> (usize, Vec<u8>) {
         let content = bsdiff_content(base, data).unwrap();
-        let blob = encode_group(&content);
+        let blob = encode_group(&content.joined());
         let decoded = decode_group(&blob, content.len()).unwrap();
+        let (ctrl, rest) = decoded.split_at(content.ctrl.len());
+        let (diff, extra) = rest.split_at(content.diff.len());
         let mut out = vec![0u8; data.len()];
-        decode_bsdiff_content(base, &decoded, &mut out).unwrap();
+        decode_bsdiff_content(base, PatchParts { ctrl, diff, extra }, &mut out).unwrap();
         (blob.len(), out)
     }
 
@@ -455,8 +483,8 @@ mod tests {
         // chunk hash catches that) or fails; it must not panic.
         let content = bsdiff_content(&base, &data).unwrap();
         let mut out = vec![0u8; data.len()];
-        let _ = decode_bsdiff_content(&base[1..], &content, &mut out);
-        let _ = decode_bsdiff_content(&base[..10], &content, &mut out);
+        let _ = decode_bsdiff_content(&base[1..], content.parts(), &mut out);
+        let _ = decode_bsdiff_content(&base[..10], content.parts(), &mut out);
         assert_eq!(bsdiff_content(&[], &data), None);
     }
 
@@ -525,36 +553,25 @@ mod tests {
 
     #[test]
     fn bsdiff_records_outside_the_base_or_the_chunk_are_refused() {
-        let content = |ctrl: &[u8], diff: &[u8], extra: &[u8]| {
-            let mut content = Vec::new();
-            put_varint(&mut content, ctrl.len() as u64);
-            put_varint(&mut content, diff.len() as u64);
-            content.extend_from_slice(ctrl);
-            content.extend_from_slice(diff);
-            content.extend_from_slice(extra);
-            content
-        };
         let base = [1u8, 2, 3, 4];
         let mut out = [0u8; 4];
+        let decode = |ctrl, diff, extra, out: &mut [u8]| {
+            decode_bsdiff_content(&base, PatchParts { ctrl, diff, extra }, out)
+        };
         // Good: 2 differences, 2 extra bytes.
-        let ok = content(&[2, 2, 0], &[1, 1], &[9, 9]);
-        decode_bsdiff_content(&base, &ok, &mut out).unwrap();
+        decode(&[2, 2, 0], &[1, 1], &[9, 9], &mut out).unwrap();
         assert_eq!(out, [2, 3, 9, 9]);
+        decode(&[4, 0, 0], &[0; 4], &[], &mut out).unwrap();
         for (ctrl, diff, extra) in [
-            (&[4u8, 0, 0][..], &[0u8; 4][..], &[][..]), // fine, as a control
-            (&[5, 0, 0], &[0; 5], &[]),                 // more than the chunk
+            (&[5u8, 0, 0][..], &[0u8; 5][..], &[][..]), // more than the chunk
             (&[2, 0, 20, 2, 0, 0], &[0; 4], &[]),       // seek past the base
             (&[2, 0, 7, 2, 0, 0], &[0; 4], &[]),        // seek back below 0
             (&[2, 2, 0], &[0; 2], &[0; 1]),             // extra stream too short
             (&[2, 1, 0], &[0; 2], &[0; 2]),             // stream left over
             (&[0x80], &[0; 2], &[0; 2]),                // truncated record
         ] {
-            let r = decode_bsdiff_content(&base, &content(ctrl, diff, extra), &mut out);
-            if ctrl == [4, 0, 0] {
-                assert!(r.is_ok());
-            } else {
-                assert!(matches!(r, Err(CodecError::BadPatch(_))), "{ctrl:?}: {r:?}");
-            }
+            let r = decode(ctrl, diff, extra, &mut out);
+            assert!(matches!(r, Err(CodecError::BadPatch(_))), "{ctrl:?}: {r:?}");
         }
     }
 }

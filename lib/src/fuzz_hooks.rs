@@ -58,9 +58,13 @@ pub fn codec(data: &[u8]) {
     if let Ok(content) = crate::codec::decode_group(rest, len) {
         assert_eq!(content.len(), len, "group decoded to another length");
     }
-    // bsdiff-class content read directly, so the control records are reached.
-    let (base, content) = rest.split_at(rest.len() / 2);
-    let _ = crate::codec::decode_bsdiff_content(base, content, &mut out);
+    // bsdiff-class streams read directly, so the control records are reached: the rest split
+    // into base, control records, differences and extra bytes.
+    let (base, streams) = rest.split_at(rest.len() / 2);
+    let (ctrl, streams) = streams.split_at(streams.len() / 4);
+    let (diff, extra) = streams.split_at(streams.len().min(len));
+    let parts = crate::codec::PatchParts { ctrl, diff, extra };
+    let _ = crate::codec::decode_bsdiff_content(base, parts, &mut out);
 }
 
 /// The whole device path on an unsigned bundle (manifest bytes ‖ payload, split by the first

@@ -811,8 +811,8 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
         )
     };
     assert!(overlap(&bad));
-    // Members of one patch group share its blob, and must agree on what it decodes to; no
-    // literal may reuse a group's blob.
+    // Members of one patch group share its blob; the group's length follows from their stream
+    // lengths and must stay within the limit; no literal may reuse a group's blob.
     let (d, _) = fixture();
     let (_, manifest, _) = parts(&d);
     let m = Manifest::decode(&manifest, &Limits::DEFAULT).unwrap();
@@ -826,14 +826,25 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
         members >= 2,
         "the fixture's first group has {members} members"
     );
+    let small = Limits {
+        max_group_len: group.1 - 1,
+        ..Limits::DEFAULT
+    };
+    assert!(matches!(
+        Manifest::decode(&manifest, &small),
+        Err(FormatError::OutOfRange {
+            field: "patch group length",
+            ..
+        })
+    ));
     let bad = resigned(&d, |m| {
-        let p = m.chunks.iter_mut().find_map(|c| c.patch.as_mut()).unwrap();
-        p.member.group_len += 1;
+        let c = m.chunks.iter_mut().find(|c| c.patch.is_some()).unwrap();
+        c.patch.as_mut().unwrap().member.diff_len = c.len + 1;
     });
     assert!(matches!(
         format_error(&bad),
-        FormatError::Malformed {
-            field: "patch group",
+        FormatError::OutOfRange {
+            field: "group member difference length",
             ..
         }
     ));

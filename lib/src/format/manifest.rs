@@ -5,6 +5,8 @@
 //! so code holding a `Manifest` needs no further bounds checks; [`Manifest::encode`] is its
 //! exact inverse (`encode(decode(x)) == x` for every accepted `x`).
 
+use std::collections::HashMap;
+
 use super::cursor::{put_bytes, put_varint};
 use super::{Cursor, FORMAT_VERSION, FormatError, Hash, Limits};
 
@@ -131,22 +133,46 @@ pub enum PatchCodec {
     Grouped = 3,
 }
 
-/// Where a grouped patch's content lies in its group's decoded content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a grouped patch's three streams lie in its group's decoded content. A group's content
+/// is all its members' control records, then all their differences, then all their extra
+/// bytes, each in member (chunk) order; only the lengths are encoded, the offsets follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupMember {
+    /// Control-record bytes (encoded).
+    pub ctrl_len: u32,
+    /// Difference bytes (encoded); the extra bytes are the rest of the chunk.
+    pub diff_len: u32,
+    /// Extra bytes: the chunk length minus `diff_len`.
+    pub extra_len: u32,
+    /// Where this member's control records start in the group's content.
+    pub ctrl_at: u32,
+    /// Where its differences start.
+    pub diff_at: u32,
+    /// Where its extra bytes start.
+    pub extra_at: u32,
     /// Length the whole group decodes to (the same for every member of the group).
     pub group_len: u32,
-    /// Offset of this member's content in the group's content.
-    pub offset: u32,
-    /// Length of this member's content.
-    pub len: u32,
+}
+
+fn span(at: u32, len: u32) -> std::ops::Range<usize> {
+    // Validated when the offsets are assigned: at + len <= group_len, a u32.
+    at as usize..at as usize + len as usize
 }
 
 impl GroupMember {
-    /// This member's slice of the group's decoded content.
-    pub fn range(&self) -> std::ops::Range<usize> {
-        // Validated at decode: offset + len <= group_len, a u32.
-        self.offset as usize..self.offset as usize + self.len as usize
+    /// This member's control records in the group's content.
+    pub fn ctrl(&self) -> std::ops::Range<usize> {
+        span(self.ctrl_at, self.ctrl_len)
+    }
+
+    /// Its differences.
+    pub fn diff(&self) -> std::ops::Range<usize> {
+        span(self.diff_at, self.diff_len)
+    }
+
+    /// Its extra bytes.
+    pub fn extra(&self) -> std::ops::Range<usize> {
+        span(self.extra_at, self.extra_len)
     }
 }
 
@@ -416,6 +442,8 @@ impl Manifest {
             payload_len,
             chunks,
         };
+        let mut manifest = manifest;
+        manifest.link_groups(limits)?;
         manifest.check_blobs_disjoint()?;
         Ok(manifest)
     }
@@ -434,34 +462,71 @@ impl Manifest {
     }
 
     fn check_blobs_disjoint(&self) -> Result<(), FormatError> {
-        // (blob, group length for a group blob): members of one group share its blob.
-        let mut blobs: Vec<(BlobRef, Option<u32>)> = Vec::new();
+        // (blob, whether it is a group's): members of one group share its blob.
+        let mut blobs: Vec<(BlobRef, bool)> = Vec::new();
         for chunk in &self.chunks {
             if let Some(patch) = &chunk.patch {
-                blobs.push((patch.blob, Some(patch.member.group_len)));
+                blobs.push((patch.blob, true));
             }
             if let Fallback::Literal { blob, .. } = chunk.fallback {
-                blobs.push((blob, None));
+                blobs.push((blob, false));
             }
         }
         blobs.sort_unstable();
+        blobs.dedup_by(|(b, group), (a, a_group)| *group && *a_group && a == b);
         for pair in blobs.windows(2) {
-            if let [(a, a_group), (b, b_group)] = pair {
-                if a == b && a_group.is_some() && b_group.is_some() {
-                    if a_group != b_group {
-                        return Err(FormatError::Malformed {
-                            field: "patch group",
-                            rule: "members of one group must declare the same group length",
-                        });
-                    }
-                    continue;
-                }
-                if a.end() > b.offset {
-                    return Err(FormatError::Malformed {
-                        field: "blob",
-                        rule: "blobs must not overlap (only members of one group share a blob)",
-                    });
-                }
+            if let [(a, _), (b, _)] = pair
+                && a.end() > b.offset
+            {
+                return Err(FormatError::Malformed {
+                    field: "blob",
+                    rule: "blobs must not overlap (only members of one group share a blob)",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Lays out each patch group's content from its members' stream lengths (SPEC.md §6.1):
+    /// sets every member's offsets and group length, and refuses groups longer than the limit.
+    /// Decoding calls it; a generator calls it on the manifest it built, before encoding.
+    pub fn link_groups(&mut self, limits: &Limits) -> Result<(), FormatError> {
+        // Per group blob: the total of each stream, then the running offsets.
+        let mut totals: HashMap<BlobRef, [u64; 3]> = HashMap::new();
+        for patch in self.chunks.iter().filter_map(|c| c.patch.as_ref()) {
+            let m = &patch.member;
+            let t = totals.entry(patch.blob).or_insert([0; 3]);
+            for (total, len) in t.iter_mut().zip([m.ctrl_len, m.diff_len, m.extra_len]) {
+                *total += u64::from(len);
+            }
+        }
+        let mut next: HashMap<BlobRef, [u64; 3]> = HashMap::with_capacity(totals.len());
+        for (blob, [ctrl, diff, extra]) in &totals {
+            let group_len = ctrl + diff + extra;
+            if group_len > u64::from(limits.max_group_len) {
+                return Err(FormatError::OutOfRange {
+                    field: "patch group length",
+                    value: group_len,
+                    min: 1,
+                    max: limits.max_group_len.into(),
+                });
+            }
+            next.insert(*blob, [0, *ctrl, ctrl + diff]);
+        }
+        // Every offset is below group_len, at most max_group_len (a u32): checked just above.
+        let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        for patch in self.chunks.iter_mut().filter_map(|c| c.patch.as_mut()) {
+            let (Some(at), Some(total)) = (next.get_mut(&patch.blob), totals.get(&patch.blob))
+            else {
+                continue;
+            };
+            let m = &mut patch.member;
+            m.ctrl_at = to_u32(at[0]);
+            m.diff_at = to_u32(at[1]);
+            m.extra_at = to_u32(at[2]);
+            m.group_len = to_u32(total.iter().sum());
+            for (at, len) in at.iter_mut().zip([m.ctrl_len, m.diff_len, m.extra_len]) {
+                *at += u64::from(len);
             }
         }
         Ok(())
@@ -544,9 +609,8 @@ impl Manifest {
                     out.extend_from_slice(&patch.base.hash);
                 }
                 put_blob(&mut out, &patch.blob);
-                put_varint(&mut out, patch.member.group_len.into());
-                put_varint(&mut out, patch.member.offset.into());
-                put_varint(&mut out, patch.member.len.into());
+                put_varint(&mut out, patch.member.ctrl_len.into());
+                put_varint(&mut out, patch.member.diff_len.into());
             }
             if let Fallback::Literal { codec, blob } = &chunk.fallback {
                 out.push(*codec as u8);
@@ -562,16 +626,16 @@ fn put_blob(out: &mut Vec<u8>, blob: &BlobRef) {
     put_varint(out, blob.len.into());
 }
 
-fn group_member(c: &mut Cursor<'_>, limits: &Limits) -> Result<GroupMember, FormatError> {
-    let group_len = c.varint_in("patch group length", 1, limits.max_group_len.into())?;
-    let offset = c.varint_in("group member offset", 0, group_len - 1)?;
-    let len = c.varint_in("group member length", 1, group_len - offset)?;
-    // All three are at most max_group_len, a u32.
+fn group_member(c: &mut Cursor<'_>, len: u32) -> Result<GroupMember, FormatError> {
+    let ctrl_len = c.varint_in("group member control length", 0, len.into())?;
+    let diff_len = c.varint_in("group member difference length", 0, len.into())?;
+    // Both at most the chunk length, a u32.
     let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(GroupMember {
-        group_len: to_u32(group_len),
-        offset: to_u32(offset),
-        len: to_u32(len),
+        ctrl_len: to_u32(ctrl_len),
+        diff_len: to_u32(diff_len),
+        extra_len: len - to_u32(diff_len),
+        ..GroupMember::default()
     })
 }
 
@@ -689,7 +753,7 @@ fn decode_chunk(
             },
         )?;
         let blob = blob(c, limits, payload_len)?;
-        let member = group_member(c, limits)?;
+        let member = group_member(c, len)?;
         Some(Patch {
             codec,
             base,
