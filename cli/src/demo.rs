@@ -405,7 +405,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bundle = dir.join("release-2.abd");
     let pubkey = key.with_extension("pub");
     run_self(&[&"keygen", &"-o", &key, &"--force"])?;
-    eprintln!("diff (zstd -19 literals and patches, both cores)");
+    eprintln!("diff (zstd -19 literals, LZMA2 patch groups, both cores)");
     let (d, diff_time) = run_self(&[
         &"diff",
         &"--from",
@@ -473,7 +473,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         row("full image, zstd -19 --long=27", human(z));
     }
     row(
-        "full path: blank device reads (literals)",
+        "full path: blank device reads",
         human(num(&blank, "download_bytes")),
     );
     row(

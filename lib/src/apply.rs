@@ -51,7 +51,7 @@ pub struct ApplyReport {
     /// Chunks by the step that produced them.
     pub counts: StepCounts,
     /// Chunks whose planned copy or patch failed its check during apply (the source changed
-    /// after planning, or a patch blob was corrupt) and were rebuilt from their fallback recipe.
+    /// after planning, or a patch group was corrupt) and were rebuilt from their fallback recipe.
     pub fell_back: Vec<usize>,
     /// Bytes read from the bundle (header and blobs).
     pub bundle_bytes_read: u64,
@@ -234,17 +234,18 @@ pub fn apply(
         }
         let (batch, tail) = rest.split_at(take);
         rest = tail;
-        // Drop the groups no later chunk uses; keep the ones this batch needs, and others that
-        // later chunks need while there is room; then decode the ones the batch lacks.
+        // Keep the groups this batch needs, then those later chunks still need while there is
+        // room; then decode the ones the batch lacks.
         let first = batch.first().map_or(0, |&(i, _, _)| i);
         let mut room = LIVE_GROUPS.saturating_sub(needed.len());
         groups.retain(|(blob, _)| {
-            let later = last_use.get(blob).is_some_and(|&last| last >= first);
-            let keep = needed.iter().any(|(b, _)| b == blob) || (later && room > 0);
-            if keep && !needed.iter().any(|(b, _)| b == blob) {
-                room -= 1;
+            if needed.iter().any(|(b, _)| b == blob) {
+                return true;
             }
-            keep && later
+            let later = last_use.get(blob).is_some_and(|&last| last >= first);
+            let keep = later && room > 0;
+            room -= usize::from(keep);
+            keep
         });
         for (blob, group_len) in needed {
             if groups.iter().any(|(b, _)| *b == blob) {

@@ -188,6 +188,28 @@ pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
     Some(content)
 }
 
+/// The intervals of the base that control records `ctrl` read differences against, in order
+/// (touching ones merged); `None` if the records are malformed.
+pub fn base_reads(ctrl: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let mut c = Cursor::new(ctrl);
+    let mut reads: Vec<(u64, u64)> = Vec::new();
+    let mut old: i64 = 0;
+    while c.remaining() > 0 {
+        let d = i64::try_from(c.varint("difference count").ok()?).ok()?;
+        c.varint("extra count").ok()?;
+        let seek = unzigzag(c.varint("seek").ok()?);
+        if d > 0 {
+            let (start, end) = (u64::try_from(old).ok()?, u64::try_from(old + d).ok()?);
+            match reads.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => reads.push((start, end)),
+            }
+        }
+        old = old.checked_add(d)?.checked_add(seek)?;
+    }
+    Some(reads)
+}
+
 /// The content that is `data` itself: one record of extra bytes, for a patch with an empty
 /// base (new data compressed in its group's context).
 pub fn raw_content(data: &[u8]) -> PatchContent {

@@ -505,6 +505,22 @@ fn bad_22_delta_for_another_base_never_writes_a_wrong_image() {
         plan.check_budget(budget),
         Err(Error::BudgetExceeded { .. })
     ));
+    // A patch group is read only when it costs less than the literals of the members this
+    // source can use: a wrong source never reads more than the literals alone.
+    let literals: u64 = verified
+        .manifest()
+        .chunks
+        .iter()
+        .filter_map(|c| match c.fallback {
+            Fallback::Literal { blob, .. } => Some(u64::from(blob.len)),
+            Fallback::Zero => None,
+        })
+        .sum();
+    assert!(
+        plan.blob_bytes <= literals,
+        "{} > {literals}",
+        plan.blob_bytes
+    );
 }
 
 #[test]
@@ -1097,13 +1113,29 @@ fn bad_41_truncated_stream() {
 }
 
 #[test]
-fn bad_42_xz_is_not_a_codec_of_the_format() {
-    // abdelta has one literal codec (zstd) and one patch codec (zstd with a reference
-    // prefix): an xz stream in a literal blob is refused as not a zstd frame, and no codec
-    // id selects xz.
+fn bad_42_xz_or_lzma_header_with_a_huge_dictionary_is_refused_without_allocating_it() {
+    // Literals are zstd frames: an xz stream there is not one. Patch groups are raw LZMA2
+    // streams whose dictionary is fixed by the group's signed length (at most 8 MiB), never
+    // read from the blob: a container header claiming a 4 GiB dictionary is not LZMA2 data.
     let xz = [
         0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00, 0x04, 0xe6, 0xd6, 0xb4, 0x46,
     ];
     let mut out = [0u8; 64];
     assert_eq!(decode_literal(&xz, &mut out), Err(CodecError::NotOneFrame));
+    // .lzma ("alone") header: properties 0x5d, dictionary 0xffffffff, unknown size.
+    let lzma_alone = [
+        0x5d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
+    ];
+    for blob in [&xz[..], &lzma_alone[..]] {
+        assert!(matches!(
+            abdelta::codec::decode_group(blob, 1 << 20),
+            Err(CodecError::BadGroup(_))
+        ));
+    }
+    // A valid stream decodes only to the declared length, whatever it would produce.
+    let blob = abdelta::codec::encode_group(&vec![7u8; 1 << 20]);
+    assert!(matches!(
+        abdelta::codec::decode_group(&blob, 1000),
+        Err(CodecError::BadGroup("content longer than declared"))
+    ));
 }

@@ -150,23 +150,56 @@ fn encode_chunk(
     }
 }
 
-/// The base joined from `windows` and the bsdiff-class content of `data` against it, read
-/// back once here: the generator never ships a patch it cannot rebuild.
-fn patch_content(
-    source: &[u8],
-    windows: &[(u64, u64)],
-    data: &[u8],
-) -> Option<(PatchBase, PatchContent)> {
+/// The source bytes of `windows`, joined.
+fn join_windows(source: &[u8], windows: &[(u64, u64)]) -> Option<Vec<u8>> {
     let mut base = Vec::new();
     for &(offset, len) in windows {
         // Inside the source by construction.
         base.extend_from_slice(source.get(offset as usize..(offset + len) as usize)?);
     }
+    Some(base)
+}
+
+/// `windows` cut down to the bytes that `reads` (intervals of the joined windows) touch;
+/// windows nothing reads are dropped.
+fn trim_windows(windows: &[(u64, u64)], reads: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut trimmed = Vec::with_capacity(windows.len());
+    let mut joined_at = 0u64;
+    for &(offset, len) in windows {
+        let (start, end) = (joined_at, joined_at + len);
+        let touched = reads
+            .iter()
+            .filter(|&&(a, b)| a < end && b > start)
+            .map(|&(a, b)| (a.max(start), b.min(end)));
+        let span = touched.fold(None, |acc: Option<(u64, u64)>, (a, b)| {
+            Some(acc.map_or((a, b), |(lo, hi)| (lo.min(a), hi.max(b))))
+        });
+        if let Some((lo, hi)) = span {
+            trimmed.push((offset + (lo - start), hi - lo));
+        }
+        joined_at = end;
+    }
+    trimmed
+}
+
+/// The bsdiff-class content of `data` against `windows`, with its base: the windows are first
+/// cut down to the bytes the patch reads and the patch made again against those, so the
+/// device's base check covers only bytes that matter (a drifted block in an unread margin
+/// then costs nothing). Read back once here: the generator never ships a patch it cannot
+/// rebuild.
+fn patch_content(
+    source: &[u8],
+    windows: &[(u64, u64)],
+    data: &[u8],
+) -> Option<(PatchBase, PatchContent)> {
+    let wide = codec::bsdiff_content(&join_windows(source, windows)?, data)?;
+    let windows = trim_windows(windows, &codec::base_reads(&wide.ctrl)?);
+    let base = join_windows(source, &windows)?;
     let content = codec::bsdiff_content(&base, data)?;
     let mut check = vec![0u8; data.len()];
     codec::decode_bsdiff_content(&base, content.parts(), &mut check).ok()?;
     (check == data)
-        .then(|| PatchBase::new(windows, hash(&base)))
+        .then(|| PatchBase::new(&windows, hash(&base)))
         .flatten()
         .map(|base| (base, content))
 }
@@ -518,4 +551,43 @@ pub fn diff(
     report.bundle_len = envelope.bundle_len().unwrap_or(u64::MAX);
     report.expected_download += envelope.payload_offset();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_trimmed_to_the_bytes_the_patch_reads() {
+        // Two windows of 1000 bytes at source offsets 5000 and 9000; the records read joined
+        // bytes 100..200 and 300..350 (the first window) and nothing of the second.
+        let windows = [(5000, 1000), (9000, 1000)];
+        assert_eq!(
+            trim_windows(&windows, &[(100, 200), (300, 350)]),
+            vec![(5100, 250)]
+        );
+        // A read across the join point keeps the end of one window and the start of the next.
+        assert_eq!(
+            trim_windows(&windows, &[(900, 1100)]),
+            vec![(5900, 100), (9000, 100)]
+        );
+        assert!(trim_windows(&windows, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_patch_base_holds_only_what_the_patch_reads() {
+        // The chunk is bytes 40_000..60_000 of the source with one byte changed; its window
+        // spans the whole source, but the base that ships is (about) the 20 000 bytes it reads.
+        let source: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut data = source[40_000..60_000].to_vec();
+        data[7] ^= 0xff;
+        let (base, content) = patch_content(&source, &[(0, 100_000)], &data).unwrap();
+        assert!(base.joined_len() <= 20_000, "{:?}", base.ranges());
+        let mut out = vec![0u8; data.len()];
+        let joined = join_windows(&source, base.ranges()).unwrap();
+        codec::decode_bsdiff_content(&joined, content.parts(), &mut out).unwrap();
+        assert_eq!(out, data);
+    }
 }
