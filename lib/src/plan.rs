@@ -24,7 +24,7 @@ pub enum Step {
     },
     /// Fill with zeros.
     Zero,
-    /// Rebuild from the patch's slice of its group against the source ranges of its base
+    /// Rebuild from the patch's streams in its group against the source ranges of its base
     /// (hash already checked).
     Patch {
         /// How the blob is encoded.
@@ -33,7 +33,7 @@ pub enum Step {
         base: crate::format::PatchBase,
         /// The group's blob (shared with the group's other members).
         blob: BlobRef,
-        /// This patch's slice of the group.
+        /// Where this patch's streams lie in the group's content.
         member: crate::format::GroupMember,
     },
     /// Decode the literal blob.

@@ -1,10 +1,11 @@
 //! Generation: from a source and a target image to a signed bundle.
 //!
-//! Chunk the target (CDC); for each chunk pick recipes: zero-fill; copy when the source holds
-//! the same bytes; a bsdiff-class patch against the source ranges that anchor votes align with
-//! it, when it promises to beat the literal; and always a literal. Neighbouring patches are
-//! then joined into groups of about [`GROUP_CONTENT`] bytes, each compressed as one LZMA2
-//! stream. Then lay out the payload (groups first, in target order, so a device with the
+//! Chunk the target (CDC), joining runs of zero chunks; for each chunk pick recipes: zero-fill;
+//! copy when the source holds the same bytes; else (with a source) a patch: bsdiff-class against
+//! the source ranges that anchor votes align with it, trimmed to what it reads, or the chunk as
+//! new data with an empty base, whichever compresses smaller; and always a literal.
+//! Neighbouring patches are then joined into groups of about [`GROUP_CONTENT`] bytes, each
+//! compressed as one LZMA2 stream. Then lay out the payload (groups first, in target order, so a device with the
 //! expected source reads one contiguous run; literals after) and sign the manifest.
 //! Matching and compression run on all cores; memory is the images (mapped), the indexes, the
 //! patch contents and the encoded blobs.
@@ -132,6 +133,14 @@ fn encode_chunk(
             literal: Some(literal),
         };
     }
+    if source.is_empty() {
+        return Encoded {
+            copy: None,
+            zero: false,
+            patch: None,
+            literal: Some(literal),
+        };
+    }
     // Against its base where the chunk's old bytes were found, else as new data: whichever
     // compresses smaller alone (fast level) will in its group too. Approximate matches against
     // unrelated bytes turn compressible data into noise, so the base does not always win.
@@ -145,7 +154,7 @@ fn encode_chunk(
     Encoded {
         copy: None,
         zero: false,
-        patch: (!source.is_empty()).then_some(patch),
+        patch: Some(patch),
         literal: Some(literal),
     }
 }

@@ -126,10 +126,10 @@ impl PatchBase {
 #[non_exhaustive]
 pub enum PatchCodec {
     /// A member of a patch group: the blob is the group's (shared by its members), one raw
-    /// LZMA2 stream of the members' bsdiff-class contents joined; this chunk's content is the
-    /// [`GroupMember`] slice of it (SPEC.md §Codecs). Neighbouring patches share one entropy
-    /// context, and a member whose base drifted costs only itself. (Codecs 1 and 2, format
-    /// 3's single-chunk zstd patches, are retired.)
+    /// LZMA2 stream of the members' bsdiff-class streams; [`GroupMember`] locates this
+    /// chunk's (SPEC.md §6.1). Neighbouring patches share one entropy context, and a member
+    /// whose base drifted costs only itself. (Codecs 1 and 2, format 3's single-chunk zstd
+    /// patches, are retired.)
     Grouped = 3,
 }
 
@@ -193,7 +193,7 @@ pub struct Patch {
     pub base: PatchBase,
     /// The group's blob in the payload (shared by the group's members).
     pub blob: BlobRef,
-    /// This patch's slice of the group.
+    /// Where this patch's streams lie in the group's content.
     pub member: GroupMember,
 }
 
