@@ -49,6 +49,7 @@ fn summary(m: &Manifest) -> serde_json::Value {
         "payload_bytes": m.payload_len,
         "chunks": m.chunks.len(),
         "recipes": {"copy": copy, "patch": patch, "literal": literal, "zero": zero},
+        "patch_groups": m.groups().len(),
     })
 }
 
@@ -151,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         human(m.chunking.max.into())
     );
     println!("recipes         {}", value["recipes"]);
+    println!("patch groups    {}", value["patch_groups"]);
     println!("payload         {}", human(m.payload_len));
     Ok(())
 }
