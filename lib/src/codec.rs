@@ -8,10 +8,10 @@
 //!   differences and extra bytes. When code moves, the addresses inside it change by the same
 //!   amount, so the differences are runs of a few repeated values that compress to almost
 //!   nothing. The content decodes without the base; only rebuilding the chunk reads it.
-//! - A **patch group** is one raw LZMA2 stream of its members' contents joined: neighbouring
-//!   patches share one entropy context and match each other's new bytes (on the debian-512
-//!   pair, 11 % fewer bytes than compressing each patch alone). Its declared length bounds
-//!   the output and the dictionary.
+//! - A **patch group** is one raw LZMA2 stream of its members' contents, stream by stream:
+//!   neighbouring patches share one entropy context and match each other's new bytes (on the
+//!   debian-512 pair, 11 % fewer bytes than compressing each patch alone). Its length, from
+//!   the signed manifest, bounds the output and the dictionary.
 
 use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
@@ -352,8 +352,8 @@ fn group_filters(len: usize, preset: u32) -> Option<Filters> {
     Some(filters)
 }
 
-/// Compresses a patch group's content (its members' bsdiff-class contents, joined) into a
-/// group blob: one raw LZMA2 stream (preset 9, extreme), so neighbouring patches share one
+/// Compresses a patch group's content (its members' control records, then differences, then
+/// extra bytes) into a group blob: one raw LZMA2 stream (preset 9, extreme), so neighbouring patches share one
 /// entropy context and match each other's bytes. Empty if liblzma fails.
 pub fn encode_group(content: &[u8]) -> Vec<u8> {
     let Some(filters) = group_filters(content.len(), 9 | liblzma::stream::PRESET_EXTREME) else {
@@ -377,8 +377,8 @@ pub fn encode_group(content: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Decodes a group blob into its content: exactly `len` bytes (the manifest's declared group
-/// length, which bounds the output and the dictionary), from exactly the blob's bytes.
+/// Decodes a group blob into its content: exactly `len` bytes (the group's length, from the
+/// signed manifest, which bounds the output and the dictionary), from exactly the blob's bytes.
 pub fn decode_group(blob: &[u8], len: usize) -> Result<Vec<u8>, CodecError> {
     let bad = CodecError::BadGroup;
     let filters = group_filters(len, 0).ok_or(bad("LZMA2 options"))?;
