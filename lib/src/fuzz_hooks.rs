@@ -48,11 +48,12 @@ pub fn manifest(data: &[u8]) {
 /// decode to exactly their declared length or fail; bsdiff-class records never read outside
 /// the base or write outside the chunk.
 pub fn codec(data: &[u8]) {
-    // A 3-byte little-endian declared length, then the blob.
+    // A 3-byte little-endian declared length (low 20 bits used), then the blob.
     let Some(([a, b, c], rest)) = data.split_first_chunk::<3>() else {
         return;
     };
-    let len = usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16;
+    // At most 1 MiB: larger buffers only slow the fuzzer down.
+    let len = (usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16) & 0xf_ffff;
     let mut out = vec![0u8; len];
     let _ = crate::codec::decode_literal(rest, &mut out);
     if let Ok(content) = crate::codec::decode_group(rest, len) {

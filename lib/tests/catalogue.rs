@@ -800,6 +800,19 @@ fn bad_30_reads_past_the_source_end() {
             ..
         }
     ));
+    // A base longer than the limit (a device may hold a joined base in memory).
+    let (_, manifest, _) = parts(&b);
+    let small = Limits {
+        max_patch_base_len: 100,
+        ..Limits::DEFAULT
+    };
+    assert!(matches!(
+        Manifest::decode(&manifest, &small),
+        Err(FormatError::OutOfRange {
+            field: "patch base length",
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -37,7 +37,8 @@ pub struct Limits {
     pub max_chunk_len: u32,
     /// Largest blob (encoded size), in bytes.
     pub max_blob_len: u32,
-    /// Largest source range a patch may reference, in bytes.
+    /// Largest patch base (its ranges joined), in bytes: a device may hold a joined base in
+    /// memory while it rebuilds the chunk.
     pub max_patch_base_len: u64,
     /// Largest target image, in bytes.
     pub max_image_len: u64,
@@ -54,7 +55,7 @@ impl Limits {
         max_chunks: 1 << 20,
         max_chunk_len: 4 << 20,
         max_blob_len: (4 << 20) + (64 << 10),
-        max_patch_base_len: 64 << 20,
+        max_patch_base_len: 8 << 20,
         max_image_len: 1 << 42, // max_chunks × max_chunk_len
         max_group_len: 8 << 20,
     };
