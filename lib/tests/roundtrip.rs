@@ -26,6 +26,15 @@ fn check(a: &[u8], b: &[u8]) -> abdelta::ApplyReport {
     report
 }
 
+fn open(bundle: &[u8]) -> abdelta::VerifiedBundle {
+    abdelta::VerifiedBundle::open(
+        &abdelta::storage::MemBundle(bundle),
+        &common::trusted(),
+        &abdelta::format::Limits::DEFAULT,
+    )
+    .unwrap()
+}
+
 fn realistic(rng: &mut Rng, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
@@ -56,12 +65,7 @@ fn a_group_is_read_once_when_copies_run_between_its_members() {
     b[1000] ^= 1;
     b[10 << 20] ^= 1;
     let bundle = make_bundle(&a, &b);
-    let verified = abdelta::VerifiedBundle::open(
-        &abdelta::storage::MemBundle(&bundle),
-        &common::trusted(),
-        &abdelta::format::Limits::DEFAULT,
-    )
-    .unwrap();
+    let verified = open(&bundle);
     assert_eq!(verified.manifest().groups().len(), 1);
     let report = check(&a, &b);
     assert_eq!(report.counts.patch, 2);
@@ -182,12 +186,7 @@ fn chunk_built_from_pieces_that_moved_apart_patches_against_several_ranges() {
     }
     check(&a, &b);
     let bundle = make_bundle(&a, &b);
-    let verified = abdelta::VerifiedBundle::open(
-        &abdelta::storage::MemBundle(&bundle),
-        &common::trusted(),
-        &abdelta::format::Limits::DEFAULT,
-    )
-    .unwrap();
+    let verified = open(&bundle);
     let most = verified
         .manifest()
         .chunks
