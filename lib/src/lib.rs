@@ -1,7 +1,7 @@
 //! abdelta: signed, chunked, content-addressed A/B delta bundles.
 //!
 //! Release side: [`diff()`] chunks the new image, finds what the old one already holds, encodes
-//! the rest as patches and literals, and signs the manifest. Device side: [`fetch`] reads a
+//! the rest as patches (compressed in groups) and literals, and signs the manifest. Device side: [`fetch`] reads a
 //! bundle's bytes over HTTP(S) and stages them resumably, [`bundle::UnverifiedBundle::read`]
 //! reads the signed header, [`policy::authorize`] authenticates it and applies the device's
 //! policy before any payload byte is read, [`plan()`] checks which recipes the running

@@ -121,7 +121,7 @@ impl PatchBase {
     }
 }
 
-/// Codec of a patch blob.
+/// Codec of a patch (of its group blob).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PatchCodec {
