@@ -1,12 +1,13 @@
 //! abdelta: signed, chunked, content-addressed A/B delta bundles.
 //!
-//! Release side: [`diff()`] chunks the new image, finds what the old one already holds, encodes
-//! the rest as patches (compressed in groups) and literals, and signs the manifest. Device
-//! side: [`fetch`] reads a bundle's bytes over HTTP(S) and stages them resumably,
-//! [`bundle::UnverifiedBundle::read`] reads the signed header, [`policy::authorize`] authenticates it and applies the device's
-//! policy before any payload byte is read, [`plan()`] checks which recipes the running
-//! partition can really serve, [`apply()`] rebuilds the new partition chunk by chunk (each chunk
-//! hash-checked before it is written), and [`verify`] checks a partition against the manifest.
+//! Release side: [`diff()`] chunks the new image, finds what the old one already holds,
+//! encodes the rest as patches (compressed in groups) and literals, and signs the manifest.
+//! Device side: [`fetch`] reads a bundle's bytes over HTTP(S) and stages them resumably,
+//! [`bundle::UnverifiedBundle::read`] reads the signed header, [`policy::authorize`]
+//! authenticates it and applies the device's policy before any payload byte is read,
+//! [`plan()`] checks which recipes the running partition can really serve, [`apply()`]
+//! rebuilds the new partition chunk by chunk (each chunk hash-checked before it is written),
+//! and [`verify`] checks a partition against the manifest.
 //!
 //! The data's path, one module per stage:
 //! `chunk` → `diff` → `codec` → `format` → `sign` → bundle file → `fetch` (HTTP, stage) →
