@@ -136,9 +136,7 @@ fn produce<'s>(
     let len = u64::from(entry.len);
     let candidate = match step {
         Step::Copy { offset } => source_slice(source, *offset, len).map(Cow::Borrowed),
-        Step::Patch {
-            base, blob, member, ..
-        } => {
+        Step::Patch { base, blob, member } => {
             let content = groups
                 .iter()
                 .find(|(b, _)| b == blob)

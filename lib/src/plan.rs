@@ -27,8 +27,6 @@ pub enum Step {
     /// Rebuild from the patch's streams in its group against the source ranges of its base
     /// (hash already checked).
     Patch {
-        /// How the blob is encoded.
-        codec: crate::format::PatchCodec,
         /// The source ranges the patch decodes against.
         base: crate::format::PatchBase,
         /// The group's blob (shared with the group's other members).
@@ -215,7 +213,6 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
             Recipe::Patch(patch) => {
                 if join_base(source, &patch.base).is_some_and(|b| hash(&b) == patch.base.hash) {
                     let step = Step::Patch {
-                        codec: patch.codec,
                         base: patch.base,
                         blob: patch.blob,
                         member: patch.member,

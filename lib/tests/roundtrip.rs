@@ -170,6 +170,35 @@ fn drifted_source_still_rebuilds_and_names_fallbacks() {
 }
 
 #[test]
+fn a_member_whose_base_drifted_costs_only_itself() {
+    // Edits 512 KiB apart: their patches share one group, each with its own base. One byte of
+    // one member's base drifts: that member takes its literal, the others still patch.
+    let a = Rng(11).bytes(4 << 20);
+    let mut b = a.clone();
+    for at in (1000..b.len()).step_by(512 << 10) {
+        b[at] ^= 1;
+    }
+    let bundle = make_bundle(&a, &b);
+    let manifest = open(&bundle).manifest().clone();
+    let patched: Vec<(usize, abdelta::format::Patch)> = manifest
+        .chunks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c.patch?)))
+        .collect();
+    assert!(patched.len() >= 4);
+    assert!(patched.iter().all(|(_, p)| p.blob == patched[0].1.blob));
+    let (victim, patch) = patched[1];
+    let (base_at, _) = patch.base.ranges()[0];
+    let mut drifted = a.clone();
+    drifted[base_at as usize] ^= 0x80;
+    let (out, report, plan) = apply_mem(&bundle, &drifted).unwrap();
+    assert!(out == b);
+    assert_eq!(plan.fell_back, vec![victim]);
+    assert_eq!(report.counts.patch, patched.len() - 1);
+}
+
+#[test]
 fn chunk_built_from_pieces_that_moved_apart_patches_against_several_ranges() {
     // Small "files" that a new layout interleaves differently: each new chunk's old bytes lie
     // in several far-apart places, so its patch base joins several source ranges.
