@@ -36,7 +36,7 @@ fn throughput(c: &mut Criterion) {
         b.iter(|| boundaries(&data, DEFAULT_CHUNKING).len())
     });
     g.bench_function("blake3 one core", |b| {
-        b.iter(|| abdelta::chunk::hash(&data))
+        b.iter(|| abdelta::chunk::chunk_hash(&data))
     });
     g.bench_function("blake3 all cores", |b| {
         b.iter(|| abdelta::chunk::hash_large(&data))

@@ -4,7 +4,7 @@
 use fastcdc::v2020::FastCDC;
 use rayon::prelude::*;
 
-use crate::format::{Chunking, Hash};
+use crate::format::{ChunkHash, Chunking, Hash};
 
 /// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Measured on the demo pair and
 /// on two numpy releases in ext4 images (16/32/64/128 KiB averages): patches absorb small edits
@@ -24,8 +24,8 @@ pub struct ChunkSpan {
     pub offset: u64,
     /// Length in bytes.
     pub len: u32,
-    /// BLAKE3-256 of the bytes.
-    pub hash: Hash,
+    /// [`chunk_hash`] of the bytes.
+    pub hash: ChunkHash,
 }
 
 impl ChunkSpan {
@@ -60,17 +60,22 @@ pub fn chunk_and_hash(image: &[u8], params: Chunking) -> Vec<ChunkSpan> {
             let mut span = ChunkSpan {
                 offset,
                 len,
-                hash: [0; 32],
+                hash: [0; 16],
             };
-            span.hash = hash(span.bytes(image));
+            span.hash = chunk_hash(span.bytes(image));
             span
         })
         .collect()
 }
 
-/// BLAKE3-256 of `bytes`.
-pub fn hash(bytes: &[u8]) -> Hash {
-    *blake3::hash(bytes).as_bytes()
+/// The chunk hash of `bytes` (chunks and patch bases): the first 16 bytes of their BLAKE3.
+pub fn chunk_hash(bytes: &[u8]) -> ChunkHash {
+    let mut out = [0u8; 16];
+    blake3::Hasher::new()
+        .update(bytes)
+        .finalize_xof()
+        .fill(&mut out);
+    out
 }
 
 /// BLAKE3-256 of a large buffer, on all cores.

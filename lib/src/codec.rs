@@ -17,7 +17,7 @@ use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
 
 use crate::format::Cursor;
-use crate::format::cursor::put_varint;
+use crate::format::cursor::{put_varint, unzigzag, zigzag};
 
 /// The first four bytes of a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -101,15 +101,6 @@ fn compress(data: &[u8], level: i32) -> Vec<u8> {
 /// Compresses a chunk into a self-contained literal blob.
 pub fn encode_literal(data: &[u8], level: i32) -> Vec<u8> {
     compress(data, level)
-}
-
-/// zigzag: small negative and positive seeks both encode in few bytes.
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// A patch's bsdiff-class content, in its three streams: control records (`varint diff_n ‖

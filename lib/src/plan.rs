@@ -11,8 +11,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
-use crate::chunk::{chunk_and_hash, hash};
-use crate::format::{BlobRef, ChunkEntry, Fallback, Hash, Manifest, Recipe};
+use crate::chunk::{chunk_and_hash, chunk_hash};
+use crate::format::{BlobRef, ChunkEntry, ChunkHash, Fallback, Manifest, Recipe};
 
 /// How one chunk will be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ fn slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
 }
 
 /// An index of the source's content-defined chunks by hash.
-fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<Hash, u64> {
+fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<ChunkHash, u64> {
     let mut index = HashMap::new();
     for span in chunk_and_hash(source, manifest.chunking) {
         index.entry(span.hash).or_insert(span.offset);
@@ -181,7 +181,7 @@ enum Choice {
     NeedsIndex,
 }
 
-fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>) -> Choice {
+fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<ChunkHash, u64>>) -> Choice {
     let mut fell_back = false;
     if let Some(index) = index
         && let Some(&at) = index.get(&entry.hash)
@@ -198,7 +198,9 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
     for recipe in entry.recipes() {
         match recipe {
             Recipe::Copy { offset } => {
-                if slice(source, offset, entry.len.into()).is_some_and(|b| hash(b) == entry.hash) {
+                if slice(source, offset, entry.len.into())
+                    .is_some_and(|b| chunk_hash(b) == entry.hash)
+                {
                     return Choice::Ready {
                         step: Step::Copy { offset },
                         fell_back,
@@ -211,7 +213,8 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<Hash, u64>>)
                 fell_back = true;
             }
             Recipe::Patch(patch) => {
-                if join_base(source, &patch.base).is_some_and(|b| hash(&b) == patch.base.hash) {
+                if join_base(source, &patch.base).is_some_and(|b| chunk_hash(&b) == patch.base.hash)
+                {
                     let step = Step::Patch {
                         base: patch.base,
                         blob: patch.blob,

@@ -145,7 +145,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 3, 5, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 4, 6, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -563,7 +563,7 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     // The first chunk's recipe mask and codecs: locate them by re-encoding a prefix.
     let first = m.chunks.first().unwrap().clone();
     let encoded = m.encode();
-    let mask_at = chunk_table_start(&m) + varint_len(first.len.into()) + 32;
+    let mask_at = chunk_table_start(&m) + varint_len(first.len.into()) + 16;
     assert_eq!(encoded[mask_at] & 0xf0, 0);
     let bad = resigned_bytes(&b, |bytes| bytes[mask_at] |= 0x10);
     assert_eq!(
@@ -578,7 +578,7 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     let bm = Manifest::decode(&parts(&blank).1, &Limits::DEFAULT).unwrap();
     let chunk = bm.chunks.first().unwrap();
     assert!(matches!(chunk.fallback, Fallback::Literal { .. }));
-    let codec_at = chunk_table_start(&bm) + varint_len(chunk.len.into()) + 32 + 1;
+    let codec_at = chunk_table_start(&bm) + varint_len(chunk.len.into()) + 16 + 1;
     for codec in [0u8, 2, 0xff] {
         let bad = resigned_bytes(&blank, |bytes| bytes[codec_at] = codec);
         assert_eq!(
@@ -868,12 +868,12 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
     ));
     let bad = resigned(&d, |m| {
         let c = m.chunks.iter_mut().find(|c| c.patch.is_some()).unwrap();
-        c.patch.as_mut().unwrap().member.diff_len = c.len + 1;
+        c.patch.as_mut().unwrap().member.extra_len = c.len + 1;
     });
     assert!(matches!(
         format_error(&bad),
         FormatError::OutOfRange {
-            field: "group member difference length",
+            field: "group member extra length",
             ..
         }
     ));
@@ -885,6 +885,66 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
         *literal.unwrap() = group.0;
     });
     assert!(overlap(&bad));
+}
+
+/// Where chunk `index`'s control length starts in `m`'s encoding: the first byte that
+/// changes when that length does.
+fn ctrl_len_at(m: &Manifest, index: usize) -> usize {
+    let mut other = m.clone();
+    other.chunks[index].patch.as_mut().unwrap().member.ctrl_len += 1;
+    let (a, b) = (m.encode(), other.encode());
+    a.iter().zip(&b).position(|(x, y)| x != y).unwrap()
+}
+
+#[test]
+fn bad_31_a_group_blob_is_spelled_once_then_named_by_zero() {
+    // SPEC.md §5.2: a patch names the previous patch's group by `group` = 0, and only then.
+    let (d, _) = fixture();
+    let (_, manifest, _) = parts(&d);
+    let m = Manifest::decode(&manifest, &Limits::DEFAULT).unwrap();
+    let mut patches = m
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.patch.is_some());
+    let (first, entry) = patches.next().unwrap();
+    let blob = entry.patch.unwrap().blob;
+    let (second, next) = patches.next().unwrap();
+    assert_eq!(
+        next.patch.unwrap().blob,
+        blob,
+        "the fixture's first group has one member"
+    );
+    // The first patch's `group 1 ‖ offset ‖ length` rewritten as `0`: there is no previous group.
+    let at = ctrl_len_at(&m, first);
+    let spelled = 1 + varint_len(blob.offset * 2) + varint_len(blob.len.into());
+    let bad = resigned_bytes(&d, |bytes| {
+        bytes.splice(at - spelled..at, [0]);
+    });
+    assert_eq!(
+        format_error(&bad),
+        FormatError::Malformed {
+            field: "patch group",
+            rule: "0 (the previous patch's group) needs a previous patch"
+        }
+    );
+    // The second member's `0` spelled out instead: two encodings of one manifest are refused.
+    let at = ctrl_len_at(&m, second);
+    let mut spelled = vec![1];
+    let back = i64::from(blob.len);
+    abdelta::format::cursor::put_varint(&mut spelled, abdelta::format::cursor::zigzag(-back));
+    abdelta::format::cursor::put_varint(&mut spelled, blob.len.into());
+    let bad = resigned_bytes(&d, |bytes| {
+        assert_eq!(bytes[at - 1], 0);
+        bytes.splice(at - 1..at, spelled);
+    });
+    assert_eq!(
+        format_error(&bad),
+        FormatError::Malformed {
+            field: "patch group",
+            rule: "the previous patch's group is named by 0"
+        }
+    );
 }
 
 #[test]

@@ -123,8 +123,8 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    flip("envelope_version_5", 8, 0x01);
-    flip("envelope_version_3", 8, 0x07);
+    flip("envelope_version_4", 8, 0x01);
+    flip("envelope_version_6", 8, 0x03);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
@@ -236,7 +236,7 @@ fn generate() -> (Files, Vec<(String, bool)>) {
                 .iter_mut()
                 .find(|c| matches!(c.fallback, Fallback::Literal { .. }))
             {
-                c.hash[31] ^= 1;
+                c.hash[15] ^= 1;
             }
         }),
     );

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::chunk::ChunkSpan;
-use crate::format::Hash;
+use crate::format::ChunkHash;
 
 /// Gear table for the anchor rolling hash: fixed pseudo-random words (SplitMix64 from 0).
 const GEAR: [u64; 256] = {
@@ -46,7 +46,7 @@ pub fn anchors(data: &[u8], mut found: impl FnMut(usize, u64)) {
 /// What the generator knows about the source.
 pub struct SourceIndex {
     /// Offset of the first source chunk with each hash.
-    pub chunks: HashMap<Hash, u64>,
+    pub chunks: HashMap<ChunkHash, u64>,
     /// Position of the first anchor with each key.
     pub anchors: HashMap<u64, u64>,
 }

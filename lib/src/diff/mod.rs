@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::chunk::{ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, hash, hash_large};
+use crate::chunk::{ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large};
 use crate::codec::{self, PatchContent};
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::manifest::{Fallback, LiteralCodec, Patch, PatchCodec};
@@ -208,7 +208,7 @@ fn patch_content(
     let mut check = vec![0u8; data.len()];
     codec::decode_bsdiff_content(&base, content.parts(), &mut check).ok()?;
     (check == data)
-        .then(|| PatchBase::new(&windows, hash(&base)))
+        .then(|| PatchBase::new(&windows, chunk_hash(&base)))
         .flatten()
         .map(|base| (base, content))
 }
@@ -341,7 +341,7 @@ fn merge_zero_runs(target: &[u8], spans: Vec<ChunkSpan>, limits: &Limits) -> Vec
     out.into_par_iter()
         .map(|(mut span, _, joined)| {
             if joined {
-                span.hash = hash(span.bytes(target));
+                span.hash = chunk_hash(span.bytes(target));
             }
             span
         })

@@ -123,6 +123,18 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 
+    /// Reads a relative offset: a zigzag varint distance from `origin`; the result must be a
+    /// `u64`.
+    pub fn relative(&mut self, field: &'static str, origin: u64) -> Result<u64, FormatError> {
+        let delta = unzigzag(self.varint(field)?);
+        origin
+            .checked_add_signed(delta)
+            .ok_or(FormatError::Malformed {
+                field,
+                rule: "relative offset must not leave 0..2^64",
+            })
+    }
+
     /// A length-prefixed byte string of at most `max` bytes.
     pub fn bytes(&mut self, field: &'static str, max: u64) -> Result<&'a [u8], FormatError> {
         let len = self.varint_in(field, 0, max)?;
@@ -154,6 +166,23 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
         }
         out.push(low | 0x80);
     }
+}
+
+/// zigzag: small negative and positive values both encode in few varint bytes.
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64 // a bit pattern, not a numeric conversion
+}
+
+/// The inverse of [`zigzag`].
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64) // v >> 1 < 2^63: the cast cannot wrap
+}
+
+/// Appends `value` as a zigzag varint of its distance from `origin` (SPEC.md §1: a relative
+/// offset). Every value [`Cursor::relative`] accepts round-trips exactly.
+pub fn put_relative(out: &mut Vec<u8>, value: u64, origin: u64) {
+    let delta = i128::from(value) - i128::from(origin);
+    put_varint(out, zigzag(i64::try_from(delta).unwrap_or(i64::MAX)));
 }
 
 /// Appends a length-prefixed byte string.

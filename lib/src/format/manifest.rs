@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::cursor::{put_bytes, put_varint};
-use super::{Cursor, FORMAT_VERSION, FormatError, Hash, Limits};
+use super::cursor::{put_bytes, put_relative, put_varint};
+use super::{ChunkHash, Cursor, FORMAT_VERSION, FormatError, Hash, Limits};
 
 /// The only signature algorithm of format versions 1 and 2: pure Ed25519 over a domain-separated message.
 pub const SIG_ALG_ED25519: u8 = 1;
@@ -55,17 +55,18 @@ pub struct BlobRef {
 impl BlobRef {
     /// One past the last byte, relative to the payload.
     pub fn end(&self) -> u64 {
-        self.offset + u64::from(self.len) // validated at decode: cannot overflow
+        // Cannot overflow once decoded; saturates for hand-built values, which validation rejects.
+        self.offset.saturating_add(u64::from(self.len))
     }
 }
 
 /// Most source ranges one patch base may join.
 pub const MAX_BASE_RANGES: usize = 4;
 
-/// BLAKE3-256 of no bytes: the hash of an empty patch base, which the manifest does not spell out.
-pub const EMPTY_BASE_HASH: Hash = [
+/// The chunk hash of no bytes: the hash of an empty patch base, which the manifest does not
+/// spell out.
+pub const EMPTY_BASE_HASH: ChunkHash = [
     0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6, 0xa0, 0x40, 0x4d, 0xea, 0x36, 0xdc, 0xc9, 0x49,
-    0x9b, 0xcb, 0x25, 0xc9, 0xad, 0xc1, 0x12, 0xb7, 0xcc, 0x9a, 0x93, 0xca, 0xe4, 0x1f, 0x32, 0x62,
 ];
 
 /// A patch's base: up to [`MAX_BASE_RANGES`] source ranges, joined in order, identified by the
@@ -77,13 +78,13 @@ pub const EMPTY_BASE_HASH: Hash = [
 pub struct PatchBase {
     ranges: [(u64, u64); MAX_BASE_RANGES],
     count: u8,
-    /// BLAKE3-256 of the joined ranges.
-    pub hash: Hash,
+    /// Chunk hash of the joined ranges.
+    pub hash: ChunkHash,
 }
 
 impl PatchBase {
     /// A base of `ranges` (offset, length); `None` with more than [`MAX_BASE_RANGES`].
-    pub fn new(ranges: &[(u64, u64)], hash: Hash) -> Option<PatchBase> {
+    pub fn new(ranges: &[(u64, u64)], hash: ChunkHash) -> Option<PatchBase> {
         let mut all = [(0, 0); MAX_BASE_RANGES];
         all.get_mut(..ranges.len())?.copy_from_slice(ranges);
         let count = u8::try_from(ranges.len()).ok()?;
@@ -239,8 +240,8 @@ pub struct ChunkEntry {
     pub offset: u64,
     /// Length in bytes.
     pub len: u32,
-    /// BLAKE3-256 of the chunk's bytes.
-    pub hash: Hash,
+    /// Chunk hash (the first 16 bytes of BLAKE3) of the chunk's bytes.
+    pub hash: ChunkHash,
     /// Copy hint, if the generator found the chunk in its source.
     pub copy: Option<u64>,
     /// Patch against the generator's source, if one was worth shipping.
@@ -320,8 +321,22 @@ fn read_hash(c: &mut Cursor<'_>, field: &'static str) -> Result<Hash, FormatErro
     c.array::<32>(field)
 }
 
-fn blob(c: &mut Cursor<'_>, limits: &Limits, payload_len: u64) -> Result<BlobRef, FormatError> {
-    let offset = c.varint_in("blob offset", 0, payload_len)?;
+/// A blob reference whose offset is relative to `origin` (SPEC.md §5.2).
+fn blob(
+    c: &mut Cursor<'_>,
+    limits: &Limits,
+    payload_len: u64,
+    origin: u64,
+) -> Result<BlobRef, FormatError> {
+    let offset = c.relative("blob offset", origin)?;
+    if offset > payload_len {
+        return Err(FormatError::OutOfRange {
+            field: "blob offset",
+            value: offset,
+            min: 0,
+            max: payload_len,
+        });
+    }
     let len = c.varint_in("blob length", 1, limits.max_blob_len.into())?;
     if offset.checked_add(len).is_none_or(|end| end > payload_len) {
         return Err(FormatError::Malformed {
@@ -405,14 +420,22 @@ impl Manifest {
         };
         let chunking = decode_chunking(&mut c, limits)?;
         let payload_len = c.varint("payload length")?;
-        // Every chunk entry takes at least 34 bytes (a zero chunk: length varint, hash, recipe
+        // Every chunk entry takes at least 18 bytes (a zero chunk: length varint, hash, recipe
         // byte): refuse counts the remaining bytes cannot hold before allocating.
-        let max_by_bytes = (c.remaining() / 34) as u64;
+        let max_by_bytes = (c.remaining() / MIN_ENTRY_LEN) as u64;
         let chunk_count = c.varint_in("chunk count", 0, limits.max_chunks.min(max_by_bytes))?;
         let mut chunks = Vec::with_capacity(usize::try_from(chunk_count).unwrap_or(0));
         let mut offset: u64 = 0;
+        let mut origins = Origins::default();
         for _ in 0..chunk_count {
-            let entry = decode_chunk(&mut c, limits, offset, source.as_ref(), payload_len)?;
+            let entry = decode_chunk(
+                &mut c,
+                limits,
+                offset,
+                source.as_ref(),
+                payload_len,
+                &mut origins,
+            )?;
             offset = entry.end();
             if offset > target.size {
                 return Err(FormatError::Malformed {
@@ -580,6 +603,7 @@ impl Manifest {
         put_varint(&mut out, self.chunking.max.into());
         put_varint(&mut out, self.payload_len);
         put_varint(&mut out, self.chunks.len() as u64);
+        let mut origins = Origins::default();
         for chunk in &self.chunks {
             put_varint(&mut out, chunk.len.into());
             out.extend_from_slice(&chunk.hash);
@@ -596,45 +620,70 @@ impl Manifest {
             };
             out.push(mask);
             if let Some(offset) = chunk.copy {
-                put_varint(&mut out, offset);
+                put_relative(&mut out, offset, chunk.offset);
             }
             if let Some(patch) = &chunk.patch {
                 out.push(patch.codec as u8);
                 put_varint(&mut out, patch.base.ranges().len() as u64);
                 for &(offset, len) in patch.base.ranges() {
-                    put_varint(&mut out, offset);
+                    put_relative(&mut out, offset, chunk.offset);
                     put_varint(&mut out, len);
                 }
                 if !patch.base.ranges().is_empty() {
                     out.extend_from_slice(&patch.base.hash);
                 }
-                put_blob(&mut out, &patch.blob);
+                if origins.group == Some(patch.blob) {
+                    put_varint(&mut out, 0);
+                } else {
+                    put_varint(&mut out, 1);
+                    put_blob(&mut out, &patch.blob, origins.group_end());
+                    origins.group = Some(patch.blob);
+                }
                 put_varint(&mut out, patch.member.ctrl_len.into());
-                put_varint(&mut out, patch.member.diff_len.into());
+                put_varint(&mut out, patch.member.extra_len.into());
             }
             if let Fallback::Literal { codec, blob } = &chunk.fallback {
                 out.push(*codec as u8);
-                put_blob(&mut out, blob);
+                put_blob(&mut out, blob, origins.literal_end);
+                origins.literal_end = blob.end();
             }
         }
         out
     }
 }
 
-fn put_blob(out: &mut Vec<u8>, blob: &BlobRef) {
-    put_varint(out, blob.offset);
+/// The smallest chunk entry: a 1-byte length, the hash and the mask of a zero chunk.
+const MIN_ENTRY_LEN: usize = 1 + 16 + 1;
+
+/// What blob offsets in a chunk entry are relative to (SPEC.md §5.2): the previous patch's
+/// group blob, which the next patch may name again with one byte, and the end of the
+/// previous literal blob. The reference layout makes nearly every offset 0.
+#[derive(Default)]
+struct Origins {
+    group: Option<BlobRef>,
+    literal_end: u64,
+}
+
+impl Origins {
+    fn group_end(&self) -> u64 {
+        self.group.map_or(0, |b| b.end())
+    }
+}
+
+fn put_blob(out: &mut Vec<u8>, blob: &BlobRef, origin: u64) {
+    put_relative(out, blob.offset, origin);
     put_varint(out, blob.len.into());
 }
 
 fn group_member(c: &mut Cursor<'_>, len: u32) -> Result<GroupMember, FormatError> {
     let ctrl_len = c.varint_in("group member control length", 0, len.into())?;
-    let diff_len = c.varint_in("group member difference length", 0, len.into())?;
+    let extra_len = c.varint_in("group member extra length", 0, len.into())?;
     // Both at most the chunk length, a u32.
     let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(GroupMember {
         ctrl_len: to_u32(ctrl_len),
-        diff_len: to_u32(diff_len),
-        extra_len: len - to_u32(diff_len),
+        diff_len: len - to_u32(extra_len),
+        extra_len: to_u32(extra_len),
         ..GroupMember::default()
     })
 }
@@ -671,13 +720,14 @@ fn decode_chunk(
     offset: u64,
     source: Option<&ImageId>,
     payload_len: u64,
+    origins: &mut Origins,
 ) -> Result<ChunkEntry, FormatError> {
     let len = c.varint_in("chunk length", 1, limits.max_chunk_len.into())?;
     let len = u32::try_from(len).map_err(|_| FormatError::Malformed {
         field: "chunk length",
         rule: "fits u32",
     })?;
-    let hash = read_hash(c, "chunk hash")?;
+    let hash = c.array::<16>("chunk hash")?;
     let mask = c.u8("recipe mask")?;
     if mask & !(RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO) != 0 {
         return Err(FormatError::Unsupported {
@@ -693,7 +743,7 @@ fn decode_chunk(
     };
     let copy = if mask & RECIPE_COPY != 0 {
         let src = needs_source("copy recipe")?;
-        let at = c.varint("copy offset")?;
+        let at = c.relative("copy offset", offset)?;
         if at.checked_add(len.into()).is_none_or(|end| end > src.size) {
             return Err(FormatError::Malformed {
                 field: "copy recipe",
@@ -719,7 +769,7 @@ fn decode_chunk(
         let mut ranges = [(0u64, 0u64); MAX_BASE_RANGES];
         let mut total: u64 = 0;
         for range in ranges.iter_mut().take(count as usize) {
-            let base_offset = c.varint("patch base offset")?;
+            let base_offset = c.relative("patch base offset", offset)?;
             let base_len = c.varint_in("patch base length", 1, limits.max_patch_base_len)?;
             if base_offset
                 .checked_add(base_len)
@@ -743,7 +793,7 @@ fn decode_chunk(
         }
         let hash = match count {
             0 => EMPTY_BASE_HASH,
-            _ => read_hash(c, "patch base hash")?,
+            _ => c.array::<16>("patch base hash")?,
         };
         // count is 0..=MAX_BASE_RANGES, checked above.
         let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
@@ -752,7 +802,23 @@ fn decode_chunk(
                 rule: "0 to 4 base ranges",
             },
         )?;
-        let blob = blob(c, limits, payload_len)?;
+        let blob = match c.varint_in("patch group", 0, 1)? {
+            0 => origins.group.ok_or(FormatError::Malformed {
+                field: "patch group",
+                rule: "0 (the previous patch's group) needs a previous patch",
+            })?,
+            _ => {
+                let blob = blob(c, limits, payload_len, origins.group_end())?;
+                if origins.group == Some(blob) {
+                    return Err(FormatError::Malformed {
+                        field: "patch group",
+                        rule: "the previous patch's group is named by 0",
+                    });
+                }
+                blob
+            }
+        };
+        origins.group = Some(blob);
         let member = group_member(c, len)?;
         Some(Patch {
             codec,
@@ -774,10 +840,9 @@ fn decode_chunk(
                     });
                 }
             };
-            Fallback::Literal {
-                codec,
-                blob: blob(c, limits, payload_len)?,
-            }
+            let blob = blob(c, limits, payload_len, origins.literal_end)?;
+            origins.literal_end = blob.end();
+            Fallback::Literal { codec, blob }
         }
         RECIPE_ZERO => Fallback::Zero,
         _ => {

@@ -17,11 +17,16 @@ pub use manifest::{
     Manifest, Patch, PatchBase, PatchCodec, Recipe,
 };
 
-/// A BLAKE3-256 digest.
+/// A BLAKE3-256 digest: whole images.
 pub type Hash = [u8; 32];
 
+/// The first 16 bytes of a BLAKE3 digest: chunks and patch bases (SPEC.md §5.2). A chunk's
+/// hash guards what is written before the whole image's [`Hash`] is checked, so 128 bits
+/// (second preimages at 2^128 work) suffice, and each chunk entry is 16 bytes shorter.
+pub type ChunkHash = [u8; 16];
+
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -48,7 +53,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 4 (SPEC.md §Limits).
+    /// The limits of format version 5 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
