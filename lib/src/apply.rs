@@ -146,7 +146,8 @@ fn produce<'s>(
             let parts = content.and_then(|g| {
                 Some(codec::PatchParts {
                     ctrl: g.get(member.ctrl())?,
-                    diff: g.get(member.diff())?,
+                    gaps: g.get(member.gaps())?,
+                    values: g.get(member.values())?,
                     extra: g.get(member.extra())?,
                 })
             });

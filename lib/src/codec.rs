@@ -103,53 +103,173 @@ pub fn encode_literal(data: &[u8], level: i32) -> Vec<u8> {
     compress(data, level)
 }
 
-/// A patch's bsdiff-class content, in its three streams: control records (`varint diff_n ‖
-/// varint extra_n ‖ zigzag-varint seek` each), byte-wise differences against the base, and
-/// extra bytes. A group stores each stream of all its members together.
+/// A patch's bsdiff-class content as stored in its group, four streams: control records
+/// (`varint diff_n ‖ varint extra_n ‖ zigzag-varint seek` each); the byte-wise differences
+/// against the base, as *gaps* and *values*; and the extra bytes. The differences are spelled
+/// either *sparsely* (for each non-zero difference a gap, the varint count of zero
+/// differences before it, and its value; zeros after the last value are implied) or
+/// *densely* (no gaps; the values are every difference). Differences are mostly zero with a
+/// few repeating values (addresses that moved by the same amount): sparse, they compress a
+/// quarter smaller on the numpy pair and 3 % on the images; dense is smaller where most
+/// differences are non-zero (libcrypto, 6 %). A group stores each stream of all its members
+/// together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchParts<'a> {
     /// Control records.
     pub ctrl: &'a [u8],
-    /// Byte-wise differences.
-    pub diff: &'a [u8],
+    /// Zero runs before each non-zero difference; empty when dense.
+    pub gaps: &'a [u8],
+    /// The non-zero differences, or when dense all of them.
+    pub values: &'a [u8],
     /// Extra (unmatched) bytes.
     pub extra: &'a [u8],
 }
 
-/// An owned [`PatchParts`].
+impl<'a> PatchParts<'a> {
+    /// Borrows streams as [`PatchContent::streams`] makes them.
+    pub fn of(streams: &'a [std::borrow::Cow<'_, [u8]>; 4]) -> PatchParts<'a> {
+        let [ctrl, gaps, values, extra] = streams;
+        PatchParts {
+            ctrl,
+            gaps,
+            values,
+            extra,
+        }
+    }
+}
+
+/// A patch's bsdiff-class content as the matcher makes it: control records, dense
+/// differences, extra bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatchContent {
     /// Control records.
     pub ctrl: Vec<u8>,
-    /// Byte-wise differences.
+    /// Byte-wise differences, one per matched byte.
     pub diff: Vec<u8>,
     /// Extra (unmatched) bytes.
     pub extra: Vec<u8>,
 }
 
 impl PatchContent {
-    /// Borrows the three streams.
-    pub fn parts(&self) -> PatchParts<'_> {
-        PatchParts {
-            ctrl: &self.ctrl,
-            diff: &self.diff,
-            extra: &self.extra,
-        }
+    /// The four stored streams (ctrl, gaps, values, extra), with the differences spelled
+    /// sparsely or densely.
+    pub fn streams(&self, sparse: bool) -> [std::borrow::Cow<'_, [u8]>; 4] {
+        use std::borrow::Cow;
+        let (gaps, values) = if sparse {
+            let (mut gaps, mut values) = (Vec::new(), Vec::new());
+            let mut zeros = 0u64;
+            for &d in &self.diff {
+                if d == 0 {
+                    zeros += 1;
+                } else {
+                    put_varint(&mut gaps, zeros);
+                    values.push(d);
+                    zeros = 0;
+                }
+            }
+            (Cow::Owned(gaps), Cow::Owned(values))
+        } else {
+            (Cow::Borrowed(&[][..]), Cow::Borrowed(&self.diff[..]))
+        };
+        [
+            Cow::Borrowed(&self.ctrl[..]),
+            gaps,
+            values,
+            Cow::Borrowed(&self.extra[..]),
+        ]
     }
 
-    /// Bytes in all three streams.
+    /// Bytes of the dense streams.
     pub fn len(&self) -> usize {
         self.ctrl.len() + self.diff.len() + self.extra.len()
     }
 
-    /// Whether all three streams are empty.
+    /// Whether all streams are empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The streams joined, as one blob-sized sample for size estimates.
-    pub fn joined(&self) -> Vec<u8> {
-        [&self.ctrl[..], &self.diff, &self.extra].concat()
+    /// The stored streams joined, as one blob-sized sample for size estimates.
+    pub fn joined(&self, sparse: bool) -> Vec<u8> {
+        self.streams(sparse).concat()
+    }
+}
+
+/// Reads the differences (sparse or dense) back in order, in spans.
+struct Differences<'a> {
+    gaps: Cursor<'a>,
+    values: std::slice::Iter<'a, u8>,
+    dense: bool,
+    /// Sparse: zero differences before the next value (after the last value: all the rest).
+    zeros: u64,
+    /// Sparse: the next value, if any.
+    next: Option<u8>,
+}
+
+impl<'a> Differences<'a> {
+    /// `total` differences from `gaps` and `values`: dense when there are no gaps and the
+    /// values are all the differences (a sparse spelling has a gap per value), else sparse.
+    fn new(gaps: &'a [u8], values: &'a [u8], total: usize) -> Result<Self, CodecError> {
+        let mut d = Differences {
+            gaps: Cursor::new(gaps),
+            values: values.iter(),
+            dense: gaps.is_empty() && values.len() == total && total > 0,
+            zeros: 0,
+            next: None,
+        };
+        if !d.dense {
+            d.advance()?;
+        }
+        Ok(d)
+    }
+
+    /// Sparse: loads the next value and the zeros before it; after the last, zeros never
+    /// run out.
+    fn advance(&mut self) -> Result<(), CodecError> {
+        self.next = self.values.next().copied();
+        self.zeros = match self.next {
+            Some(_) => self
+                .gaps
+                .varint("gap")
+                .map_err(|_| CodecError::BadPatch("every difference value needs its gap"))?,
+            None => u64::MAX,
+        };
+        Ok(())
+    }
+
+    /// Adds the next `out.len()` differences to `old` (as long as `out`) into `out`.
+    fn apply(&mut self, old: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        if self.dense {
+            for ((d, &o), &a) in out.iter_mut().zip(old).zip(self.values.by_ref()) {
+                *d = o.wrapping_add(a);
+            }
+            return Ok(()); // the caller counts differences against the total
+        }
+        let mut at = 0;
+        while at < out.len() {
+            let room = out.len() - at;
+            let run = usize::try_from(self.zeros).map_or(room, |z| z.min(room));
+            if let (Some(dest), Some(src)) = (out.get_mut(at..at + run), old.get(at..at + run)) {
+                dest.copy_from_slice(src);
+            }
+            at += run;
+            self.zeros -= run as u64; // run <= zeros
+            if at < out.len() {
+                // zeros is 0 here and a value is next (after the last value, zeros never end).
+                let value = self.next.ok_or(CodecError::BadPatch("difference values"))?;
+                if let (Some(d), Some(&o)) = (out.get_mut(at), old.get(at)) {
+                    *d = o.wrapping_add(value);
+                }
+                at += 1;
+                self.advance()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every gap and value was used.
+    fn finished(&self) -> bool {
+        self.values.len() == 0 && self.next.is_none() && self.gaps.remaining() == 0
     }
 }
 
@@ -223,14 +343,19 @@ pub fn decode_bsdiff_content(
     out: &mut [u8],
 ) -> Result<(), CodecError> {
     let bad = CodecError::BadPatch;
-    let PatchParts { ctrl, diff, extra } = parts;
-    if diff.len() + extra.len() != out.len() {
-        return Err(bad(
-            "differences and extra bytes must add up to the chunk length",
-        ));
-    }
-    let (mut ctrl, mut diff, mut extra) =
-        (Cursor::new(ctrl), Cursor::new(diff), Cursor::new(extra));
+    let PatchParts {
+        ctrl,
+        gaps,
+        values,
+        extra,
+    } = parts;
+    let diff_total = out
+        .len()
+        .checked_sub(extra.len())
+        .ok_or(bad("extra bytes must fit the chunk"))?;
+    let mut diff = Differences::new(gaps, values, diff_total)?;
+    let (mut ctrl, mut extra) = (Cursor::new(ctrl), Cursor::new(extra));
+    let mut diff_done = 0usize;
     let mut old: u64 = 0;
     let mut at = 0usize;
     while ctrl.remaining() > 0 {
@@ -248,16 +373,15 @@ pub fn decode_bsdiff_content(
             .checked_add(diff_n)
             .and_then(|end| base.get(from..end))
             .ok_or(bad("differences read past the base"))?;
-        let adds = diff
-            .take(diff_n, "differences")
-            .map_err(|_| bad("difference count"))?;
+        diff_done = diff_done
+            .checked_add(diff_n)
+            .filter(|&n| n <= diff_total)
+            .ok_or(bad("difference count"))?;
         let dest = at
             .checked_add(diff_n)
             .and_then(|end| out.get_mut(at..end))
             .ok_or(bad("differences write past the chunk"))?;
-        for ((d, &o), &a) in dest.iter_mut().zip(old_bytes).zip(adds) {
-            *d = o.wrapping_add(a);
-        }
+        diff.apply(old_bytes, dest)?;
         at += diff_n;
         let copied = extra
             .take(extra_n, "extra")
@@ -275,7 +399,7 @@ pub fn decode_bsdiff_content(
             .filter(|&o| o <= base.len() as u64)
             .ok_or(bad("seek leaves the base"))?;
     }
-    if at != out.len() || diff.remaining() != 0 || extra.remaining() != 0 {
+    if at != out.len() || diff_done != diff_total || !diff.finished() || extra.remaining() != 0 {
         return Err(bad("records must produce exactly the chunk"));
     }
     Ok(())
@@ -473,13 +597,26 @@ mod tests {
     /// Encodes `data` against `base` as a group of one, and decodes it back.
     fn round_trip(base: &[u8], data: &[u8]) -> (usize, Vec<u8>) {
         let content = bsdiff_content(base, data).unwrap();
-        let blob = encode_group(&content.joined());
-        let decoded = decode_group(&blob, content.len()).unwrap();
-        let (ctrl, rest) = decoded.split_at(content.ctrl.len());
-        let (diff, extra) = rest.split_at(content.diff.len());
-        let mut out = vec![0u8; data.len()];
-        decode_bsdiff_content(base, PatchParts { ctrl, diff, extra }, &mut out).unwrap();
-        (blob.len(), out)
+        let mut sizes = Vec::new();
+        for sparse in [false, true] {
+            let streams = content.streams(sparse);
+            let blob = encode_group(&streams.concat());
+            let decoded = decode_group(&blob, streams.iter().map(|s| s.len()).sum()).unwrap();
+            let (ctrl, rest) = decoded.split_at(streams[0].len());
+            let (gaps, rest) = rest.split_at(streams[1].len());
+            let (values, extra) = rest.split_at(streams[2].len());
+            let parts = PatchParts {
+                ctrl,
+                gaps,
+                values,
+                extra,
+            };
+            let mut out = vec![0u8; data.len()];
+            decode_bsdiff_content(base, parts, &mut out).unwrap();
+            assert_eq!(out, data, "sparse: {sparse}");
+            sizes.push(blob.len());
+        }
+        (sizes.into_iter().min().unwrap_or(0), data.to_vec())
     }
 
     #[test]
@@ -496,8 +633,11 @@ mod tests {
         // chunk hash catches that) or fails; it must not panic.
         let content = bsdiff_content(&base, &data).unwrap();
         let mut out = vec![0u8; data.len()];
-        let _ = decode_bsdiff_content(&base[1..], content.parts(), &mut out);
-        let _ = decode_bsdiff_content(&base[..10], content.parts(), &mut out);
+        for sparse in [false, true] {
+            let streams = content.streams(sparse);
+            let _ = decode_bsdiff_content(&base[1..], PatchParts::of(&streams), &mut out);
+            let _ = decode_bsdiff_content(&base[..10], PatchParts::of(&streams), &mut out);
+        }
         assert_eq!(bsdiff_content(&[], &data), None);
     }
 
@@ -568,23 +708,51 @@ mod tests {
     fn bsdiff_records_outside_the_base_or_the_chunk_are_refused() {
         let base = [1u8, 2, 3, 4];
         let mut out = [0u8; 4];
-        let decode = |ctrl, diff, extra, out: &mut [u8]| {
-            decode_bsdiff_content(&base, PatchParts { ctrl, diff, extra }, out)
+        // Differences given densely here, spelled both ways for the decoder: both must agree.
+        let decode = |ctrl: &[u8], diff: &[u8], extra: &[u8], out: &mut [u8]| {
+            let content = PatchContent {
+                ctrl: ctrl.to_vec(),
+                diff: diff.to_vec(),
+                extra: extra.to_vec(),
+            };
+            let results = [false, true].map(|sparse| {
+                let mut buf = vec![0u8; out.len()];
+                let streams = content.streams(sparse);
+                decode_bsdiff_content(&base, PatchParts::of(&streams), &mut buf).map(|()| buf)
+            });
+            let [dense, sparse] = results;
+            assert_eq!(dense.is_ok(), sparse.is_ok(), "{ctrl:?} {diff:?}");
+            sparse.map(|buf| out.copy_from_slice(&buf))
         };
         // Good: 2 differences, 2 extra bytes.
         decode(&[2, 2, 0], &[1, 1], &[9, 9], &mut out).unwrap();
         assert_eq!(out, [2, 3, 9, 9]);
         decode(&[4, 0, 0], &[0; 4], &[], &mut out).unwrap();
+        decode(&[1, 0, 0, 3, 0, 0], &[0, 0, 0, 5], &[], &mut out).unwrap();
+        assert_eq!(out, [1, 2, 3, 9], "zeros and values run across records");
         for (ctrl, diff, extra) in [
             (&[5u8, 0, 0][..], &[0u8; 5][..], &[][..]), // more than the chunk
             (&[2, 0, 20, 2, 0, 0], &[0; 4], &[]),       // seek past the base
             (&[2, 0, 7, 2, 0, 0], &[0; 4], &[]),        // seek back below 0
             (&[2, 2, 0], &[0; 2], &[0; 1]),             // extra stream too short
             (&[2, 1, 0], &[0; 2], &[0; 2]),             // stream left over
+            (&[2, 1, 0], &[0, 0, 7], &[0]),             // a difference value left over
             (&[0x80], &[0; 2], &[0; 2]),                // truncated record
         ] {
             let r = decode(ctrl, diff, extra, &mut out);
             assert!(matches!(r, Err(CodecError::BadPatch(_))), "{ctrl:?}: {r:?}");
+        }
+        // A value without its gap, and a gap without its value.
+        let ctrl = [4u8, 0, 0];
+        for (gaps, values) in [(&[][..], &[1u8][..]), (&[0, 1], &[1])] {
+            let parts = PatchParts {
+                ctrl: &ctrl,
+                gaps,
+                values,
+                extra: &[],
+            };
+            let r = decode_bsdiff_content(&base, parts, &mut out);
+            assert!(matches!(r, Err(CodecError::BadPatch(_))), "{gaps:?}: {r:?}");
         }
     }
 }

@@ -60,11 +60,17 @@ pub fn codec(data: &[u8]) {
         assert_eq!(content.len(), len, "group decoded to another length");
     }
     // bsdiff-class streams read directly, so the control records are reached: the rest split
-    // into base, control records, differences and extra bytes.
+    // into base, control records, difference gaps and values, and extra bytes.
     let (base, streams) = rest.split_at(rest.len() / 2);
     let (ctrl, streams) = streams.split_at(streams.len() / 4);
-    let (diff, extra) = streams.split_at(streams.len().min(len));
-    let parts = crate::codec::PatchParts { ctrl, diff, extra };
+    let (gaps, streams) = streams.split_at(streams.len() / 3);
+    let (values, extra) = streams.split_at(streams.len() / 2);
+    let parts = crate::codec::PatchParts {
+        ctrl,
+        gaps,
+        values,
+        extra,
+    };
     let _ = crate::codec::decode_bsdiff_content(base, parts, &mut out);
 }
 

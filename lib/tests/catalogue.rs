@@ -878,6 +878,18 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
         }
     ));
     let bad = resigned(&d, |m| {
+        let c = m.chunks.iter_mut().find(|c| c.patch.is_some()).unwrap();
+        let member = &mut c.patch.as_mut().unwrap().member;
+        member.values_len = c.len - member.extra_len + 1;
+    });
+    assert!(matches!(
+        format_error(&bad),
+        FormatError::OutOfRange {
+            field: "group member values length",
+            ..
+        }
+    ));
+    let bad = resigned(&d, |m| {
         let literal = m.chunks.iter_mut().find_map(|c| match &mut c.fallback {
             Fallback::Literal { blob, .. } => Some(blob),
             Fallback::Zero => None,

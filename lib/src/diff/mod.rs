@@ -147,7 +147,7 @@ fn encode_chunk(
     // unrelated bytes turn compressible data into noise, so the base does not always win.
     let windows = base_windows(index, data, span.len, source.len() as u64, max_base);
     let raw = codec::raw_content(data);
-    let estimate = |content: &PatchContent| codec::encode_literal(&content.joined(), 3).len();
+    let estimate = |content: &PatchContent| codec::encode_literal(&content.joined(true), 3).len();
     let patch = match patch_content(source, &windows, data) {
         Some((base, content)) if estimate(&content) < estimate(&raw) => (base, content),
         _ => (PatchBase::empty(), raw),
@@ -206,9 +206,14 @@ fn patch_content(
     let windows = trim_windows(windows, &codec::base_reads(&wide.ctrl)?);
     let base = join_windows(source, &windows)?;
     let content = codec::bsdiff_content(&base, data)?;
+    // Both spellings of the differences: the group picks one later.
     let mut check = vec![0u8; data.len()];
-    codec::decode_bsdiff_content(&base, content.parts(), &mut check).ok()?;
-    (check == data)
+    let rebuilds = [false, true].into_iter().all(|sparse| {
+        let streams = content.streams(sparse);
+        codec::decode_bsdiff_content(&base, codec::PatchParts::of(&streams), &mut check).is_ok()
+            && check == data
+    });
+    rebuilds
         .then(|| PatchBase::new(&windows, chunk_hash(&base)))
         .flatten()
         .map(|base| (base, content))
@@ -223,58 +228,93 @@ struct Group {
 
 /// Joins neighbouring patch contents (in target order) into groups of about
 /// [`GROUP_CONTENT`] bytes and compresses each, on all cores. A group's content is its
-/// members' control records, then their differences, then their extra bytes (SPEC.md §6.1):
-/// each stream compresses best next to its kind. A group whose blob fails or outgrows the
-/// blob limit is dropped: its members keep their literals.
-fn group_patches(encoded: &[Encoded], max_blob: u32) -> Vec<Group> {
-    let mut plans: Vec<Vec<usize>> = Vec::new();
+/// members' control records, then their difference gaps, then their difference values, then
+/// their extra bytes (SPEC.md §6.1): each stream compresses best next to its kind. Each group
+/// is compressed with its differences spelled sparsely and densely, and the smaller kept. A
+/// group whose blob fails or outgrows the blob limit is dropped: its members keep their
+/// literals.
+fn group_patches(encoded: &[Encoded], limits: &Limits) -> Vec<Group> {
+    // Sized by the sparse spelling, which is never longer and usually far shorter (the
+    // differences are mostly zero): more neighbours share a group's context.
+    let sizes: Vec<Option<(usize, usize)>> = encoded
+        .par_iter()
+        .map(|e| {
+            let content = &e.patch.as_ref()?.1;
+            let sparse: usize = content.streams(true).iter().map(|s| s.len()).sum();
+            Some((sparse, content.len()))
+        })
+        .collect();
+    let mut plans: Vec<(Vec<usize>, usize)> = Vec::new();
     let mut size = 0usize;
-    for (i, e) in encoded.iter().enumerate() {
-        let Some((_, content)) = &e.patch else {
+    for (i, sized) in sizes.iter().enumerate() {
+        let Some((sparse, dense)) = *sized else {
             continue;
         };
         match plans.last_mut() {
-            Some(last) if size + content.len() <= GROUP_CONTENT => last.push(i),
+            Some((last, dense_total)) if size + sparse <= GROUP_CONTENT => {
+                last.push(i);
+                *dense_total += dense;
+            }
             _ => {
-                plans.push(vec![i]);
+                plans.push((vec![i], dense));
                 size = 0;
             }
         }
-        size += content.len();
+        size += sparse;
     }
-    plans
-        .into_par_iter()
-        .filter_map(|members| {
-            let contents = members
-                .iter()
-                .map(|&i| Some((i, &encoded.get(i)?.patch.as_ref()?.1)))
-                .collect::<Option<Vec<_>>>()?;
-            let mut joined = Vec::new();
-            for (_, c) in &contents {
-                joined.extend_from_slice(&c.ctrl);
-            }
-            for (_, c) in &contents {
-                joined.extend_from_slice(&c.diff);
-            }
-            for (_, c) in &contents {
-                joined.extend_from_slice(&c.extra);
-            }
-            let blob = codec::encode_group(&joined);
-            let members = contents
-                .iter()
-                .map(|&(i, c)| {
-                    let member = GroupMember {
-                        ctrl_len: u32::try_from(c.ctrl.len()).ok()?,
-                        diff_len: u32::try_from(c.diff.len()).ok()?,
-                        extra_len: u32::try_from(c.extra.len()).ok()?,
-                        ..GroupMember::default() // offsets: Manifest::link_groups
-                    };
-                    Some((i, member))
-                })
-                .collect::<Option<Vec<_>>>()?;
-            (!blob.is_empty() && blob.len() <= max_blob as usize).then_some(Group { members, blob })
+    // The dense spelling only where its content fits the group limit.
+    let layouts: Vec<(Vec<usize>, bool)> = plans
+        .into_iter()
+        .flat_map(|(members, dense)| {
+            let dense_fits = dense <= limits.max_group_len as usize;
+            let both = dense_fits.then(|| (members.clone(), false));
+            both.into_iter().chain([(members, true)])
         })
-        .collect()
+        .collect();
+    let max_blob = limits.max_blob_len;
+    let mut compressed: Vec<Group> = layouts
+        .into_par_iter()
+        .filter_map(|(members, sparse)| group(encoded, &members, sparse, max_blob))
+        .collect();
+    // Each group's two spellings are neighbours (same first member): keep the smaller.
+    compressed.dedup_by(|b, a| {
+        let same = a.members.first().map(|m| m.0) == b.members.first().map(|m| m.0);
+        if same && b.blob.len() < a.blob.len() {
+            std::mem::swap(a, b);
+        }
+        same
+    });
+    compressed
+}
+
+/// Compresses one group of `members` (chunk indexes) with its differences spelled sparsely
+/// or densely; `None` if it fails or its blob outgrows `max_blob`.
+fn group(encoded: &[Encoded], members: &[usize], sparse: bool, max_blob: u32) -> Option<Group> {
+    let streams = members
+        .iter()
+        .map(|&i| Some((i, encoded.get(i)?.patch.as_ref()?.1.streams(sparse))))
+        .collect::<Option<Vec<_>>>()?;
+    let mut joined = Vec::new();
+    for stream in 0..4 {
+        for (_, s) in &streams {
+            joined.extend_from_slice(s.get(stream)?);
+        }
+    }
+    let blob = codec::encode_group(&joined);
+    let members = streams
+        .iter()
+        .map(|(i, [ctrl, gaps, values, extra])| {
+            let member = GroupMember {
+                ctrl_len: u32::try_from(ctrl.len()).ok()?,
+                gaps_len: u32::try_from(gaps.len()).ok()?,
+                values_len: u32::try_from(values.len()).ok()?,
+                extra_len: u32::try_from(extra.len()).ok()?,
+                ..GroupMember::default() // offsets: Manifest::link_groups
+            };
+            Some((*i, member))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!blob.is_empty() && blob.len() <= max_blob as usize).then_some(Group { members, blob })
 }
 
 /// How far a patch base window reaches beyond its chunk's aligned bytes on each side, in
@@ -467,7 +507,7 @@ pub fn diff(
         done: 0,
         total: 1,
     });
-    let groups = group_patches(&encoded, limits.max_blob_len);
+    let groups = group_patches(&encoded, &limits);
 
     // Layout: the group blobs in target order, then the literal blobs in target order.
     let mut report = DiffReport {
@@ -624,7 +664,8 @@ mod tests {
         assert!(base.joined_len() <= 20_000, "{:?}", base.ranges());
         let mut out = vec![0u8; data.len()];
         let joined = join_windows(&source, base.ranges()).unwrap();
-        codec::decode_bsdiff_content(&joined, content.parts(), &mut out).unwrap();
+        let streams = content.streams(true);
+        codec::decode_bsdiff_content(&joined, codec::PatchParts::of(&streams), &mut out).unwrap();
         assert_eq!(out, data);
     }
 }

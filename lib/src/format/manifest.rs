@@ -134,46 +134,62 @@ pub enum PatchCodec {
     Grouped = 3,
 }
 
-/// Where a grouped patch's three streams lie in its group's decoded content. A group's content
-/// is all its members' control records, then all their differences, then all their extra
-/// bytes, each in member (chunk) order; only the lengths are encoded, the offsets follow.
+/// Where a grouped patch's four streams lie in its group's decoded content. A group's content
+/// is all its members' control records, then all their difference gaps, then all their
+/// difference values, then all their extra bytes, each in member (chunk) order; only the
+/// lengths are encoded, the offsets follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupMember {
     /// Control-record bytes (encoded).
     pub ctrl_len: u32,
-    /// Difference bytes (encoded); the extra bytes are the rest of the chunk.
-    pub diff_len: u32,
-    /// Extra bytes: the chunk length minus `diff_len`.
+    /// Gap bytes: the varint zero-run before each non-zero difference.
+    pub gaps_len: u32,
+    /// Non-zero differences.
+    pub values_len: u32,
+    /// Extra bytes; the chunk's other `len − extra_len` bytes are differences.
     pub extra_len: u32,
-    /// Where this member's control records start in the group's content.
-    pub ctrl_at: u32,
-    /// Where its differences start.
-    pub diff_at: u32,
-    /// Where its extra bytes start.
-    pub extra_at: u32,
+    /// Where each stream of this member starts in the group's content (ctrl, gaps, values,
+    /// extra).
+    pub at: [u32; 4],
     /// Length the whole group decodes to (the same for every member of the group).
     pub group_len: u32,
 }
 
-fn span(at: u32, len: u32) -> std::ops::Range<usize> {
-    // Validated when the offsets are assigned: at + len <= group_len, a u32.
-    at as usize..at as usize + len as usize
-}
-
 impl GroupMember {
-    /// This member's control records in the group's content.
-    pub fn ctrl(&self) -> std::ops::Range<usize> {
-        span(self.ctrl_at, self.ctrl_len)
+    /// The four stream lengths, in group order.
+    pub fn lens(&self) -> [u32; 4] {
+        [
+            self.ctrl_len,
+            self.gaps_len,
+            self.values_len,
+            self.extra_len,
+        ]
     }
 
-    /// Its differences.
-    pub fn diff(&self) -> std::ops::Range<usize> {
-        span(self.diff_at, self.diff_len)
+    fn span(&self, stream: usize) -> std::ops::Range<usize> {
+        // Validated when the offsets are assigned: at + len <= group_len, a u32.
+        let at = self.at.get(stream).copied().unwrap_or(0) as usize;
+        at..at + self.lens().get(stream).copied().unwrap_or(0) as usize
+    }
+
+    /// This member's control records in the group's content.
+    pub fn ctrl(&self) -> std::ops::Range<usize> {
+        self.span(0)
+    }
+
+    /// Its difference gaps.
+    pub fn gaps(&self) -> std::ops::Range<usize> {
+        self.span(1)
+    }
+
+    /// Its non-zero difference values.
+    pub fn values(&self) -> std::ops::Range<usize> {
+        self.span(2)
     }
 
     /// Its extra bytes.
     pub fn extra(&self) -> std::ops::Range<usize> {
-        span(self.extra_at, self.extra_len)
+        self.span(3)
     }
 }
 
@@ -515,17 +531,16 @@ impl Manifest {
     /// Decoding calls it; a generator calls it on the manifest it built, before encoding.
     pub fn link_groups(&mut self, limits: &Limits) -> Result<(), FormatError> {
         // Per group blob: the total of each stream, then the running offsets.
-        let mut totals: HashMap<BlobRef, [u64; 3]> = HashMap::new();
+        let mut totals: HashMap<BlobRef, [u64; 4]> = HashMap::new();
         for patch in self.chunks.iter().filter_map(|c| c.patch.as_ref()) {
-            let m = &patch.member;
-            let t = totals.entry(patch.blob).or_insert([0; 3]);
-            for (total, len) in t.iter_mut().zip([m.ctrl_len, m.diff_len, m.extra_len]) {
+            let t = totals.entry(patch.blob).or_insert([0; 4]);
+            for (total, len) in t.iter_mut().zip(patch.member.lens()) {
                 *total += u64::from(len);
             }
         }
-        let mut next: HashMap<BlobRef, [u64; 3]> = HashMap::with_capacity(totals.len());
-        for (blob, [ctrl, diff, extra]) in &totals {
-            let group_len = ctrl + diff + extra;
+        let mut next: HashMap<BlobRef, [u64; 4]> = HashMap::with_capacity(totals.len());
+        for (blob, [ctrl, gaps, values, extra]) in &totals {
+            let group_len = ctrl + gaps + values + extra;
             if group_len > u64::from(limits.max_group_len) {
                 return Err(FormatError::OutOfRange {
                     field: "patch group length",
@@ -534,7 +549,7 @@ impl Manifest {
                     max: limits.max_group_len.into(),
                 });
             }
-            next.insert(*blob, [0, *ctrl, ctrl + diff]);
+            next.insert(*blob, [0, *ctrl, ctrl + gaps, ctrl + gaps + values]);
         }
         // Every offset is below group_len, at most max_group_len (a u32): checked just above.
         let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -544,11 +559,9 @@ impl Manifest {
                 continue;
             };
             let m = &mut patch.member;
-            m.ctrl_at = to_u32(at[0]);
-            m.diff_at = to_u32(at[1]);
-            m.extra_at = to_u32(at[2]);
+            m.at = at.map(to_u32);
             m.group_len = to_u32(total.iter().sum());
-            for (at, len) in at.iter_mut().zip([m.ctrl_len, m.diff_len, m.extra_len]) {
+            for (at, len) in at.iter_mut().zip(m.lens()) {
                 *at += u64::from(len);
             }
         }
@@ -641,6 +654,8 @@ impl Manifest {
                 }
                 put_varint(&mut out, patch.member.ctrl_len.into());
                 put_varint(&mut out, patch.member.extra_len.into());
+                put_varint(&mut out, patch.member.gaps_len.into());
+                put_varint(&mut out, patch.member.values_len.into());
             }
             if let Fallback::Literal { codec, blob } = &chunk.fallback {
                 out.push(*codec as u8);
@@ -678,11 +693,16 @@ fn put_blob(out: &mut Vec<u8>, blob: &BlobRef, origin: u64) {
 fn group_member(c: &mut Cursor<'_>, len: u32) -> Result<GroupMember, FormatError> {
     let ctrl_len = c.varint_in("group member control length", 0, len.into())?;
     let extra_len = c.varint_in("group member extra length", 0, len.into())?;
-    // Both at most the chunk length, a u32.
+    // A gap varint for `z` zeros takes at most 1 + z bytes, and each gap is followed by one
+    // value: a member's gaps take at most its difference count, never more than the chunk.
+    let gaps_len = c.varint_in("group member gaps length", 0, len.into())?;
+    let values_len = c.varint_in("group member values length", 0, u64::from(len) - extra_len)?;
+    // All at most the chunk length, a u32.
     let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(GroupMember {
         ctrl_len: to_u32(ctrl_len),
-        diff_len: len - to_u32(extra_len),
+        gaps_len: to_u32(gaps_len),
+        values_len: to_u32(values_len),
         extra_len: to_u32(extra_len),
         ..GroupMember::default()
     })
