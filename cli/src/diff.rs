@@ -43,7 +43,8 @@ pub struct Args {
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
     literal_level: i32,
     /// Average chunk size in KiB (min = avg/4, max = avg×4): larger chunks make a smaller
-    /// manifest, smaller ones reuse more of a drifted or different source.
+    /// manifest, smaller ones reuse more of a drifted or different source. Default: 64, or
+    /// 256 for a target below 64 MiB (a single file or small partition).
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
     chunk_avg_kib: Option<u32>,
     /// Root-signed keyset file to carry in the bundle (key rotation).
@@ -90,16 +91,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let options = DiffOptions { keyset, ..options };
-    let options = match args.chunk_avg_kib {
-        Some(kib) => DiffOptions {
-            chunking: abdelta::format::Chunking {
-                min: kib * 256,
-                avg: kib * 1024,
-                max: kib * 4096,
-            },
-            ..options
+    let chunking = match args.chunk_avg_kib {
+        Some(kib) => abdelta::format::Chunking {
+            min: kib * 256,
+            avg: kib * 1024,
+            max: kib * 4096,
         },
-        None => options,
+        None => abdelta::chunk::chunking_for(target.bytes().len() as u64),
+    };
+    let options = DiffOptions {
+        chunking,
+        ..options
     };
     // Write beside the destination and rename, so a crash never leaves a half bundle under
     // the final name.
