@@ -594,8 +594,9 @@ mod tests {
         );
     }
 
-    /// Encodes `data` against `base` as a group of one, and decodes it back.
-    fn round_trip(base: &[u8], data: &[u8]) -> (usize, Vec<u8>) {
+    /// Encodes `data` against `base` as a group of one, with the differences spelled each way,
+    /// checks both decode back to `data`, and returns the smaller blob's length.
+    fn round_trip(base: &[u8], data: &[u8]) -> usize {
         let content = bsdiff_content(base, data).unwrap();
         let mut sizes = Vec::new();
         for sparse in [false, true] {
@@ -616,7 +617,7 @@ mod tests {
             assert_eq!(out, data, "sparse: {sparse}");
             sizes.push(blob.len());
         }
-        (sizes.into_iter().min().unwrap_or(0), data.to_vec())
+        sizes.into_iter().min().unwrap_or(0)
     }
 
     #[test]
@@ -626,9 +627,8 @@ mod tests {
             .collect();
         let mut data = base[1000..101_000].to_vec();
         data[500] ^= 1;
-        let (len, out) = round_trip(&base, &data);
+        let len = round_trip(&base, &data);
         assert!(len < 200, "patch is {len} bytes");
-        assert_eq!(out, data);
         // Against the wrong base the content rebuilds other bytes of the right length (the
         // chunk hash catches that) or fails; it must not panic.
         let content = bsdiff_content(&base, &data).unwrap();
@@ -657,13 +657,12 @@ mod tests {
             data.extend_from_slice(&(0x40_0040 + i * 8).to_le_bytes());
         }
         let literal = encode_literal(&data, 19);
-        let (len, out) = round_trip(&base, &data);
+        let len = round_trip(&base, &data);
         assert!(
             len * 20 < literal.len(),
             "patch {len} vs literal {}",
             literal.len()
         );
-        assert_eq!(out, data);
     }
 
     #[test]
