@@ -47,6 +47,10 @@ fn release(dir: &Path, from: Option<&Path>, new: &Path, out: &Path) {
         "x",
         "--literal-level",
         "3",
+        // Image-sized chunks on these small images: many chunks, scattered plans, and many
+        // points for a kill to land between pieces.
+        "--chunk-avg-kib",
+        "64",
     ]);
     if let Some(old) = from {
         diff.arg("--from").arg(old);
