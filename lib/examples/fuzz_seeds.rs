@@ -1,5 +1,7 @@
-//! Writes the fuzz seed corpus (`fuzz/corpus/<target>/`) from the test vectors, so no opaque
-//! binary seeds are committed: `cargo run -p abdelta --example fuzz_seeds`.
+//! Writes the fuzz seed corpus (`fuzz/corpus/<target>/`) from the test vectors and from small
+//! bundles made here within the fuzz hooks' limits (so the `apply` target starts from bundles
+//! it accepts: copies, patch groups, zero runs and literals against the hook's own source), so
+//! no opaque binary seeds are committed: `cargo run -p abdelta --example fuzz_seeds`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,15 +17,20 @@ fn main() -> std::io::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "abd"))
         .collect();
     names.sort();
+    let mut bundles: Vec<(String, Vec<u8>)> = Vec::new();
     for path in names {
-        let bytes = std::fs::read(&path)?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("seed");
+        bundles.push((stem.to_string(), std::fs::read(&path)?));
+    }
+    bundles.extend(small_bundles()?);
+    for (stem, bytes) in &bundles {
+        let stem = stem.as_str();
         write(
             &corpus.join("envelope"),
             stem,
-            bytes.get(..ENVELOPE_LEN).unwrap_or(&bytes),
+            bytes.get(..ENVELOPE_LEN).unwrap_or(bytes),
         )?;
-        write(&corpus.join("envelope"), &format!("{stem}-whole"), &bytes)?;
+        write(&corpus.join("envelope"), &format!("{stem}-whole"), bytes)?;
         let Ok(envelope) =
             Envelope::decode(bytes.get(..ENVELOPE_LEN).unwrap_or(&[]), &Limits::DEFAULT)
         else {
@@ -125,8 +132,53 @@ fn main() -> std::io::Result<()> {
         "body",
         file.get(..file.len() - 32).unwrap_or(&[]),
     )?;
-    println!("wrote seeds from {n} vectors into {}", corpus.display());
+    println!("wrote seeds from {n} bundles into {}", corpus.display());
     Ok(())
+}
+
+/// A delta and a full bundle small enough for the fuzz hooks' limits (chunks of at most 4 KiB,
+/// images under 64 KiB), made against the source the `apply` hook builds: byte `i` is
+/// `i % 251`. The target keeps most of it, moves a piece, patches scattered bytes, and adds
+/// zeros and new data.
+fn small_bundles() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let source: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    let mut target = source.clone();
+    for i in (1_000..20_000).step_by(97) {
+        target[i] = target[i].wrapping_add(3);
+    }
+    target.splice(30_000..30_000, vec![0u8; 9_000]);
+    target.splice(45_000..45_000, source[5_000..8_000].iter().copied());
+    let mut x = 1u32;
+    target.extend((0..4_000).map(|_| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (x >> 16) as u8
+    }));
+    let options = abdelta::DiffOptions {
+        chunking: abdelta::format::Chunking {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+        },
+        literal_level: 3,
+        hardware_compat: vec!["fuzz".into()],
+        ..abdelta::DiffOptions::default()
+    };
+    let key = abdelta::SecretKey::from_seed(&[7; 32]);
+    let mut out = Vec::new();
+    for (name, from) in [("small-delta", &source[..]), ("small-full", &[][..])] {
+        let mut bundle = Vec::new();
+        abdelta::diff(
+            from,
+            &target,
+            &options,
+            &key,
+            &mut bundle,
+            &abdelta::error::no_progress,
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        out.push((name.to_string(), bundle));
+    }
+    Ok(out)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
