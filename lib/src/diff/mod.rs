@@ -211,8 +211,7 @@ fn patch_content(
     // Both spellings of the differences: the group picks one later.
     let mut check = vec![0u8; data.len()];
     let rebuilds = [false, true].into_iter().all(|sparse| {
-        let streams = content.streams(sparse);
-        codec::decode_bsdiff_content(&base, codec::PatchParts::of(&streams), &mut check).is_ok()
+        codec::decode_bsdiff_content(&base, content.parts(sparse), &mut check).is_ok()
             && check == data
     });
     rebuilds
@@ -238,55 +237,38 @@ struct Group {
 fn group_patches(encoded: &[Encoded], limits: &Limits) -> Vec<Group> {
     // Sized by the sparse spelling, which is never longer and usually far shorter (the
     // differences are mostly zero): more neighbours share a group's context.
-    let sizes: Vec<Option<(usize, usize)>> = encoded
-        .par_iter()
-        .map(|e| {
-            let content = &e.patch.as_ref()?.1;
-            let sparse: usize = content.streams(true).iter().map(|s| s.len()).sum();
-            Some((sparse, content.len()))
-        })
-        .collect();
-    let mut plans: Vec<(Vec<usize>, usize)> = Vec::new();
+    let mut plans: Vec<Vec<usize>> = Vec::new();
     let mut size = 0usize;
-    for (i, sized) in sizes.iter().enumerate() {
-        let Some((sparse, dense)) = *sized else {
+    for (i, e) in encoded.iter().enumerate() {
+        let Some((_, content)) = &e.patch else {
             continue;
         };
+        let len = content.len(true);
         match plans.last_mut() {
-            Some((last, dense_total)) if size + sparse <= GROUP_CONTENT => {
-                last.push(i);
-                *dense_total += dense;
-            }
+            Some(last) if size + len <= GROUP_CONTENT => last.push(i),
             _ => {
-                plans.push((vec![i], dense));
+                plans.push(vec![i]);
                 size = 0;
             }
         }
-        size += sparse;
+        size += len;
     }
-    // The dense spelling only where its content fits the group limit.
-    let layouts: Vec<(Vec<usize>, bool)> = plans
-        .into_iter()
-        .flat_map(|(members, dense)| {
-            let dense_fits = dense <= limits.max_group_len as usize;
-            let both = dense_fits.then(|| (members.clone(), false));
-            both.into_iter().chain([(members, true)])
-        })
-        .collect();
     let max_blob = limits.max_blob_len;
-    let mut compressed: Vec<Group> = layouts
+    plans
         .into_par_iter()
-        .filter_map(|(members, sparse)| group(encoded, &members, sparse, max_blob))
-        .collect();
-    // Each group's two spellings are neighbours (same first member): keep the smaller.
-    compressed.dedup_by(|b, a| {
-        let same = a.members.first().map(|m| m.0) == b.members.first().map(|m| m.0);
-        if same && b.blob.len() < a.blob.len() {
-            std::mem::swap(a, b);
-        }
-        same
-    });
-    compressed
+        .filter_map(|members| {
+            let sparse = group(encoded, &members, true, max_blob);
+            // The dense spelling only where its content fits the group limit.
+            let dense_len: usize = members
+                .iter()
+                .filter_map(|&i| Some(encoded.get(i)?.patch.as_ref()?.1.len(false)))
+                .sum();
+            let dense = (dense_len <= limits.max_group_len as usize)
+                .then(|| group(encoded, &members, false, max_blob))
+                .flatten();
+            sparse.into_iter().chain(dense).min_by_key(|g| g.blob.len())
+        })
+        .collect()
 }
 
 /// Compresses one group of `members` (chunk indexes) with its differences spelled sparsely
@@ -666,8 +648,7 @@ mod tests {
         assert!(base.joined_len() <= 20_000, "{:?}", base.ranges());
         let mut out = vec![0u8; data.len()];
         let joined = join_windows(&source, base.ranges()).unwrap();
-        let streams = content.streams(true);
-        codec::decode_bsdiff_content(&joined, codec::PatchParts::of(&streams), &mut out).unwrap();
+        codec::decode_bsdiff_content(&joined, content.parts(true), &mut out).unwrap();
         assert_eq!(out, data);
     }
 }
