@@ -4,7 +4,8 @@
 //!   declared chunk length, so a blob can never produce more than the manifest allows, and no
 //!   window buffer is allocated whatever the frame header claims.
 //! - A **patch** is bsdiff-class content: bsdiff's approximate matches (via `bidiff`'s
-//!   suffix-array matcher) against the chunk's base, stored as control records, byte-wise
+//!   suffix-array matcher) against the chunk's base, cut where unrelated bytes inside a match
+//!   cost less as extra bytes than as differences, stored as control records, byte-wise
 //!   differences and extra bytes. When code moves, the addresses inside it change by the same
 //!   amount, so the differences are runs of a few repeated values that compress to almost
 //!   nothing. The content decodes without the base; only rebuilding the chunk reads it.
@@ -273,28 +274,151 @@ impl<'a> Differences<'a> {
 }
 
 /// The bsdiff-class content of `data` against `base`; `None` when matching fails or the
-/// control stream would outgrow the chunk.
+/// control stream would outgrow the chunk. bsdiff's matches (bidiff's suffix-array matcher),
+/// with each match's differences cut where they cost more than the same bytes as extra
+/// ([`noisy_spans`]), and neighbouring records on one diagonal joined.
 pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
     if base.is_empty() {
         // bidiff's suffix-array search panics on an empty base.
         return None;
     }
-    let (mut ctrl, mut diff, mut extra) = (Vec::new(), Vec::new(), Vec::new());
-    let mut translator = bidiff::Translator::new(base, data, |c: &bidiff::Control<'_>| {
-        put_varint(&mut ctrl, c.add.len() as u64);
-        put_varint(&mut ctrl, c.copy.len() as u64);
-        put_varint(&mut ctrl, zigzag(c.seek));
-        diff.extend_from_slice(c.add);
-        extra.extend_from_slice(c.copy);
+    let mut matches = Vec::new();
+    bidiff::diff(base, data, &bidiff::DiffParams::default(), |m| {
+        matches.push(m);
         Ok::<(), std::io::Error>(())
-    });
-    let matched = bidiff::diff(base, data, &bidiff::DiffParams::default(), |m| {
-        translator.translate(m)
-    });
-    if matched.and_then(|()| translator.close()).is_err() || ctrl.len() > data.len() {
-        return None;
+    })
+    .ok()?;
+    let mut records = Records::default();
+    for m in &matches {
+        let old = base.get(m.add_old_start..)?.get(..m.add_length)?;
+        let new = data.get(m.add_new_start..)?.get(..m.add_length)?;
+        let mut at = 0;
+        for (start, end) in noisy_spans(old, new) {
+            records.differences(
+                m.add_old_start + at,
+                old.get(at..start)?,
+                new.get(at..start)?,
+            );
+            records.extra(new.get(start..end)?);
+            at = end;
+        }
+        records.differences(m.add_old_start + at, old.get(at..)?, new.get(at..)?);
+        records.extra(data.get(m.copy_start()..m.copy_end)?);
     }
-    Some(PatchContent::new(ctrl, diff, extra))
+    let content = records.finish();
+    (content.ctrl.len() <= data.len()).then_some(content)
+}
+
+/// Estimated cost, in tenths of a bit once compressed in a group, of one byte of a patch: a
+/// difference that is zero (a run the gaps stream skips), a non-zero difference (its gap and
+/// value), an extra byte; and of a control record, paid at each switch between differences
+/// and extra bytes. Measured on debian-512: splitting matches by these costs 0.4 % fewer
+/// bytes than bsdiff's own choice; extra bytes priced at 3 to 7 bits or differences at 7 to
+/// 16 all land within 0.1 % of it, and pricing extra bytes higher only loses.
+const ZERO_DIFFERENCE_COST: u64 = 3;
+const DIFFERENCE_COST: u64 = 90;
+const EXTRA_COST: u64 = 60;
+const RECORD_COST: u64 = 200;
+
+/// The spans (start, end) of a match's bytes, in order, cheaper sent as extra bytes than as
+/// differences against `old`: the cheapest split of the match into difference and extra
+/// runs, by the costs above (a two-state shortest path). bsdiff extends matches while at least
+/// half their bytes agree, which keeps long stretches of unrelated bytes as differences.
+fn noisy_spans(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    // Per byte, the state each state's cheapest path came from: bit 0 for ending in
+    // differences, bit 1 for ending in extra bytes (set = came from extra bytes).
+    let mut from = Vec::with_capacity(new.len());
+    let (mut diff, mut extra) = (0u64, RECORD_COST);
+    for (&o, &n) in old.iter().zip(new) {
+        let to_diff = (diff, extra + RECORD_COST);
+        let to_extra = (diff + RECORD_COST, extra);
+        from.push(u8::from(to_diff.1 < to_diff.0) | (u8::from(to_extra.1 <= to_extra.0) << 1));
+        let byte = if o == n {
+            ZERO_DIFFERENCE_COST
+        } else {
+            DIFFERENCE_COST
+        };
+        diff = to_diff.0.min(to_diff.1) + byte;
+        extra = to_extra.0.min(to_extra.1) + EXTRA_COST;
+    }
+    // Walk back from the cheaper end (a match ends in differences unless extra bytes save
+    // a record's worth).
+    let mut in_extra = extra + RECORD_COST < diff;
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (i, &bits) in from.iter().enumerate().rev() {
+        if in_extra {
+            match spans.last_mut() {
+                Some(span) if span.0 == i + 1 => span.0 = i,
+                _ => spans.push((i, i + 1)),
+            }
+        }
+        in_extra = bits & (1 << u8::from(in_extra)) != 0;
+    }
+    spans.reverse();
+    spans
+}
+
+/// Control records under construction: each is differences against the base from its
+/// start, then extra bytes, then a seek to the next record's start.
+#[derive(Default)]
+struct Records {
+    ctrl: Vec<u8>,
+    diff: Vec<u8>,
+    extra: Vec<u8>,
+    /// The open record: base position of its differences, their count, its extra count.
+    open: Option<(usize, usize, usize)>,
+    /// Where the next record's differences start in the base when none is open.
+    old: usize,
+}
+
+impl Records {
+    /// `new` as differences against `old`, which starts at `at` in the base.
+    fn differences(&mut self, at: usize, old: &[u8], new: &[u8]) {
+        if new.is_empty() {
+            return;
+        }
+        match self.open {
+            // Continues the open record's differences on the same diagonal.
+            Some((start, n, 0)) if start + n == at => self.open = Some((start, n + new.len(), 0)),
+            _ => {
+                if self.open.is_none() && at != self.old {
+                    self.open = Some((self.old, 0, 0));
+                }
+                self.close(at);
+                self.open = Some((at, new.len(), 0));
+            }
+        }
+        self.diff
+            .extend(new.iter().zip(old).map(|(&n, &o)| n.wrapping_sub(o)));
+    }
+
+    /// `new` as extra bytes.
+    fn extra(&mut self, new: &[u8]) {
+        if new.is_empty() {
+            return;
+        }
+        let (start, n, e) = self.open.unwrap_or((self.old, 0, 0));
+        self.open = Some((start, n, e + new.len()));
+        self.extra.extend_from_slice(new);
+    }
+
+    /// Writes the open record, seeking to `next` (the next record's start in the base).
+    fn close(&mut self, next: usize) {
+        if let Some((start, n, e)) = self.open.take() {
+            let end = start + n;
+            put_varint(&mut self.ctrl, n as u64);
+            put_varint(&mut self.ctrl, e as u64);
+            // Positions are inside a base below 2^44: the casts cannot wrap.
+            put_varint(&mut self.ctrl, zigzag(next as i64 - end as i64));
+            self.old = next;
+        }
+    }
+
+    fn finish(mut self) -> PatchContent {
+        let end = self.open.map_or(self.old, |(start, n, _)| start + n);
+        self.close(end);
+        PatchContent::new(self.ctrl, self.diff, self.extra)
+    }
 }
 
 /// The intervals of the base that control records `ctrl` read differences against, in order
@@ -612,6 +736,36 @@ mod tests {
             sizes.push(blob.len());
         }
         sizes.into_iter().min().unwrap_or(0)
+    }
+
+    #[test]
+    fn unrelated_bytes_inside_a_match_become_extra_bytes() {
+        let old: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        // Bytes 1000..2000 agree with the old ones only one time in four: as differences they
+        // cost more than as extra bytes. Half agreeing is still cheaper as differences.
+        let mut new = old.clone();
+        for i in 1000..2000 {
+            if i % 4 != 0 {
+                new[i] = old[i] ^ 0x5a;
+            }
+        }
+        let spans = noisy_spans(&old, &new);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let (start, end) = spans[0];
+        assert!(
+            (1000..1004).contains(&start) && (1996..=2000).contains(&end),
+            "{spans:?}"
+        );
+        let mut half = old.clone();
+        for i in (1000..2000).step_by(2) {
+            half[i] ^= 0x5a;
+        }
+        assert!(noisy_spans(&old, &half).is_empty());
+        assert!(noisy_spans(&old, &old).is_empty());
+        // The split patch still rebuilds the data.
+        round_trip(&old, &new);
     }
 
     #[test]
