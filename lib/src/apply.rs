@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
-use crate::chunk::chunk_hash;
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::{BlobRef, ChunkEntry, Fallback, Hash};
@@ -28,12 +27,10 @@ pub struct VerifiedChunk<'a> {
 impl<'a> VerifiedChunk<'a> {
     /// Checks `bytes` against the chunk entry: the only constructor.
     fn check(entry: &ChunkEntry, bytes: Cow<'a, [u8]>) -> Option<VerifiedChunk<'a>> {
-        (bytes.len() == entry.len as usize && chunk_hash(&bytes) == entry.hash).then_some(
-            VerifiedChunk {
-                offset: entry.offset,
-                bytes,
-            },
-        )
+        (bytes.len() == entry.len as usize && entry.check.admits(&bytes)).then_some(VerifiedChunk {
+            offset: entry.offset,
+            bytes,
+        })
     }
 
     /// Offset in the target.

@@ -4,7 +4,7 @@
 use fastcdc::v2020::FastCDC;
 use rayon::prelude::*;
 
-use crate::format::{ChunkHash, Chunking, Hash};
+use crate::format::{ChunkHash, Chunking, Hash, SourceHash};
 
 /// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Measured on the demo pair and
 /// on two numpy releases in ext4 images (16/32/64/128 KiB averages): patches absorb small edits
@@ -92,9 +92,20 @@ pub fn chunk_and_hash(image: &[u8], params: Chunking) -> Vec<ChunkSpan> {
         .collect()
 }
 
-/// The chunk hash of `bytes` (chunks and patch bases): the first 16 bytes of their BLAKE3.
+/// The chunk hash of `bytes`: the first 16 bytes of their BLAKE3.
 pub fn chunk_hash(bytes: &[u8]) -> ChunkHash {
     let mut out = [0u8; 16];
+    blake3::Hasher::new()
+        .update(bytes)
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+/// The source hash of `bytes` (a chunk the source holds, a patch base): the first 8 bytes of
+/// their BLAKE3, so the first 8 of their chunk hash.
+pub fn source_hash(bytes: &[u8]) -> SourceHash {
+    let mut out = [0u8; 8];
     blake3::Hasher::new()
         .update(bytes)
         .finalize_xof()

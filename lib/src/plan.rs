@@ -11,8 +11,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
-use crate::chunk::{chunk_and_hash, chunk_hash};
-use crate::format::{BlobRef, ChunkEntry, ChunkHash, Fallback, Manifest, Recipe};
+use crate::chunk::{chunk_and_hash, source_hash};
+use crate::format::{BlobRef, ChunkEntry, Fallback, Manifest, Recipe, SourceHash};
 
 /// How one chunk will be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,11 +162,14 @@ fn slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
     source.get(start..start.checked_add(len)?)
 }
 
-/// An index of the source's content-defined chunks by hash.
-fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<ChunkHash, u64> {
+/// An index of the source's content-defined chunks by source hash (the first 8 bytes of the
+/// chunk hash, which a chunk's check starts with whatever its form).
+fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<SourceHash, u64> {
     let mut index = HashMap::new();
     for span in chunk_and_hash(source, manifest.chunking) {
-        index.entry(span.hash).or_insert(span.offset);
+        if let Some(key) = span.hash.first_chunk::<8>() {
+            index.entry(*key).or_insert(span.offset);
+        }
     }
     index
 }
@@ -181,13 +184,13 @@ enum Choice {
     NeedsIndex,
 }
 
-fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<ChunkHash, u64>>) -> Choice {
+fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<SourceHash, u64>>) -> Choice {
     let mut fell_back = false;
     if let Some(index) = index
-        && let Some(&at) = index.get(&entry.hash)
+        && let Some(&at) = entry.check.index_key().and_then(|key| index.get(&key))
         && slice(source, at, entry.len.into()).is_some_and(|b| b.len() == entry.len as usize)
     {
-        // Index entries were hashed when built; the copy is hash-checked again at apply.
+        // Index entries were hashed when built; the copy is checked again, in full, at apply.
         let hinted = entry.copy == Some(at);
         return Choice::Ready {
             step: Step::Copy { offset: at },
@@ -198,9 +201,7 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<ChunkHash, u
     for recipe in entry.recipes() {
         match recipe {
             Recipe::Copy { offset } => {
-                if slice(source, offset, entry.len.into())
-                    .is_some_and(|b| chunk_hash(b) == entry.hash)
-                {
+                if slice(source, offset, entry.len.into()).is_some_and(|b| entry.check.admits(b)) {
                     return Choice::Ready {
                         step: Step::Copy { offset },
                         fell_back,
@@ -213,7 +214,8 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<ChunkHash, u
                 fell_back = true;
             }
             Recipe::Patch(patch) => {
-                if join_base(source, &patch.base).is_some_and(|b| chunk_hash(&b) == patch.base.hash)
+                if join_base(source, &patch.base)
+                    .is_some_and(|b| source_hash(&b) == patch.base.hash)
                 {
                     let step = Step::Patch {
                         base: patch.base,

@@ -12,7 +12,7 @@ mod common;
 use abdelta::codec::{CodecError, decode_literal, encode_literal};
 use abdelta::error::no_progress;
 use abdelta::format::{
-    ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord,
+    ChunkCheck, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord,
 };
 use abdelta::policy::{DeviceState, Policy, PolicyError};
 use abdelta::sign::{SignError, sign_manifest};
@@ -145,7 +145,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 3, 4, 6, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 4, 5, 7, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -563,7 +563,7 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     // The first chunk's recipe mask and codecs: locate them by re-encoding a prefix.
     let first = m.chunks.first().unwrap().clone();
     let encoded = m.encode();
-    let mask_at = chunk_table_start(&m) + varint_len(first.len.into()) + 16;
+    let mask_at = chunk_table_start(&m) + varint_len(first.len.into());
     assert_eq!(encoded[mask_at] & 0xf0, 0);
     let bad = resigned_bytes(&b, |bytes| bytes[mask_at] |= 0x10);
     assert_eq!(
@@ -578,7 +578,7 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     let bm = Manifest::decode(&parts(&blank).1, &Limits::DEFAULT).unwrap();
     let chunk = bm.chunks.first().unwrap();
     assert!(matches!(chunk.fallback, Fallback::Literal { .. }));
-    let codec_at = chunk_table_start(&bm) + varint_len(chunk.len.into()) + 16 + 1;
+    let codec_at = chunk_table_start(&bm) + varint_len(chunk.len.into()) + 1 + 16;
     for codec in [0u8, 2, 0xff] {
         let bad = resigned_bytes(&blank, |bytes| bytes[codec_at] = codec);
         assert_eq!(
@@ -957,6 +957,48 @@ fn bad_31_a_group_blob_is_spelled_once_then_named_by_zero() {
             rule: "the previous patch's group is named by 0"
         }
     );
+}
+
+#[test]
+fn bad_31_a_chunk_check_follows_its_recipes() {
+    // A patched chunk that also claims a copy: its output would pass on a source hash alone.
+    let (b, _) = fixture();
+    let bad = resigned(&b, |m| {
+        let c = m.chunks.iter_mut().find(|c| c.patch.is_some()).unwrap();
+        c.copy = Some(0);
+    });
+    assert_eq!(
+        format_error(&bad),
+        FormatError::Malformed {
+            field: "recipe mask",
+            rule: "a chunk the source holds (copy) has no patch"
+        }
+    );
+    // A hand-built manifest whose checks do not follow the recipes is refused by name.
+    let m = Manifest::decode(&parts(&b).1, &Limits::DEFAULT).unwrap();
+    let swaps: [fn(&mut abdelta::format::ChunkEntry); 3] = [
+        |c| c.check = ChunkCheck::Hash([0; 16]),
+        |c| c.check = ChunkCheck::Source([0; 8]),
+        |c| c.check = ChunkCheck::Zero,
+    ];
+    for (i, chunk) in m.chunks.iter().enumerate() {
+        for swap in swaps {
+            let mut bad = m.clone();
+            swap(&mut bad.chunks[i]);
+            if std::mem::discriminant(&bad.chunks[i].check) == std::mem::discriminant(&chunk.check)
+            {
+                continue;
+            }
+            assert_eq!(
+                bad.validate(&Limits::DEFAULT),
+                Err(FormatError::Malformed {
+                    field: "chunk check",
+                    rule: "a zero-fill chunk has no hash, a chunk with a copy recipe a source \
+                           hash, any other a chunk hash"
+                })
+            );
+        }
+    }
 }
 
 #[test]

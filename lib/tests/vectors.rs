@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use abdelta::chunk::{DEFAULT_CHUNKING, chunk_and_hash};
 use abdelta::error::no_progress;
 use abdelta::format::{
-    ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, PatchCodec, SignatureRecord,
+    ChunkCheck, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, PatchCodec,
+    SignatureRecord,
 };
 use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{MemBundle, MemTarget};
@@ -236,7 +237,11 @@ fn generate() -> (Files, Vec<(String, bool)>) {
                 .iter_mut()
                 .find(|c| matches!(c.fallback, Fallback::Literal { .. }))
             {
-                c.hash[15] ^= 1;
+                match &mut c.check {
+                    ChunkCheck::Hash(hash) => hash[15] ^= 1,
+                    ChunkCheck::Source(hash) => hash[7] ^= 1,
+                    ChunkCheck::Zero => {}
+                }
             }
         }),
     );

@@ -19,13 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::chunk::{ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large};
+use crate::chunk::{
+    ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large, source_hash,
+};
 use crate::codec::{self, PatchContent};
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::manifest::{Fallback, LiteralCodec, Patch, PatchCodec};
 use crate::format::{
-    BlobRef, ChunkEntry, Chunking, Envelope, GroupMember, ImageId, Limits, MAX_BASE_RANGES,
-    Manifest, PatchBase,
+    BlobRef, ChunkCheck, ChunkEntry, Chunking, Envelope, GroupMember, ImageId, Limits,
+    MAX_BASE_RANGES, Manifest, PatchBase,
 };
 use crate::sign::{SecretKey, sign_manifest};
 
@@ -215,7 +217,7 @@ fn patch_content(
             && check == data
     });
     rebuilds
-        .then(|| PatchBase::new(&windows, chunk_hash(&base)))
+        .then(|| PatchBase::new(&windows, source_hash(&base)))
         .flatten()
         .map(|base| (base, content))
 }
@@ -551,10 +553,17 @@ pub fn diff(
                 report.expected_download += u64::from(blob.len);
             }
         }
+        let check = match (e.zero, e.copy) {
+            (true, _) => ChunkCheck::Zero,
+            (false, Some(_)) => {
+                ChunkCheck::Source(span.hash.first_chunk::<8>().copied().unwrap_or_default())
+            }
+            (false, None) => ChunkCheck::Hash(span.hash),
+        };
         chunks.push(ChunkEntry {
             offset: span.offset,
             len: span.len,
-            hash: span.hash,
+            check,
             copy: e.copy,
             patch,
             fallback,

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use super::cursor::{put_bytes, put_relative, put_varint};
-use super::{ChunkHash, Cursor, FORMAT_VERSION, FormatError, Hash, Limits};
+use super::{ChunkHash, Cursor, FORMAT_VERSION, FormatError, Hash, Limits, SourceHash};
+use crate::chunk::{chunk_hash, source_hash};
 
 /// The only signature algorithm of format versions 1 and 2: pure Ed25519 over a domain-separated message.
 pub const SIG_ALG_ED25519: u8 = 1;
@@ -63,11 +64,9 @@ impl BlobRef {
 /// Most source ranges one patch base may join.
 pub const MAX_BASE_RANGES: usize = 4;
 
-/// The chunk hash of no bytes: the hash of an empty patch base, which the manifest does not
+/// The source hash of no bytes: the hash of an empty patch base, which the manifest does not
 /// spell out.
-pub const EMPTY_BASE_HASH: ChunkHash = [
-    0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6, 0xa0, 0x40, 0x4d, 0xea, 0x36, 0xdc, 0xc9, 0x49,
-];
+pub const EMPTY_BASE_HASH: SourceHash = [0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6];
 
 /// A patch's base: up to [`MAX_BASE_RANGES`] source ranges, joined in order, identified by the
 /// hash of the joined bytes so a device can check it holds them. Several ranges let a chunk
@@ -78,13 +77,13 @@ pub const EMPTY_BASE_HASH: ChunkHash = [
 pub struct PatchBase {
     ranges: [(u64, u64); MAX_BASE_RANGES],
     count: u8,
-    /// Chunk hash of the joined ranges.
-    pub hash: ChunkHash,
+    /// Source hash of the joined ranges.
+    pub hash: SourceHash,
 }
 
 impl PatchBase {
     /// A base of `ranges` (offset, length); `None` with more than [`MAX_BASE_RANGES`].
-    pub fn new(ranges: &[(u64, u64)], hash: ChunkHash) -> Option<PatchBase> {
+    pub fn new(ranges: &[(u64, u64)], hash: SourceHash) -> Option<PatchBase> {
         let mut all = [(0, 0); MAX_BASE_RANGES];
         all.get_mut(..ranges.len())?.copy_from_slice(ranges);
         let count = u8::try_from(ranges.len()).ok()?;
@@ -249,6 +248,41 @@ pub enum Recipe {
     Zero,
 }
 
+/// What a chunk's bytes must pass before they are written (SPEC.md §5.2). Its form follows
+/// from the chunk's recipes, so the manifest spells only the hash bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkCheck {
+    /// A chunk built from downloaded bytes (a patch, or a literal): its chunk hash.
+    Hash(ChunkHash),
+    /// A chunk the source holds (a copy recipe): its source hash, which finds it in a source
+    /// and tells a drifted one apart. Its literal, needed only when the source drifted, is
+    /// checked against it too (SECURITY.md, "Hash lengths").
+    Source(SourceHash),
+    /// A zero-fill chunk: every byte zero, no hash.
+    Zero,
+}
+
+impl ChunkCheck {
+    /// Whether `bytes` pass (their length is checked apart).
+    pub fn admits(&self, bytes: &[u8]) -> bool {
+        match self {
+            ChunkCheck::Hash(hash) => chunk_hash(bytes) == *hash,
+            ChunkCheck::Source(hash) => source_hash(bytes) == *hash,
+            ChunkCheck::Zero => bytes.iter().all(|&b| b == 0),
+        }
+    }
+
+    /// The source hash that finds the chunk in an index of a source's chunks (the first 8
+    /// bytes of its chunk hash); none for a zero-fill chunk, which needs no source.
+    pub fn index_key(&self) -> Option<SourceHash> {
+        match self {
+            ChunkCheck::Hash(hash) => hash.first_chunk::<8>().copied(),
+            ChunkCheck::Source(hash) => Some(*hash),
+            ChunkCheck::Zero => None,
+        }
+    }
+}
+
 /// One target chunk: where it lies, what it hashes to, how to produce it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkEntry {
@@ -256,8 +290,8 @@ pub struct ChunkEntry {
     pub offset: u64,
     /// Length in bytes.
     pub len: u32,
-    /// Chunk hash (the first 16 bytes of BLAKE3) of the chunk's bytes.
-    pub hash: ChunkHash,
+    /// What the chunk's bytes must pass.
+    pub check: ChunkCheck,
     /// Copy hint, if the generator found the chunk in its source.
     pub copy: Option<u64>,
     /// Patch against the generator's source, if one was worth shipping.
@@ -436,8 +470,8 @@ impl Manifest {
         };
         let chunking = decode_chunking(&mut c, limits)?;
         let payload_len = c.varint("payload length")?;
-        // Every chunk entry takes at least 18 bytes (a zero chunk: length varint, hash, recipe
-        // byte): refuse counts the remaining bytes cannot hold before allocating.
+        // Every chunk entry takes at least 2 bytes (a zero chunk: length varint, recipe byte):
+        // refuse counts the remaining bytes cannot hold before allocating.
         let max_by_bytes = (c.remaining() / MIN_ENTRY_LEN) as u64;
         let chunk_count = c.varint_in("chunk count", 0, limits.max_chunks.min(max_by_bytes))?;
         let mut chunks = Vec::with_capacity(usize::try_from(chunk_count).unwrap_or(0));
@@ -490,6 +524,20 @@ impl Manifest {
     /// Checks a manifest built in memory by the same rules as [`Manifest::decode`], by encoding
     /// and decoding it.
     pub fn validate(&self, limits: &Limits) -> Result<(), FormatError> {
+        for chunk in &self.chunks {
+            let zero = chunk.fallback == Fallback::Zero;
+            let fits = match chunk.check {
+                ChunkCheck::Zero => zero,
+                ChunkCheck::Source(_) => !zero && chunk.copy.is_some(),
+                ChunkCheck::Hash(_) => !zero && chunk.copy.is_none(),
+            };
+            if !fits {
+                return Err(FormatError::Malformed {
+                    field: "chunk check",
+                    rule: CHECK_RULE,
+                });
+            }
+        }
         let decoded = Manifest::decode(&self.encode(), limits)?;
         if decoded != *self {
             return Err(FormatError::Malformed {
@@ -619,7 +667,6 @@ impl Manifest {
         let mut origins = Origins::default();
         for chunk in &self.chunks {
             put_varint(&mut out, chunk.len.into());
-            out.extend_from_slice(&chunk.hash);
             let mut mask = 0u8;
             if chunk.copy.is_some() {
                 mask |= RECIPE_COPY;
@@ -632,6 +679,11 @@ impl Manifest {
                 Fallback::Zero => RECIPE_ZERO,
             };
             out.push(mask);
+            match &chunk.check {
+                ChunkCheck::Hash(hash) => out.extend_from_slice(hash),
+                ChunkCheck::Source(hash) => out.extend_from_slice(hash),
+                ChunkCheck::Zero => {}
+            }
             if let Some(offset) = chunk.copy {
                 put_relative(&mut out, offset, chunk.offset);
             }
@@ -667,8 +719,11 @@ impl Manifest {
     }
 }
 
-/// The smallest chunk entry: a 1-byte length, the hash and the mask of a zero chunk.
-const MIN_ENTRY_LEN: usize = 1 + 16 + 1;
+/// The smallest chunk entry: a 1-byte length and the mask of a zero chunk.
+const MIN_ENTRY_LEN: usize = 1 + 1;
+
+/// Which check a chunk carries (SPEC.md §5.2).
+const CHECK_RULE: &str = "a zero-fill chunk has no hash, a chunk with a copy recipe a source hash, any other a chunk hash";
 
 /// What blob offsets in a chunk entry are relative to (SPEC.md §5.2): the previous patch's
 /// group blob, which the next patch may name again with one byte, and the end of the
@@ -747,7 +802,6 @@ fn decode_chunk(
         field: "chunk length",
         rule: "fits u32",
     })?;
-    let hash = c.array::<16>("chunk hash")?;
     let mask = c.u8("recipe mask")?;
     if mask & !(RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO) != 0 {
         return Err(FormatError::Unsupported {
@@ -755,6 +809,19 @@ fn decode_chunk(
             value: mask.into(),
         });
     }
+    if mask & RECIPE_COPY != 0 && mask & RECIPE_PATCH != 0 {
+        return Err(FormatError::Malformed {
+            field: "recipe mask",
+            rule: "a chunk the source holds (copy) has no patch",
+        });
+    }
+    let check = if mask & RECIPE_ZERO != 0 {
+        ChunkCheck::Zero
+    } else if mask & RECIPE_COPY != 0 {
+        ChunkCheck::Source(c.array::<8>("chunk source hash")?)
+    } else {
+        ChunkCheck::Hash(c.array::<16>("chunk hash")?)
+    };
     let needs_source = |field: &'static str| {
         source.ok_or(FormatError::Malformed {
             field,
@@ -813,7 +880,7 @@ fn decode_chunk(
         }
         let hash = match count {
             0 => EMPTY_BASE_HASH,
-            _ => c.array::<16>("patch base hash")?,
+            _ => c.array::<8>("patch base hash")?,
         };
         // count is 0..=MAX_BASE_RANGES, checked above.
         let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
@@ -882,7 +949,7 @@ fn decode_chunk(
     Ok(ChunkEntry {
         offset,
         len,
-        hash,
+        check,
         copy,
         patch,
         fallback,

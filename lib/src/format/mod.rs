@@ -13,20 +13,26 @@ pub use cursor::Cursor;
 pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, MAX_KEYSET_FILE_LEN, SignatureRecord};
 pub use keyset::{Keyset, ReleaseKey, SignedKeyset};
 pub use manifest::{
-    BlobRef, ChunkEntry, Chunking, Fallback, GroupMember, ImageId, LiteralCodec, MAX_BASE_RANGES,
-    Manifest, Patch, PatchBase, PatchCodec, Recipe,
+    BlobRef, ChunkCheck, ChunkEntry, Chunking, Fallback, GroupMember, ImageId, LiteralCodec,
+    MAX_BASE_RANGES, Manifest, Patch, PatchBase, PatchCodec, Recipe,
 };
 
 /// A BLAKE3-256 digest: whole images.
 pub type Hash = [u8; 32];
 
-/// The first 16 bytes of a BLAKE3 digest: chunks and patch bases (SPEC.md §5.2). A chunk's
-/// hash guards what is written before the whole image's [`Hash`] is checked, so 128 bits
-/// (second preimages at 2^128 work) suffice, and each chunk entry is 16 bytes shorter.
+/// The first 16 bytes of a BLAKE3 digest: chunks built from downloaded bytes (SPEC.md §5.2).
+/// A chunk's hash guards what is written before the whole image's [`Hash`] is checked, so
+/// 128 bits (second preimages at 2^128 work) suffice, and each chunk entry is 16 bytes shorter.
 pub type ChunkHash = [u8; 16];
 
+/// The first 8 bytes of a BLAKE3 digest: checks of bytes the device already holds, a chunk its
+/// source should hold (a copy recipe) and a patch base (SPEC.md §5.2). They tell a drifted
+/// source from the expected one; what they pass is still bound by the whole image's [`Hash`]
+/// before anyone boots it (SECURITY.md, "Hash lengths").
+pub type SourceHash = [u8; 8];
+
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -53,7 +59,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 5 (SPEC.md §Limits).
+    /// The limits of format version 6 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
