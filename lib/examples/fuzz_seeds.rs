@@ -57,15 +57,17 @@ fn main() -> std::io::Result<()> {
                     let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
                     if let Some(b) = payload.get(start..start + blob.len as usize) {
                         let mut seed = c.len.to_le_bytes()[..3].to_vec();
+                        seed.extend_from_slice(&[0; 3]);
                         seed.extend_from_slice(b);
                         write(&corpus.join("codec"), &format!("{stem}-{i}"), &seed)?;
                     }
                 }
             }
-            for (i, (blob, group_len)) in m.groups().into_iter().enumerate() {
+            for (i, (blob, group_len, extra_at)) in m.groups().into_iter().enumerate() {
                 let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
                 if let Some(b) = payload.get(start..start + blob.len as usize) {
                     let mut seed = group_len.to_le_bytes()[..3].to_vec();
+                    seed.extend_from_slice(&extra_at.to_le_bytes()[..3]);
                     seed.extend_from_slice(b);
                     write(&corpus.join("codec"), &format!("{stem}-group-{i}"), &seed)?;
                 }

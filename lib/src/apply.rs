@@ -72,10 +72,11 @@ const LIVE_GROUPS: usize = 2;
 /// the blob did not decode: its members take their fallback).
 type Groups = Vec<(BlobRef, Option<Vec<u8>>)>;
 
-/// The group blob a step reads, with the length it decodes to.
-fn group_of(step: &Step) -> Option<(BlobRef, u32)> {
+/// The group blob a step reads, with the length it decodes to and where its extra bytes
+/// start.
+fn group_of(step: &Step) -> Option<(BlobRef, u32, u32)> {
     match step {
-        Step::Patch { blob, member, .. } => Some((*blob, member.group_len)),
+        Step::Patch { blob, member, .. } => Some((*blob, member.group_len, member.extra_at)),
         _ => None,
     }
 }
@@ -205,7 +206,7 @@ pub fn apply(
     // between its members.
     let mut last_use: HashMap<BlobRef, usize> = HashMap::new();
     for &(i, _, step) in &work {
-        if let Some((blob, _)) = group_of(step) {
+        if let Some((blob, ..)) = group_of(step) {
             last_use.insert(blob, i);
         }
     }
@@ -214,7 +215,7 @@ pub fn apply(
     while !rest.is_empty() {
         let mut take = 0;
         let mut bytes = 0u64;
-        let mut needed: Vec<(BlobRef, u32)> = Vec::new();
+        let mut needed: Vec<(BlobRef, u32, u32)> = Vec::new();
         for (_, entry, step) in rest.iter().take(BATCH_CHUNKS) {
             if bytes >= BATCH_BYTES {
                 break;
@@ -237,7 +238,7 @@ pub fn apply(
         let first = batch.first().map_or(0, |&(i, _, _)| i);
         let mut room = LIVE_GROUPS.saturating_sub(needed.len());
         groups.retain(|(blob, _)| {
-            if needed.iter().any(|(b, _)| b == blob) {
+            if needed.iter().any(|(b, ..)| b == blob) {
                 return true;
             }
             let later = last_use.get(blob).is_some_and(|&last| last >= first);
@@ -245,14 +246,14 @@ pub fn apply(
             room -= usize::from(keep);
             keep
         });
-        for (blob, group_len) in needed {
+        for (blob, group_len, extra_at) in needed {
             if groups.iter().any(|(b, _)| *b == blob) {
                 continue;
             }
             let mut encoded = Vec::new();
             bundle.read_blob(reader, &blob, &mut encoded)?;
             report.bundle_bytes_read += u64::from(blob.len);
-            let content = codec::decode_group(&encoded, group_len as usize).ok();
+            let content = codec::decode_group(&encoded, group_len as usize, extra_at as usize).ok();
             groups.push((blob, content));
         }
         let outputs = batch

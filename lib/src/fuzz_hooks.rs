@@ -48,15 +48,19 @@ pub fn manifest(data: &[u8]) {
 /// decode to exactly their declared length or fail; bsdiff-class records never read outside
 /// the base or write outside the chunk.
 pub fn codec(data: &[u8]) {
-    // A 3-byte little-endian declared length (low 20 bits used), then the blob.
-    let Some(([a, b, c], rest)) = data.split_first_chunk::<3>() else {
+    // Two 3-byte little-endian numbers (low 20 bits used): the declared length and where a
+    // group's extra bytes start; then the blob.
+    let Some(([a, b, c, d, e, f], rest)) = data.split_first_chunk::<6>() else {
         return;
     };
     // At most 1 MiB: larger buffers only slow the fuzzer down.
-    let len = (usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16) & 0xf_ffff;
+    let u20 = |a: u8, b: u8, c: u8| {
+        (usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16) & 0xf_ffff
+    };
+    let (len, extra_at) = (u20(*a, *b, *c), u20(*d, *e, *f));
     let mut out = vec![0u8; len];
     let _ = crate::codec::decode_literal(rest, &mut out);
-    if let Ok(content) = crate::codec::decode_group(rest, len) {
+    if let Ok(content) = crate::codec::decode_group(rest, len, extra_at) {
         assert_eq!(content.len(), len, "group decoded to another length");
     }
     // bsdiff-class streams read directly, so the control records are reached: the rest split

@@ -145,7 +145,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 3, 4, 5, 7, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 4, 5, 6, 8, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -1255,14 +1255,15 @@ fn bad_42_xz_or_lzma_header_with_a_huge_dictionary_is_refused_without_allocating
     ];
     for blob in [&xz[..], &lzma_alone[..]] {
         assert!(matches!(
-            abdelta::codec::decode_group(blob, 1 << 20),
+            abdelta::codec::decode_group(blob, 1 << 20, 1 << 19),
             Err(CodecError::BadGroup(_))
         ));
     }
     // A valid stream decodes only to the declared length, whatever it would produce.
-    let blob = abdelta::codec::encode_group(&vec![7u8; 1 << 20]);
+    let extra = abdelta::codec::GroupExtra::new(&vec![7u8; 1 << 20]).unwrap();
+    let blob = abdelta::codec::encode_group(&[], &extra);
     assert!(matches!(
-        abdelta::codec::decode_group(&blob, 1000),
+        abdelta::codec::decode_group(&blob, 1000, 0),
         Err(CodecError::BadGroup("content longer than declared"))
     ));
 }

@@ -124,8 +124,9 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    flip("envelope_version_4", 8, 0x01);
-    flip("envelope_version_6", 8, 0x03);
+    // The versions either side of FORMAT_VERSION (7).
+    flip("envelope_version_6", 8, 0x01);
+    flip("envelope_version_8", 8, 0x0f);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
@@ -258,7 +259,7 @@ fn generate() -> (Files, Vec<(String, bool)>) {
     push("blob_literal_corrupt", false, corrupt);
     let group_at = {
         let m = Manifest::decode(&parts.manifest, &Limits::DEFAULT).unwrap();
-        let (blob, _) = m.groups()[0];
+        let (blob, ..) = m.groups()[0];
         usize::try_from(parts.envelope.payload_offset() + blob.offset).unwrap()
             + blob.len as usize / 2
     };

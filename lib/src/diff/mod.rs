@@ -4,8 +4,9 @@
 //! copy when the source holds the same bytes; else (with a source) a patch: bsdiff-class against
 //! the source windows its anchors point to, trimmed to what it reads, or the chunk as new data
 //! with an empty base, whichever compresses smaller; and always a literal. Neighbouring
-//! patches are then joined into groups of about [`GROUP_CONTENT`] bytes, each compressed as one
-//! LZMA2 stream (differences spelled sparsely or densely, whichever is smaller). Then lay out
+//! patches are then joined into groups of about [`GROUP_CONTENT`] bytes, each compressed as two
+//! LZMA2 streams (differences spelled sparsely or densely, extra bytes with or without a branch
+//! filter, whichever is smaller). Then lay out
 //! the payload (groups first, in target order, so a device with the expected source reads one
 //! contiguous run; literals after) and sign the manifest.
 //! Matching and compression run on all cores; memory is the images (mapped), the indexes, the
@@ -22,7 +23,7 @@ use rayon::prelude::*;
 use crate::chunk::{
     ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large, source_hash,
 };
-use crate::codec::{self, PatchContent};
+use crate::codec::{self, GroupExtra, PatchContent};
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::manifest::{Fallback, LiteralCodec, Patch, PatchCodec};
 use crate::format::{
@@ -232,10 +233,10 @@ struct Group {
 /// Joins neighbouring patch contents (in target order) into groups of about
 /// [`GROUP_CONTENT`] bytes and compresses each, on all cores. A group's content is its
 /// members' control records, then their difference gaps, then their difference values, then
-/// their extra bytes (SPEC.md §6.1): each stream compresses best next to its kind. Each group
-/// is compressed with its differences spelled sparsely and densely, and the smaller kept. A
-/// group whose blob fails or outgrows the blob limit is dropped: its members keep their
-/// literals.
+/// their extra bytes (SPEC.md §6.1): each stream compresses best next to its kind. The extra
+/// bytes are compressed once, with the branch filter that suits them; the rest with the
+/// differences spelled sparsely and densely, and the smaller kept. A group whose blob fails
+/// or outgrows the blob limit is dropped: its members keep their literals.
 fn group_patches(encoded: &[Encoded], limits: &Limits) -> Vec<Group> {
     // Sized by the sparse spelling, which is never longer and usually far shorter (the
     // differences are mostly zero): more neighbours share a group's context.
@@ -259,34 +260,48 @@ fn group_patches(encoded: &[Encoded], limits: &Limits) -> Vec<Group> {
     plans
         .into_par_iter()
         .filter_map(|members| {
-            let sparse = group(encoded, &members, true, max_blob);
+            let extra: Vec<u8> = members
+                .iter()
+                .filter_map(|&i| Some(encoded.get(i)?.patch.as_ref()?.1.streams(true)[3]))
+                .flatten()
+                .copied()
+                .collect();
+            let extra = GroupExtra::new(&extra)?;
+            let sparse = group(encoded, &members, true, &extra, max_blob);
             // The dense spelling only where its content fits the group limit.
             let dense_len: usize = members
                 .iter()
                 .filter_map(|&i| Some(encoded.get(i)?.patch.as_ref()?.1.len(false)))
                 .sum();
             let dense = (dense_len <= limits.max_group_len as usize)
-                .then(|| group(encoded, &members, false, max_blob))
+                .then(|| group(encoded, &members, false, &extra, max_blob))
                 .flatten();
             sparse.into_iter().chain(dense).min_by_key(|g| g.blob.len())
         })
         .collect()
 }
 
-/// Compresses one group of `members` (chunk indexes) with its differences spelled sparsely
-/// or densely; `None` if it fails or its blob outgrows `max_blob`.
-fn group(encoded: &[Encoded], members: &[usize], sparse: bool, max_blob: u32) -> Option<Group> {
+/// Compresses one group of `members` (chunk indexes), their differences spelled sparsely or
+/// densely, with their compressed `extra` bytes; `None` if it fails or its blob outgrows
+/// `max_blob`.
+fn group(
+    encoded: &[Encoded],
+    members: &[usize],
+    sparse: bool,
+    extra: &GroupExtra,
+    max_blob: u32,
+) -> Option<Group> {
     let streams = members
         .iter()
         .map(|&i| Some((i, encoded.get(i)?.patch.as_ref()?.1.streams(sparse))))
         .collect::<Option<Vec<_>>>()?;
-    let mut joined = Vec::new();
-    for stream in 0..4 {
+    let mut head = Vec::new();
+    for stream in 0..3 {
         for (_, s) in &streams {
-            joined.extend_from_slice(s.get(stream)?);
+            head.extend_from_slice(s.get(stream)?);
         }
     }
-    let blob = codec::encode_group(&joined);
+    let blob = codec::encode_group(&head, extra);
     let members = streams
         .iter()
         .map(|(i, [ctrl, gaps, values, extra])| {

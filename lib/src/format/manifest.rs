@@ -125,8 +125,8 @@ impl PatchBase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PatchCodec {
-    /// A member of a patch group: the blob is the group's (shared by its members), one raw
-    /// LZMA2 stream of the members' bsdiff-class streams; [`GroupMember`] locates this
+    /// A member of a patch group: the blob is the group's (shared by its members), its
+    /// members' bsdiff-class streams in two raw LZMA2 streams; [`GroupMember`] locates this
     /// chunk's (SPEC.md §6.1). Neighbouring patches share one entropy context, and a member
     /// whose base drifted costs only itself. (Codecs 1 and 2, format 3's single-chunk zstd
     /// patches, are retired.)
@@ -152,6 +152,9 @@ pub struct GroupMember {
     pub at: [u32; 4],
     /// Length the whole group decodes to (the same for every member of the group).
     pub group_len: u32,
+    /// Where the group's extra bytes start in its content: the totals of its control
+    /// records, gaps and values (the same for every member).
+    pub extra_at: u32,
 }
 
 impl GroupMember {
@@ -609,6 +612,7 @@ impl Manifest {
             let m = &mut patch.member;
             m.at = at.map(to_u32);
             m.group_len = to_u32(total.iter().sum());
+            m.extra_at = to_u32(total.iter().take(3).sum());
             for (at, len) in at.iter_mut().zip(m.lens()) {
                 *at += u64::from(len);
             }
@@ -616,13 +620,14 @@ impl Manifest {
         Ok(())
     }
 
-    /// The distinct patch group blobs and their group lengths, in payload order.
-    pub fn groups(&self) -> Vec<(BlobRef, u32)> {
-        let mut groups: Vec<(BlobRef, u32)> = self
+    /// The distinct patch group blobs with their group lengths and where their extra bytes
+    /// start, in payload order.
+    pub fn groups(&self) -> Vec<(BlobRef, u32, u32)> {
+        let mut groups: Vec<(BlobRef, u32, u32)> = self
             .chunks
             .iter()
             .filter_map(|c| c.patch.as_ref())
-            .map(|p| (p.blob, p.member.group_len))
+            .map(|p| (p.blob, p.member.group_len, p.member.extra_at))
             .collect();
         groups.sort_unstable();
         groups.dedup();
