@@ -655,6 +655,17 @@ const GROUP_PRESET: u32 = 9 | liblzma::stream::PRESET_EXTREME;
 /// A fast preset that ranks the branch filters before the chosen one is compressed in full.
 const RANKING_PRESET: u32 = 3;
 
+/// The preset of [`estimate_group_len`]. Against zstd level 3 as the estimate, the choice
+/// between a patch and new data saves 0.3 % of debian-512's and station-1g's download (zstd
+/// level 19: 0.25 %).
+const ESTIMATE_PRESET: u32 = 6;
+
+/// What `data` compresses to as a group stream on its own, at a middle preset: the
+/// generator's estimate when it chooses between encodings of a chunk.
+pub fn estimate_group_len(data: &[u8]) -> usize {
+    deflate(data, ESTIMATE_PRESET, ExtraFilter::None).len()
+}
+
 /// A group's extra bytes, compressed with the branch filter that made them smallest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupExtra {

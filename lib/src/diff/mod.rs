@@ -148,11 +148,11 @@ fn encode_chunk(
         };
     }
     // Against its base where the chunk's old bytes were found, else as new data: whichever
-    // compresses smaller alone (fast level) will in its group too. Approximate matches against
+    // compresses smaller alone will in its group too. Approximate matches against
     // unrelated bytes turn compressible data into noise, so the base does not always win.
     let windows = base_windows(index, data, span.len, source.len() as u64, max_base);
     let raw = codec::raw_content(data);
-    let estimate = |content: &PatchContent| codec::encode_literal(&content.joined(true), 3).len();
+    let estimate = |content: &PatchContent| codec::estimate_group_len(&content.joined(true));
     let patch = match patch_content(source, &windows, data) {
         Some((base, content)) if estimate(&content) < estimate(&raw) => (base, content),
         _ => (PatchBase::empty(), raw),
