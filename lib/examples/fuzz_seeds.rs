@@ -38,18 +38,22 @@ fn main() -> std::io::Result<()> {
         };
         let m_end = ENVELOPE_LEN + envelope.manifest_len as usize;
         let p_start = usize::try_from(envelope.payload_offset()).unwrap_or(usize::MAX);
-        let (Some(manifest_bytes), Some(payload)) =
-            (bytes.get(ENVELOPE_LEN..m_end), bytes.get(p_start..))
+        let (Some(stored), Some(payload)) = (bytes.get(ENVELOPE_LEN..m_end), bytes.get(p_start..))
         else {
             continue;
         };
-        write(&corpus.join("manifest"), stem, manifest_bytes)?;
+        // The manifest hook reads both spellings; the apply hook, plain manifests.
+        write(&corpus.join("manifest"), &format!("{stem}-stored"), stored)?;
+        let Ok(plain) = abdelta::format::manifest::unpack(stored, &Limits::DEFAULT) else {
+            continue;
+        };
+        write(&corpus.join("manifest"), stem, &plain)?;
         if let (Ok(len), Ok(m)) = (
-            u16::try_from(manifest_bytes.len()),
-            Manifest::decode(manifest_bytes, &Limits::DEFAULT),
+            u16::try_from(plain.len()),
+            Manifest::decode_plain(&plain, &Limits::DEFAULT),
         ) {
             let mut seed = len.to_le_bytes().to_vec();
-            seed.extend_from_slice(manifest_bytes);
+            seed.extend_from_slice(&plain);
             seed.extend_from_slice(payload);
             write(&corpus.join("apply"), stem, &seed)?;
             for (i, c) in m.chunks.iter().enumerate().take(8) {

@@ -128,7 +128,7 @@ impl VerifiedBundle {
         self.envelope.payload_offset() + blob.offset // bounded: blob lies inside the payload
     }
 
-    /// Fuzzing only: a bundle around unsigned manifest bytes, with its full byte image.
+    /// Fuzzing only: a bundle around unsigned plain manifest bytes, with its full byte image.
     #[cfg(fuzzing)]
     pub fn fuzz_unsigned(
         manifest_bytes: &[u8],

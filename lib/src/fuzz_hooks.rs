@@ -37,10 +37,15 @@ pub fn envelope(data: &[u8]) {
     }
 }
 
-/// Manifest decoding; accepted manifests re-encode to the same bytes (one encoding per value).
+/// Manifest decoding: accepted plain manifests re-encode to the same bytes (one encoding per
+/// value); stored (packed) manifests unpack within the limit or are refused.
 pub fn manifest(data: &[u8]) {
-    if let Ok(m) = Manifest::decode(data, &FUZZ_LIMITS) {
-        assert_eq!(m.encode(), data, "non-canonical manifest accepted");
+    if let Ok(m) = Manifest::decode_plain(data, &FUZZ_LIMITS) {
+        assert_eq!(m.encode_plain(), data, "non-canonical manifest accepted");
+    }
+    // The same bytes as a stored manifest: unpacked within the limit, or refused.
+    if let Ok(plain) = crate::format::manifest::unpack(data, &FUZZ_LIMITS) {
+        assert!(plain.len() <= FUZZ_LIMITS.max_manifest_len as usize);
     }
 }
 
@@ -78,8 +83,8 @@ pub fn codec(data: &[u8]) {
     let _ = crate::codec::decode_bsdiff_content(base, parts, &mut out);
 }
 
-/// The whole device path on an unsigned bundle (manifest bytes ‖ payload, split by the first
-/// two bytes) against a small source: plan, then apply into memory. Every write must land
+/// The whole device path on an unsigned bundle (plain manifest bytes ‖ payload, split by the
+/// first two bytes) against a small source: plan, then apply into memory. Every write must land
 /// inside the target; nothing may panic.
 pub fn apply(data: &[u8]) {
     let Some((head, rest)) = data.split_first_chunk::<2>() else {

@@ -11,6 +11,7 @@ mod common;
 
 use abdelta::codec::{CodecError, decode_literal, encode_literal};
 use abdelta::error::no_progress;
+use abdelta::format::manifest::{pack, unpack};
 use abdelta::format::{
     ChunkCheck, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord,
 };
@@ -65,20 +66,27 @@ fn with_envelope(bytes: &[u8], edit: impl FnOnce(&mut [u8; ENVELOPE_LEN])) -> Ve
     out
 }
 
-/// The bundle around manifest bytes rewritten by `edit`, correctly signed by the trusted key:
-/// what a generator bug or a stolen key could produce. The payload is kept.
+/// The bundle around a stored manifest packed from its plain encoding rewritten by `edit`,
+/// correctly signed by the trusted key: what a generator bug or a stolen key could produce.
+/// The payload is kept.
 fn resigned_bytes(bytes: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let (_, mut manifest, payload) = parts(bytes);
-    edit(&mut manifest);
-    assemble(&manifest, &[sign_manifest(&key(), &manifest)], &payload)
+    let (_, stored, payload) = parts(bytes);
+    let mut plain = unpack(&stored, &Limits::DEFAULT).unwrap();
+    edit(&mut plain);
+    resigned_stored(&pack(&plain), &payload)
+}
+
+/// The bundle around stored manifest bytes as given, correctly signed.
+fn resigned_stored(stored: &[u8], payload: &[u8]) -> Vec<u8> {
+    assemble(stored, &[sign_manifest(&key(), stored)], payload)
 }
 
 /// As [`resigned_bytes`], editing the decoded manifest (encoded without validation).
 fn resigned(bytes: &[u8], edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
     resigned_bytes(bytes, |m| {
-        let mut manifest = Manifest::decode(m, &Limits::DEFAULT).unwrap();
+        let mut manifest = Manifest::decode_plain(m, &Limits::DEFAULT).unwrap();
         edit(&mut manifest);
-        *m = manifest.encode();
+        *m = manifest.encode_plain();
     })
 }
 
@@ -145,7 +153,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 3, 4, 5, 6, 8, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 4, 5, 6, 7, 9, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -196,6 +204,45 @@ fn bad_05_manifest_len_zero_past_the_end_max_or_over_the_cap() {
             "{len}"
         );
     }
+}
+
+#[test]
+fn bad_05_a_stored_manifest_is_one_frame_that_declares_its_length() {
+    let (b, _) = fixture();
+    let (_, stored, payload) = parts(&b);
+    let plain = unpack(&stored, &Limits::DEFAULT).unwrap();
+    let frame_error = |stored: &[u8]| format_error(&resigned_stored(stored, &payload));
+    let rule = |rule| FormatError::Malformed {
+        field: "manifest frame",
+        rule,
+    };
+    // Signed plain bytes, a frame with a byte after it, two frames, a cut frame.
+    let one = rule("a stored manifest is exactly one Zstandard frame");
+    assert_eq!(frame_error(&plain), one);
+    let mut trailing = stored.clone();
+    trailing.push(0);
+    assert_eq!(frame_error(&trailing), one);
+    assert_eq!(frame_error(&[stored.clone(), stored.clone()].concat()), one);
+    assert_eq!(frame_error(&stored[..stored.len() - 1]), one);
+    // A frame that does not declare its length (streamed, no content size).
+    let mut streamed = Vec::new();
+    let mut encoder = zstd::stream::write::Encoder::new(&mut streamed, 3).unwrap();
+    encoder.include_contentsize(false).unwrap();
+    std::io::Write::write_all(&mut encoder, &plain).unwrap();
+    encoder.finish().unwrap();
+    assert_eq!(
+        frame_error(&streamed),
+        rule("the frame must declare its decoded length")
+    );
+    // A frame declaring more than the manifest limit is refused before anything is allocated.
+    let big = pack(&vec![0u8; Limits::DEFAULT.max_manifest_len as usize + 1]);
+    assert!(matches!(
+        frame_error(&big),
+        FormatError::OutOfRange {
+            field: "manifest length",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -562,7 +609,7 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     );
     // The first chunk's recipe mask and codecs: locate them by re-encoding a prefix.
     let first = m.chunks.first().unwrap().clone();
-    let encoded = m.encode();
+    let encoded = m.encode_plain();
     let mask_at = chunk_table_start(&m) + varint_len(first.len.into());
     assert_eq!(encoded[mask_at] & 0xf0, 0);
     let bad = resigned_bytes(&b, |bytes| bytes[mask_at] |= 0x10);
@@ -595,7 +642,7 @@ fn bad_24_unknown_enum_values_are_unsupported() {
 fn chunk_table_start(m: &Manifest) -> usize {
     let mut empty = m.clone();
     empty.chunks.clear();
-    let without = empty.encode().len();
+    let without = empty.encode_plain().len();
     // The count varint shrinks to one byte (0) in the empty encoding.
     without - 1 + varint_len(m.chunks.len() as u64)
 }
@@ -662,7 +709,7 @@ fn bad_25_duplicate_ids_overlong_varint_bad_text_and_max_plus_one_strings() {
 fn bad_26_chunk_count_2_pow_32_in_a_tiny_manifest() {
     let (b, _) = fixture();
     let bad = resigned_bytes(&b, |m| {
-        let manifest = Manifest::decode(m, &Limits::DEFAULT).unwrap();
+        let manifest = Manifest::decode_plain(m, &Limits::DEFAULT).unwrap();
         let start = chunk_table_start(&manifest) - varint_len(manifest.chunks.len() as u64);
         m.truncate(start);
         abdelta::format::cursor::put_varint(m, 1 << 32);
@@ -904,7 +951,7 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
 fn ctrl_len_at(m: &Manifest, index: usize) -> usize {
     let mut other = m.clone();
     other.chunks[index].patch.as_mut().unwrap().member.ctrl_len += 1;
-    let (a, b) = (m.encode(), other.encode());
+    let (a, b) = (m.encode_plain(), other.encode_plain());
     a.iter().zip(&b).position(|(x, y)| x != y).unwrap()
 }
 

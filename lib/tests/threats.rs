@@ -54,14 +54,24 @@ fn t02_one_canonical_encoding_no_parser_differential() {
     let (_, manifest, payload) = parts(&b);
     let decoded = Manifest::decode(&manifest, &Limits::DEFAULT).unwrap();
     assert_eq!(decoded.encode(), manifest);
-    // Re-signed manifests that break canonical form are rejected after the signature check.
-    let mut trailing = manifest.clone();
-    trailing.push(0);
-    let bad = assemble(&trailing, &[sign_manifest(&key(), &trailing)], &payload);
-    assert!(matches!(
-        check(&bad, &device(), &mut DeviceState::default(), NOW),
-        Err(Error::Format(_))
-    ));
+    let plain = abdelta::format::manifest::unpack(&manifest, &Limits::DEFAULT).unwrap();
+    assert_eq!(decoded.encode_plain(), plain);
+    // Re-signed manifests that break canonical form, in the plain encoding or in the frame
+    // that stores it, are rejected after the signature check.
+    let mut trailing_plain = plain.clone();
+    trailing_plain.push(0);
+    let mut trailing_frame = manifest.clone();
+    trailing_frame.push(0);
+    for trailing in [
+        abdelta::format::manifest::pack(&trailing_plain),
+        trailing_frame,
+    ] {
+        let bad = assemble(&trailing, &[sign_manifest(&key(), &trailing)], &payload);
+        assert!(matches!(
+            check(&bad, &device(), &mut DeviceState::default(), NOW),
+            Err(Error::Format(_))
+        ));
+    }
     let mut dup = decoded.clone();
     dup.hardware_compat = vec!["a".into(), "a".into()];
     let dup_bytes = dup.encode();

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use abdelta::chunk::{DEFAULT_CHUNKING, chunk_and_hash};
 use abdelta::error::no_progress;
+use abdelta::format::manifest::{pack, unpack};
 use abdelta::format::{
     ChunkCheck, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, PatchCodec,
     SignatureRecord,
@@ -124,9 +125,9 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    // The versions either side of FORMAT_VERSION (7).
-    flip("envelope_version_6", 8, 0x01);
-    flip("envelope_version_8", 8, 0x0f);
+    // The versions either side of FORMAT_VERSION (8).
+    flip("envelope_version_7", 8, 0x0f);
+    flip("envelope_version_9", 8, 0x01);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
@@ -184,12 +185,20 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         sign_manifest(&key(), &parts.manifest[1..]),
     );
     push("signature_over_other_bytes", true, raw);
-    let mut trailing_manifest = parts.manifest.clone();
-    trailing_manifest.push(0);
+    // A byte after the plain encoding, and a byte after the frame that stores it.
+    let mut trailing_plain = unpack(&parts.manifest, &Limits::DEFAULT).unwrap();
+    trailing_plain.push(0);
     push(
         "manifest_trailing_byte",
         true,
-        resign(&trailing_manifest, &parts.payload, &key()),
+        resign(&pack(&trailing_plain), &parts.payload, &key()),
+    );
+    let mut trailing_frame = parts.manifest.clone();
+    trailing_frame.push(0);
+    push(
+        "manifest_frame_trailing_byte",
+        true,
+        resign(&trailing_frame, &parts.payload, &key()),
     );
     push(
         "manifest_key_id_mismatch",

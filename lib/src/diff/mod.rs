@@ -624,6 +624,11 @@ pub fn diff(
     manifest.link_groups(&limits)?;
     manifest.validate(&limits)?;
     let manifest_bytes = manifest.encode();
+    if manifest_bytes.is_empty() {
+        return Err(Error::InvalidInput(
+            "zstd could not pack the manifest".into(),
+        ));
+    }
     let record = sign_manifest(key, &manifest_bytes);
     let envelope = Envelope {
         manifest_len: u32::try_from(manifest_bytes.len())

@@ -1,9 +1,12 @@
 //! The signed manifest (SPEC.md §Manifest): what the target image is, chunk by chunk, and every
 //! way to rebuild each chunk.
 //!
-//! [`Manifest::decode`] validates every length, range and cross-reference before returning,
-//! so code holding a `Manifest` needs no further bounds checks; [`Manifest::encode`] is its
-//! exact inverse (`encode(decode(x)) == x` for every accepted `x`).
+//! A bundle stores the manifest packed, one Zstandard frame of its plain encoding ([`pack`],
+//! [`unpack`]); the signature covers the stored bytes, so a device unpacks only what a trusted
+//! key signed. [`Manifest::decode_plain`] validates every length, range and cross-reference
+//! before returning, so code holding a `Manifest` needs no further bounds checks;
+//! [`Manifest::encode_plain`] is its exact inverse (`encode_plain(decode_plain(x)) == x` for
+//! every accepted `x`).
 
 use std::collections::HashMap;
 
@@ -405,9 +408,92 @@ fn blob(
     Ok(BlobRef { offset, len })
 }
 
+/// The first four bytes of a Zstandard frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// zstd level of stored manifests: a manifest is compressed once and read by every device.
+const PACK_LEVEL: i32 = 19;
+
+/// A manifest as a bundle stores it (SPEC.md §5): one Zstandard frame of its plain encoding,
+/// declaring the plain length, without checksum or dictionary id (the signature covers the
+/// stored bytes). Lengths, offsets and masks repeat from entry to entry: on debian-512 the
+/// stored manifest is a fifth smaller than the plain one. Empty if zstd fails.
+pub fn pack(plain: &[u8]) -> Vec<u8> {
+    use zstd::zstd_safe::{CCtx, CParameter, compress_bound};
+    let mut cctx = CCtx::create();
+    let params = [
+        CParameter::CompressionLevel(PACK_LEVEL),
+        CParameter::ContentSizeFlag(true),
+        CParameter::ChecksumFlag(false),
+        CParameter::DictIdFlag(false),
+    ];
+    for p in params {
+        // Every value above is within zstd's documented bounds.
+        let _ = cctx.set_parameter(p);
+    }
+    let mut out = Vec::with_capacity(compress_bound(plain.len()));
+    match cctx.compress2(&mut out, plain) {
+        Ok(_) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The plain encoding inside stored manifest bytes: exactly one Zstandard frame that declares
+/// a length of at most `max_manifest_len` and decodes to exactly that many bytes, into a
+/// buffer of that length (no window buffer is allocated whatever the frame header claims).
+pub fn unpack(stored: &[u8], limits: &Limits) -> Result<Vec<u8>, FormatError> {
+    use zstd::zstd_safe::{DCtx, find_frame_compressed_size, get_frame_content_size};
+    let malformed = |rule| FormatError::Malformed {
+        field: "manifest frame",
+        rule,
+    };
+    let one_frame = stored.get(..4) == Some(&ZSTD_MAGIC[..])
+        && find_frame_compressed_size(stored).is_ok_and(|n| n == stored.len());
+    if !one_frame {
+        return Err(malformed(
+            "a stored manifest is exactly one Zstandard frame",
+        ));
+    }
+    let Ok(Some(len)) = get_frame_content_size(stored) else {
+        return Err(malformed("the frame must declare its decoded length"));
+    };
+    let max = u64::from(limits.max_manifest_len);
+    if len > max {
+        return Err(FormatError::OutOfRange {
+            field: "manifest length",
+            value: len,
+            min: 1,
+            max,
+        });
+    }
+    // At most max_manifest_len, a u32.
+    let mut plain = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    match DCtx::create().decompress(&mut plain, stored) {
+        Ok(n) if n as u64 == len => Ok(plain),
+        _ => Err(malformed("the frame must decode to its declared length")),
+    }
+}
+
 impl Manifest {
-    /// Decodes and validates untrusted manifest bytes.
+    /// Decodes and validates untrusted stored manifest bytes (a frame, [`unpack`]).
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Manifest, FormatError> {
+        if bytes.len() as u64 > u64::from(limits.max_manifest_len) {
+            return Err(FormatError::OutOfRange {
+                field: "manifest length",
+                value: bytes.len() as u64,
+                min: 1,
+                max: limits.max_manifest_len.into(),
+            });
+        }
+        Manifest::decode_plain(&unpack(bytes, limits)?, limits)
+    }
+
+    /// The stored encoding: the canonical plain encoding, packed ([`pack`]).
+    pub fn encode(&self) -> Vec<u8> {
+        pack(&self.encode_plain())
+    }
+
+    /// Decodes and validates an untrusted plain encoding.
+    pub fn decode_plain(bytes: &[u8], limits: &Limits) -> Result<Manifest, FormatError> {
         if bytes.len() as u64 > u64::from(limits.max_manifest_len) {
             return Err(FormatError::OutOfRange {
                 field: "manifest length",
@@ -525,7 +611,7 @@ impl Manifest {
     }
 
     /// Checks a manifest built in memory by the same rules as [`Manifest::decode`], by encoding
-    /// and decoding it.
+    /// and decoding its plain encoding.
     pub fn validate(&self, limits: &Limits) -> Result<(), FormatError> {
         for chunk in &self.chunks {
             let zero = chunk.fallback == Fallback::Zero;
@@ -541,7 +627,7 @@ impl Manifest {
                 });
             }
         }
-        let decoded = Manifest::decode(&self.encode(), limits)?;
+        let decoded = Manifest::decode_plain(&self.encode_plain(), limits)?;
         if decoded != *self {
             return Err(FormatError::Malformed {
                 field: "chunk table",
@@ -634,8 +720,8 @@ impl Manifest {
         groups
     }
 
-    /// The canonical encoding.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The canonical plain encoding: one encoding per manifest.
+    pub fn encode_plain(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.chunks.len() * 48);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.push(SIG_ALG_ED25519);

@@ -32,7 +32,7 @@ pub type ChunkHash = [u8; 16];
 pub type SourceHash = [u8; 8];
 
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -59,7 +59,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 7 (SPEC.md §Limits).
+    /// The limits of format version 8 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
