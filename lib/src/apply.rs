@@ -17,8 +17,9 @@ use crate::format::{BlobRef, ChunkEntry, Fallback, Hash};
 use crate::plan::{Plan, Step, StepCounts, StepKind};
 use crate::storage::{BundleSource, Target};
 
-/// Bytes whose hash matched the signed manifest, with where they go. Only this module makes
-/// one, after the check, so a [`Target`] can never be handed unverified bytes.
+/// Bytes that passed their chunk's check in the signed manifest, with where they go. Only
+/// this module makes one, after the check, so a [`Target`] can never be handed unverified
+/// bytes.
 pub struct VerifiedChunk<'a> {
     offset: u64,
     bytes: Cow<'a, [u8]>,

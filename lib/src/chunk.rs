@@ -92,9 +92,9 @@ pub fn chunk_and_hash(image: &[u8], params: Chunking) -> Vec<ChunkSpan> {
         .collect()
 }
 
-/// The chunk hash of `bytes`: the first 16 bytes of their BLAKE3.
-pub fn chunk_hash(bytes: &[u8]) -> ChunkHash {
-    let mut out = [0u8; 16];
+/// The first `N` bytes of the BLAKE3 output over `bytes`.
+fn blake3_prefix<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
     blake3::Hasher::new()
         .update(bytes)
         .finalize_xof()
@@ -102,15 +102,15 @@ pub fn chunk_hash(bytes: &[u8]) -> ChunkHash {
     out
 }
 
+/// The chunk hash of `bytes`: the first 16 bytes of their BLAKE3.
+pub fn chunk_hash(bytes: &[u8]) -> ChunkHash {
+    blake3_prefix(bytes)
+}
+
 /// The source hash of `bytes` (a chunk the source holds, a patch base): the first 8 bytes of
 /// their BLAKE3, so the first 8 of their chunk hash.
 pub fn source_hash(bytes: &[u8]) -> SourceHash {
-    let mut out = [0u8; 8];
-    blake3::Hasher::new()
-        .update(bytes)
-        .finalize_xof()
-        .fill(&mut out);
-    out
+    blake3_prefix(bytes)
 }
 
 /// BLAKE3-256 of a large buffer, on all cores.

@@ -473,17 +473,23 @@ pub fn unpack(stored: &[u8], limits: &Limits) -> Result<Vec<u8>, FormatError> {
     }
 }
 
+/// Refuses manifest bytes, stored or plain, longer than `max_manifest_len`.
+fn check_manifest_len(bytes: &[u8], limits: &Limits) -> Result<(), FormatError> {
+    if bytes.len() as u64 > u64::from(limits.max_manifest_len) {
+        return Err(FormatError::OutOfRange {
+            field: "manifest length",
+            value: bytes.len() as u64,
+            min: 1,
+            max: limits.max_manifest_len.into(),
+        });
+    }
+    Ok(())
+}
+
 impl Manifest {
     /// Decodes and validates untrusted stored manifest bytes (a frame, [`unpack`]).
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Manifest, FormatError> {
-        if bytes.len() as u64 > u64::from(limits.max_manifest_len) {
-            return Err(FormatError::OutOfRange {
-                field: "manifest length",
-                value: bytes.len() as u64,
-                min: 1,
-                max: limits.max_manifest_len.into(),
-            });
-        }
+        check_manifest_len(bytes, limits)?;
         Manifest::decode_plain(&unpack(bytes, limits)?, limits)
     }
 
@@ -494,14 +500,7 @@ impl Manifest {
 
     /// Decodes and validates an untrusted plain encoding.
     pub fn decode_plain(bytes: &[u8], limits: &Limits) -> Result<Manifest, FormatError> {
-        if bytes.len() as u64 > u64::from(limits.max_manifest_len) {
-            return Err(FormatError::OutOfRange {
-                field: "manifest length",
-                value: bytes.len() as u64,
-                min: 1,
-                max: limits.max_manifest_len.into(),
-            });
-        }
+        check_manifest_len(bytes, limits)?;
         let mut c = Cursor::new(bytes);
         let version = c.u16_le("manifest format version")?;
         if version != FORMAT_VERSION {
