@@ -113,6 +113,12 @@ pub fn source_hash(bytes: &[u8]) -> SourceHash {
     blake3_prefix(bytes)
 }
 
+/// The source hash of the bytes whose chunk hash is `hash`: its first 8 bytes.
+pub fn source_part(hash: &ChunkHash) -> SourceHash {
+    let [a, b, c, d, e, f, g, h, ..] = *hash;
+    [a, b, c, d, e, f, g, h]
+}
+
 /// BLAKE3-256 of a large buffer, on all cores.
 pub fn hash_large(bytes: &[u8]) -> Hash {
     let mut hasher = blake3::Hasher::new();
@@ -123,6 +129,16 @@ pub fn hash_large(bytes: &[u8]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_hash_is_the_start_of_the_chunk_hash() {
+        // The plan indexes a source by the first 8 bytes of its chunk hashes and looks chunks
+        // of either check up there: both must be the same bytes.
+        for bytes in [&b""[..], b"abc", &[7u8; 100_000]] {
+            assert_eq!(source_part(&chunk_hash(bytes)), source_hash(bytes));
+            assert_ne!(source_hash(bytes), [0; 8]);
+        }
+    }
 
     #[test]
     fn small_images_get_larger_chunks() {

@@ -11,7 +11,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
-use crate::chunk::{chunk_and_hash, source_hash};
+use crate::chunk::{chunk_and_hash, source_hash, source_part};
 use crate::format::{BlobRef, ChunkEntry, Fallback, Manifest, Recipe, SourceHash};
 
 /// How one chunk will be produced.
@@ -167,9 +167,7 @@ fn slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
 fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<SourceHash, u64> {
     let mut index = HashMap::new();
     for span in chunk_and_hash(source, manifest.chunking) {
-        if let Some(key) = span.hash.first_chunk::<8>() {
-            index.entry(*key).or_insert(span.offset);
-        }
+        index.entry(source_part(&span.hash)).or_insert(span.offset);
     }
     index
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::chunk::{
-    ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large, source_hash,
+    ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large, source_hash, source_part,
 };
 use crate::codec::{self, GroupExtra, PatchContent};
 use crate::error::{Error, Progress, ProgressFn};
@@ -592,9 +592,7 @@ pub fn diff(
         }
         let check = match (e.zero, e.copy) {
             (true, _) => ChunkCheck::Zero,
-            (false, Some(_)) => {
-                ChunkCheck::Source(span.hash.first_chunk::<8>().copied().unwrap_or_default())
-            }
+            (false, Some(_)) => ChunkCheck::Source(source_part(&span.hash)),
             (false, None) => ChunkCheck::Hash(span.hash),
         };
         chunks.push(ChunkEntry {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::cursor::{put_bytes, put_relative, put_varint};
 use super::{ChunkHash, Cursor, FORMAT_VERSION, FormatError, Hash, Limits, SourceHash};
-use crate::chunk::{chunk_hash, source_hash};
+use crate::chunk::{chunk_hash, source_hash, source_part};
 
 /// The only signature algorithm of format versions 1 and 2: pure Ed25519 over a domain-separated message.
 pub const SIG_ALG_ED25519: u8 = 1;
@@ -282,7 +282,7 @@ impl ChunkCheck {
     /// bytes of its chunk hash); none for a zero-fill chunk, which needs no source.
     pub fn index_key(&self) -> Option<SourceHash> {
         match self {
-            ChunkCheck::Hash(hash) => hash.first_chunk::<8>().copied(),
+            ChunkCheck::Hash(hash) => Some(source_part(hash)),
             ChunkCheck::Source(hash) => Some(*hash),
             ChunkCheck::Zero => None,
         }
