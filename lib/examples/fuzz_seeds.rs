@@ -61,17 +61,19 @@ fn main() -> std::io::Result<()> {
                     let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
                     if let Some(b) = payload.get(start..start + blob.len as usize) {
                         let mut seed = c.len.to_le_bytes()[..3].to_vec();
-                        seed.extend_from_slice(&[0; 3]);
+                        seed.extend_from_slice(&[0; 6]);
                         seed.extend_from_slice(b);
                         write(&corpus.join("codec"), &format!("{stem}-{i}"), &seed)?;
                     }
                 }
             }
-            for (i, (blob, group_len, extra_at)) in m.groups().into_iter().enumerate() {
+            for (i, (blob, layout)) in m.groups().into_iter().enumerate() {
                 let start = usize::try_from(blob.offset).unwrap_or(usize::MAX);
                 if let Some(b) = payload.get(start..start + blob.len as usize) {
-                    let mut seed = group_len.to_le_bytes()[..3].to_vec();
-                    seed.extend_from_slice(&extra_at.to_le_bytes()[..3]);
+                    let mut seed = Vec::new();
+                    for n in [layout.len, layout.gaps_at, layout.extra_at] {
+                        seed.extend_from_slice(&n.to_le_bytes()[..3]);
+                    }
                     seed.extend_from_slice(b);
                     write(&corpus.join("codec"), &format!("{stem}-group-{i}"), &seed)?;
                 }

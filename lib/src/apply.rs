@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::bundle::VerifiedBundle;
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
-use crate::format::{BlobRef, ChunkEntry, Fallback, Hash};
+use crate::format::{BlobRef, ChunkEntry, Fallback, GroupLayout, Hash};
 use crate::plan::{Plan, Step, StepCounts, StepKind};
 use crate::storage::{BundleSource, Target};
 
@@ -73,11 +73,10 @@ const LIVE_GROUPS: usize = 2;
 /// the blob did not decode: its members take their fallback).
 type Groups = Vec<(BlobRef, Option<Vec<u8>>)>;
 
-/// The group blob a step reads, with the length it decodes to and where its extra bytes
-/// start.
-fn group_of(step: &Step) -> Option<(BlobRef, u32, u32)> {
+/// The group blob a step reads, with its layout.
+fn group_of(step: &Step) -> Option<(BlobRef, GroupLayout)> {
     match step {
-        Step::Patch { blob, member, .. } => Some((*blob, member.group_len, member.extra_at)),
+        Step::Patch { blob, member, .. } => Some((*blob, member.group)),
         _ => None,
     }
 }
@@ -216,7 +215,7 @@ pub fn apply(
     while !rest.is_empty() {
         let mut take = 0;
         let mut bytes = 0u64;
-        let mut needed: Vec<(BlobRef, u32, u32)> = Vec::new();
+        let mut needed: Vec<(BlobRef, GroupLayout)> = Vec::new();
         for (_, entry, step) in rest.iter().take(BATCH_CHUNKS) {
             if bytes >= BATCH_BYTES {
                 break;
@@ -247,14 +246,14 @@ pub fn apply(
             room -= usize::from(keep);
             keep
         });
-        for (blob, group_len, extra_at) in needed {
+        for (blob, layout) in needed {
             if groups.iter().any(|(b, _)| *b == blob) {
                 continue;
             }
             let mut encoded = Vec::new();
             bundle.read_blob(reader, &blob, &mut encoded)?;
             report.bundle_bytes_read += u64::from(blob.len);
-            let content = codec::decode_group(&encoded, group_len as usize, extra_at as usize).ok();
+            let content = codec::decode_group(&encoded, &layout).ok();
             groups.push((blob, content));
         }
         let outputs = batch

@@ -53,20 +53,32 @@ pub fn manifest(data: &[u8]) {
 /// decode to exactly their declared length or fail; bsdiff-class records never read outside
 /// the base or write outside the chunk.
 pub fn codec(data: &[u8]) {
-    // Two 3-byte little-endian numbers (low 20 bits used): the declared length and where a
-    // group's extra bytes start; then the blob.
-    let Some(([a, b, c, d, e, f], rest)) = data.split_first_chunk::<6>() else {
+    // Three 3-byte little-endian numbers (low 20 bits used): the declared length, and where
+    // a group's gaps and extra bytes start; then the blob.
+    let Some((header, rest)) = data.split_first_chunk::<9>() else {
         return;
     };
     // At most 1 MiB: larger buffers only slow the fuzzer down.
-    let u20 = |a: u8, b: u8, c: u8| {
-        (usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16) & 0xf_ffff
-    };
-    let (len, extra_at) = (u20(*a, *b, *c), u20(*d, *e, *f));
-    let mut out = vec![0u8; len];
+    let [len, gaps_at, extra_at] = [0, 3, 6].map(|at| {
+        let [a, b, c] = header
+            .get(at..at + 3)
+            .and_then(|n| n.try_into().ok())
+            .unwrap_or([0; 3]);
+        u32::from_le_bytes([a, b, c, 0]) & 0xf_ffff
+    });
+    let mut out = vec![0u8; len as usize];
     let _ = crate::codec::decode_literal(rest, &mut out);
-    if let Ok(content) = crate::codec::decode_group(rest, len, extra_at) {
-        assert_eq!(content.len(), len, "group decoded to another length");
+    let layout = crate::format::GroupLayout {
+        len,
+        gaps_at,
+        extra_at,
+    };
+    if let Ok(content) = crate::codec::decode_group(rest, &layout) {
+        assert_eq!(
+            content.len(),
+            len as usize,
+            "group decoded to another length"
+        );
     }
     // bsdiff-class streams read directly, so the control records are reached: the rest split
     // into base, control records, difference gaps and values, and extra bytes.

@@ -13,7 +13,8 @@ use abdelta::codec::{CodecError, decode_literal, encode_literal};
 use abdelta::error::no_progress;
 use abdelta::format::manifest::{pack, unpack};
 use abdelta::format::{
-    ChunkCheck, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, SignatureRecord,
+    ChunkCheck, Cursor, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest,
+    SignatureRecord,
 };
 use abdelta::policy::{DeviceState, Policy, PolicyError};
 use abdelta::sign::{SignError, sign_manifest};
@@ -80,6 +81,33 @@ fn resigned_bytes(bytes: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 fn resigned_stored(stored: &[u8], payload: &[u8]) -> Vec<u8> {
     assemble(stored, &[sign_manifest(&key(), stored)], payload)
 }
+
+/// As [`resigned_bytes`], editing the chunk table's columns (SPEC.md §5.2; indexes below).
+fn resigned_columns(bytes: &[u8], edit: impl FnOnce(&mut [Vec<u8>])) -> Vec<u8> {
+    resigned_bytes(bytes, |plain| {
+        let m = Manifest::decode_plain(plain, &Limits::DEFAULT).unwrap();
+        let start = chunk_table_start(&m);
+        let mut c = Cursor::new(&plain[start..]);
+        let mut columns: Vec<Vec<u8>> = (0..COLUMNS)
+            .map(|_| c.bytes("column", u64::MAX).unwrap().to_vec())
+            .collect();
+        c.finish("manifest").unwrap();
+        edit(&mut columns);
+        plain.truncate(start);
+        for column in &columns {
+            abdelta::format::cursor::put_bytes(plain, column);
+        }
+    })
+}
+
+/// The chunk table's columns, in order (SPEC.md §5.2); the ones the tests edit.
+const COLUMNS: usize = 14;
+const LENGTHS: usize = 0;
+const MASKS: usize = 1;
+const CHECKS: usize = 2;
+const PATCH_GROUPS: usize = 9;
+const LITERAL_CODECS: usize = 11;
+const LITERAL_LENGTHS: usize = 13;
 
 /// As [`resigned_bytes`], editing the decoded manifest (encoded without validation).
 fn resigned(bytes: &[u8], edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
@@ -153,7 +181,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 3, 4, 5, 6, 7, 9, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 4, 5, 6, 7, 8, 10, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -607,27 +635,24 @@ fn bad_24_unknown_enum_values_are_unsupported() {
             value: 2
         }
     );
-    // The first chunk's recipe mask and codecs: locate them by re-encoding a prefix.
-    let first = m.chunks.first().unwrap().clone();
-    let encoded = m.encode_plain();
-    let mask_at = chunk_table_start(&m) + varint_len(first.len.into());
-    assert_eq!(encoded[mask_at] & 0xf0, 0);
-    let bad = resigned_bytes(&b, |bytes| bytes[mask_at] |= 0x10);
+    // The first chunk's recipe mask, with an undefined bit.
+    let mut mask = 0;
+    let bad = resigned_columns(&b, |columns| {
+        assert_eq!(columns[MASKS][0] & 0xf0, 0);
+        columns[MASKS][0] |= 0x10;
+        mask = columns[MASKS][0];
+    });
     assert_eq!(
         format_error(&bad),
         FormatError::Unsupported {
             field: "recipe mask",
-            value: (encoded[mask_at] | 0x10).into()
+            value: mask.into()
         }
     );
-    // A literal-only chunk of a blank bundle: its codec byte follows the mask.
+    // The literal codec of a blank bundle's first chunk.
     let (blank, _) = blank_fixture();
-    let bm = Manifest::decode(&parts(&blank).1, &Limits::DEFAULT).unwrap();
-    let chunk = bm.chunks.first().unwrap();
-    assert!(matches!(chunk.fallback, Fallback::Literal { .. }));
-    let codec_at = chunk_table_start(&bm) + varint_len(chunk.len.into()) + 1 + 16;
     for codec in [0u8, 2, 0xff] {
-        let bad = resigned_bytes(&blank, |bytes| bytes[codec_at] = codec);
+        let bad = resigned_columns(&blank, |columns| columns[LITERAL_CODECS][0] = codec);
         assert_eq!(
             format_error(&bad),
             FormatError::Unsupported {
@@ -638,13 +663,13 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     }
 }
 
-/// Offset of the chunk table's first entry in `m`'s encoding.
+/// Offset of the chunk table's first column in `m`'s plain encoding (after the chunk count).
 fn chunk_table_start(m: &Manifest) -> usize {
     let mut empty = m.clone();
     empty.chunks.clear();
-    let without = empty.encode_plain().len();
-    // The count varint shrinks to one byte (0) in the empty encoding.
-    without - 1 + varint_len(m.chunks.len() as u64)
+    // The empty encoding ends with a count of 0 and the columns' lengths, 0 each.
+    let without = empty.encode_plain().len() - 1 - COLUMNS;
+    without + varint_len(m.chunks.len() as u64)
 }
 
 fn varint_len(v: u64) -> usize {
@@ -903,7 +928,7 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
         "the fixture's first group has {members} members"
     );
     let small = Limits {
-        max_group_len: group.1 - 1,
+        max_group_len: group.1.len - 1,
         ..Limits::DEFAULT
     };
     assert!(matches!(
@@ -946,39 +971,23 @@ fn bad_31_overlapping_writes_or_blobs_cannot_be_expressed() {
     assert!(overlap(&bad));
 }
 
-/// Where chunk `index`'s control length starts in `m`'s encoding: the first byte that
-/// changes when that length does.
-fn ctrl_len_at(m: &Manifest, index: usize) -> usize {
-    let mut other = m.clone();
-    other.chunks[index].patch.as_mut().unwrap().member.ctrl_len += 1;
-    let (a, b) = (m.encode_plain(), other.encode_plain());
-    a.iter().zip(&b).position(|(x, y)| x != y).unwrap()
-}
-
 #[test]
 fn bad_31_a_group_blob_is_spelled_once_then_named_by_zero() {
     // SPEC.md §5.2: a patch names the previous patch's group by `group` = 0, and only then.
     let (d, _) = fixture();
     let (_, manifest, _) = parts(&d);
     let m = Manifest::decode(&manifest, &Limits::DEFAULT).unwrap();
-    let mut patches = m
-        .chunks
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.patch.is_some());
-    let (first, entry) = patches.next().unwrap();
-    let blob = entry.patch.unwrap().blob;
-    let (second, next) = patches.next().unwrap();
+    let mut patches = m.chunks.iter().filter_map(|c| c.patch);
+    let blob = patches.next().unwrap().blob;
     assert_eq!(
-        next.patch.unwrap().blob,
+        patches.next().unwrap().blob,
         blob,
-        "the fixture's first group has one member"
+        "the fixture's first group has two members"
     );
     // The first patch's `group 1 ‖ offset ‖ length` rewritten as `0`: there is no previous group.
-    let at = ctrl_len_at(&m, first);
     let spelled = 1 + varint_len(blob.offset * 2) + varint_len(blob.len.into());
-    let bad = resigned_bytes(&d, |bytes| {
-        bytes.splice(at - spelled..at, [0]);
+    let bad = resigned_columns(&d, |columns| {
+        columns[PATCH_GROUPS].splice(..spelled, [0]);
     });
     assert_eq!(
         format_error(&bad),
@@ -988,20 +997,67 @@ fn bad_31_a_group_blob_is_spelled_once_then_named_by_zero() {
         }
     );
     // The second member's `0` spelled out instead: two encodings of one manifest are refused.
-    let at = ctrl_len_at(&m, second);
-    let mut spelled = vec![1];
+    let mut spelled_out = vec![1];
     let back = i64::from(blob.len);
-    abdelta::format::cursor::put_varint(&mut spelled, abdelta::format::cursor::zigzag(-back));
-    abdelta::format::cursor::put_varint(&mut spelled, blob.len.into());
-    let bad = resigned_bytes(&d, |bytes| {
-        assert_eq!(bytes[at - 1], 0);
-        bytes.splice(at - 1..at, spelled);
+    let zigzag = abdelta::format::cursor::zigzag(-back);
+    abdelta::format::cursor::put_varint(&mut spelled_out, zigzag);
+    abdelta::format::cursor::put_varint(&mut spelled_out, blob.len.into());
+    let bad = resigned_columns(&d, |columns| {
+        assert_eq!(columns[PATCH_GROUPS][spelled], 0);
+        columns[PATCH_GROUPS].splice(spelled..=spelled, spelled_out);
     });
     assert_eq!(
         format_error(&bad),
         FormatError::Malformed {
             field: "patch group",
             rule: "the previous patch's group is named by 0"
+        }
+    );
+}
+
+#[test]
+fn bad_32_every_chunk_table_column_is_consumed_exactly() {
+    // SPEC.md §5.2: each column holds exactly its fields of every chunk, planar ones in whole
+    // 3-byte values.
+    let (b, _) = fixture();
+    let edit = |column: usize, f: fn(&mut Vec<u8>)| {
+        format_error(&resigned_columns(&b, |columns| f(&mut columns[column])))
+    };
+    assert_eq!(
+        edit(LENGTHS, |c| c.push(0)),
+        FormatError::Malformed {
+            field: "lengths column",
+            rule: "3-byte values: a multiple of 3 bytes"
+        }
+    );
+    assert_eq!(
+        edit(LITERAL_LENGTHS, |c| c.truncate(c.len() - 1)),
+        FormatError::Malformed {
+            field: "literal lengths column",
+            rule: "3-byte values: a multiple of 3 bytes"
+        }
+    );
+    assert_eq!(
+        edit(MASKS, |c| c.push(0x04)),
+        FormatError::TrailingBytes {
+            what: "masks column",
+            count: 1
+        }
+    );
+    assert!(matches!(
+        edit(CHECKS, |c| c.truncate(c.len() - 1)),
+        FormatError::Truncated {
+            field: "chunk hash" | "chunk source hash"
+        }
+    ));
+    // The last column declared longer than the manifest holds.
+    let bad = resigned_bytes(&b, |plain| {
+        plain.pop();
+    });
+    assert_eq!(
+        format_error(&bad),
+        FormatError::Truncated {
+            field: "literal lengths column"
         }
     );
 }
@@ -1300,17 +1356,22 @@ fn bad_42_xz_or_lzma_header_with_a_huge_dictionary_is_refused_without_allocating
     let lzma_alone = [
         0x5d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
     ];
+    let layout = |len, gaps_at, extra_at| abdelta::format::GroupLayout {
+        len,
+        gaps_at,
+        extra_at,
+    };
     for blob in [&xz[..], &lzma_alone[..]] {
         assert!(matches!(
-            abdelta::codec::decode_group(blob, 1 << 20, 1 << 19),
+            abdelta::codec::decode_group(blob, &layout(1 << 20, 0, 1 << 19)),
             Err(CodecError::BadGroup(_))
         ));
     }
     // A valid stream decodes only to the declared length, whatever it would produce.
     let extra = abdelta::codec::GroupExtra::new(&vec![7u8; 1 << 20]).unwrap();
-    let blob = abdelta::codec::encode_group(&[], &extra);
+    let blob = abdelta::codec::encode_group(&[], 0, &extra);
     assert!(matches!(
-        abdelta::codec::decode_group(&blob, 1000, 0),
+        abdelta::codec::decode_group(&blob, &layout(1000, 0, 0)),
         Err(CodecError::BadGroup("content longer than declared"))
     ));
 }

@@ -125,9 +125,9 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         bundles.push((name, true, b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    // The versions either side of FORMAT_VERSION (8).
-    flip("envelope_version_7", 8, 0x0f);
-    flip("envelope_version_9", 8, 0x01);
+    // The versions either side of FORMAT_VERSION (9).
+    flip("envelope_version_8", 8, 0x01);
+    flip("envelope_version_10", 8, 0x03);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(

@@ -323,7 +323,8 @@ fn group(
             head.extend_from_slice(s.get(stream)?);
         }
     }
-    let blob = codec::encode_group(&head, extra);
+    let gaps_at = streams.iter().map(|(_, [ctrl, ..])| ctrl.len()).sum();
+    let blob = codec::encode_group(&head, gaps_at, extra);
     let members = streams
         .iter()
         .map(|(i, [ctrl, gaps, values, extra])| {

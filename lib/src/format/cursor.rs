@@ -112,15 +112,13 @@ impl<'a> Cursor<'a> {
         max: u64,
     ) -> Result<u64, FormatError> {
         let value = self.varint(field)?;
-        if value < min || value > max {
-            return Err(FormatError::OutOfRange {
-                field,
-                value,
-                min,
-                max,
-            });
-        }
-        Ok(value)
+        in_range(field, value, min, max)
+    }
+
+    /// A 3-byte big-endian integer in `min..=max`.
+    pub fn u24_in(&mut self, field: &'static str, min: u64, max: u64) -> Result<u64, FormatError> {
+        let [a, b, c] = self.array::<3>(field)?;
+        in_range(field, u32::from_be_bytes([0, a, b, c]).into(), min, max)
     }
 
     /// Reads a relative offset: a zigzag varint distance from `origin`; the result must be a
@@ -153,6 +151,18 @@ impl<'a> Cursor<'a> {
             })
         }
     }
+}
+
+fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<u64, FormatError> {
+    if value < min || value > max {
+        return Err(FormatError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        });
+    }
+    Ok(value)
 }
 
 /// Appends the canonical (minimal LEB128) encoding of `value`.

@@ -153,10 +153,19 @@ pub struct GroupMember {
     /// Where each stream of this member starts in the group's content (ctrl, gaps, values,
     /// extra).
     pub at: [u32; 4],
-    /// Length the whole group decodes to (the same for every member of the group).
-    pub group_len: u32,
-    /// Where the group's extra bytes start in its content: the totals of its control
-    /// records, gaps and values (the same for every member).
+    /// Where the group's streams lie (the same for every member of the group).
+    pub group: GroupLayout,
+}
+
+/// Where a patch group's streams lie in its decoded content (SPEC.md §5.3, §6.1), from its
+/// members' lengths in the signed manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GroupLayout {
+    /// Length the whole group decodes to.
+    pub len: u32,
+    /// Where its difference gaps start: the total of its control records.
+    pub gaps_at: u32,
+    /// Where its extra bytes start: the totals of its control records, gaps and values.
     pub extra_at: u32,
 }
 
@@ -172,7 +181,7 @@ impl GroupMember {
     }
 
     fn span(&self, stream: usize) -> std::ops::Range<usize> {
-        // Validated when the offsets are assigned: at + len <= group_len, a u32.
+        // Validated when the offsets are assigned: at + len <= group.len, a u32.
         let at = self.at.get(stream).copied().unwrap_or(0) as usize;
         at..at + self.lens().get(stream).copied().unwrap_or(0) as usize
     }
@@ -377,14 +386,9 @@ fn read_hash(c: &mut Cursor<'_>, field: &'static str) -> Result<Hash, FormatErro
     c.array::<32>(field)
 }
 
-/// A blob reference whose offset is relative to `origin` (SPEC.md §5.2).
-fn blob(
-    c: &mut Cursor<'_>,
-    limits: &Limits,
-    payload_len: u64,
-    origin: u64,
-) -> Result<BlobRef, FormatError> {
-    let offset = c.relative("blob offset", origin)?;
+/// A blob reference at payload `offset`, `len` bytes (in `1..=max_blob_len`) long (SPEC.md
+/// §5.2).
+fn blob(offset: u64, len: u64, payload_len: u64) -> Result<BlobRef, FormatError> {
     if offset > payload_len {
         return Err(FormatError::OutOfRange {
             field: "blob offset",
@@ -393,14 +397,13 @@ fn blob(
             max: payload_len,
         });
     }
-    let len = c.varint_in("blob length", 1, limits.max_blob_len.into())?;
     if offset.checked_add(len).is_none_or(|end| end > payload_len) {
         return Err(FormatError::Malformed {
             field: "blob",
             rule: "blob must lie inside the payload",
         });
     }
-    // Bounded by max_blob_len (a u32) just above.
+    // Bounded by max_blob_len (a u32) by the caller.
     let len = u32::try_from(len).map_err(|_| FormatError::Malformed {
         field: "blob length",
         rule: "fits u32",
@@ -558,16 +561,18 @@ impl Manifest {
         };
         let chunking = decode_chunking(&mut c, limits)?;
         let payload_len = c.varint("payload length")?;
-        // Every chunk entry takes at least 2 bytes (a zero chunk: length varint, recipe byte):
+        // Every chunk entry takes at least 4 bytes (a zero chunk: its length, its mask):
         // refuse counts the remaining bytes cannot hold before allocating.
         let max_by_bytes = (c.remaining() / MIN_ENTRY_LEN) as u64;
         let chunk_count = c.varint_in("chunk count", 0, limits.max_chunks.min(max_by_bytes))?;
         let mut chunks = Vec::with_capacity(usize::try_from(chunk_count).unwrap_or(0));
         let mut offset: u64 = 0;
+        let mut rows = [Vec::new(), Vec::new()];
+        let mut cols = Columns::read(&mut c)?.cursors(&mut rows)?;
         let mut origins = Origins::default();
         for _ in 0..chunk_count {
             let entry = decode_chunk(
-                &mut c,
+                &mut cols,
                 limits,
                 offset,
                 source.as_ref(),
@@ -589,6 +594,7 @@ impl Manifest {
                 rule: "chunks must cover the target exactly once",
             });
         }
+        cols.finish()?;
         c.finish("manifest")?;
         let manifest = Manifest {
             key_id,
@@ -690,14 +696,18 @@ impl Manifest {
         // Every offset is below group_len, at most max_group_len (a u32): checked just above.
         let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         for patch in self.chunks.iter_mut().filter_map(|c| c.patch.as_mut()) {
-            let (Some(at), Some(total)) = (next.get_mut(&patch.blob), totals.get(&patch.blob))
+            let (Some(at), Some(&[ctrl, gaps, values, extra])) =
+                (next.get_mut(&patch.blob), totals.get(&patch.blob))
             else {
                 continue;
             };
             let m = &mut patch.member;
             m.at = at.map(to_u32);
-            m.group_len = to_u32(total.iter().sum());
-            m.extra_at = to_u32(total.iter().take(3).sum());
+            m.group = GroupLayout {
+                len: to_u32(ctrl + gaps + values + extra),
+                gaps_at: to_u32(ctrl),
+                extra_at: to_u32(ctrl + gaps + values),
+            };
             for (at, len) in at.iter_mut().zip(m.lens()) {
                 *at += u64::from(len);
             }
@@ -705,14 +715,13 @@ impl Manifest {
         Ok(())
     }
 
-    /// The distinct patch group blobs with their group lengths and where their extra bytes
-    /// start, in payload order.
-    pub fn groups(&self) -> Vec<(BlobRef, u32, u32)> {
-        let mut groups: Vec<(BlobRef, u32, u32)> = self
+    /// The distinct patch group blobs with their layouts, in payload order.
+    pub fn groups(&self) -> Vec<(BlobRef, GroupLayout)> {
+        let mut groups: Vec<(BlobRef, GroupLayout)> = self
             .chunks
             .iter()
             .filter_map(|c| c.patch.as_ref())
-            .map(|p| (p.blob, p.member.group_len, p.member.extra_at))
+            .map(|p| (p.blob, p.member.group))
             .collect();
         groups.sort_unstable();
         groups.dedup();
@@ -754,9 +763,10 @@ impl Manifest {
         put_varint(&mut out, self.chunking.max.into());
         put_varint(&mut out, self.payload_len);
         put_varint(&mut out, self.chunks.len() as u64);
+        let mut cols = Columns::<Vec<u8>>::default();
         let mut origins = Origins::default();
         for chunk in &self.chunks {
-            put_varint(&mut out, chunk.len.into());
+            put_u24(&mut cols.lengths, chunk.len);
             let mut mask = 0u8;
             if chunk.copy.is_some() {
                 mask |= RECIPE_COPY;
@@ -768,52 +778,238 @@ impl Manifest {
                 Fallback::Literal { .. } => RECIPE_LITERAL,
                 Fallback::Zero => RECIPE_ZERO,
             };
-            out.push(mask);
+            cols.masks.push(mask);
             match &chunk.check {
-                ChunkCheck::Hash(hash) => out.extend_from_slice(hash),
-                ChunkCheck::Source(hash) => out.extend_from_slice(hash),
+                ChunkCheck::Hash(hash) => cols.checks.extend_from_slice(hash),
+                ChunkCheck::Source(hash) => cols.checks.extend_from_slice(hash),
                 ChunkCheck::Zero => {}
             }
             if let Some(offset) = chunk.copy {
-                put_relative(&mut out, offset, chunk.offset);
+                put_relative(&mut cols.copy_offsets, offset, chunk.offset);
             }
             if let Some(patch) = &chunk.patch {
-                out.push(patch.codec as u8);
-                put_varint(&mut out, patch.base.ranges().len() as u64);
+                cols.patch_codecs.push(patch.codec as u8);
+                put_varint(&mut cols.base_counts, patch.base.ranges().len() as u64);
                 for &(offset, len) in patch.base.ranges() {
-                    put_relative(&mut out, offset, chunk.offset);
-                    put_varint(&mut out, len);
+                    put_relative(&mut cols.base_offsets, offset, chunk.offset);
+                    put_varint(&mut cols.base_lengths, len);
                 }
                 if !patch.base.ranges().is_empty() {
-                    out.extend_from_slice(&patch.base.hash);
+                    cols.base_hashes.extend_from_slice(&patch.base.hash);
                 }
+                let groups = &mut cols.patch_groups;
                 if origins.group == Some(patch.blob) {
-                    put_varint(&mut out, 0);
+                    put_varint(groups, 0);
                 } else {
-                    put_varint(&mut out, 1);
-                    put_blob(&mut out, &patch.blob, origins.group_end());
+                    put_varint(groups, 1);
+                    put_relative(groups, patch.blob.offset, origins.group_end());
+                    put_varint(groups, patch.blob.len.into());
                     origins.group = Some(patch.blob);
                 }
-                put_varint(&mut out, patch.member.ctrl_len.into());
-                put_varint(&mut out, patch.member.extra_len.into());
-                put_varint(&mut out, patch.member.gaps_len.into());
-                put_varint(&mut out, patch.member.values_len.into());
+                for len in [
+                    patch.member.ctrl_len,
+                    patch.member.extra_len,
+                    patch.member.gaps_len,
+                    patch.member.values_len,
+                ] {
+                    put_varint(&mut cols.members, len.into());
+                }
             }
             if let Fallback::Literal { codec, blob } = &chunk.fallback {
-                out.push(*codec as u8);
-                put_blob(&mut out, blob, origins.literal_end);
+                cols.literal_codecs.push(*codec as u8);
+                put_relative(&mut cols.literal_offsets, blob.offset, origins.literal_end);
+                put_u24(&mut cols.literal_lengths, blob.len);
                 origins.literal_end = blob.end();
             }
+        }
+        cols.lengths = planes(&cols.lengths);
+        cols.literal_lengths = planes(&cols.literal_lengths);
+        for column in cols.in_order() {
+            put_bytes(&mut out, &column);
         }
         out
     }
 }
 
-/// The smallest chunk entry: a 1-byte length and the mask of a zero chunk.
-const MIN_ENTRY_LEN: usize = 1 + 1;
+/// The smallest chunk entry: a 3-byte length and the mask of a zero chunk.
+const MIN_ENTRY_LEN: usize = 3 + 1;
 
 /// Which check a chunk carries (SPEC.md §5.2).
 const CHECK_RULE: &str = "a zero-fill chunk has no hash, a chunk with a copy recipe a source hash, any other a chunk hash";
+
+/// The chunk table's columns (SPEC.md §5.2), in encoding order: each holds one field of
+/// every chunk entry that has it, so the packer sees lengths next to lengths and hashes next
+/// to hashes (on debian-512 the stored manifest is 11 % smaller than with whole entries in a
+/// row). `C` is a column's bytes when encoding and decoding, then a cursor over them. The
+/// chunk and literal lengths are 3-byte values stored in byte planes ([`planes`]).
+struct Columns<C> {
+    lengths: C,
+    masks: C,
+    checks: C,
+    copy_offsets: C,
+    patch_codecs: C,
+    base_counts: C,
+    base_offsets: C,
+    base_lengths: C,
+    base_hashes: C,
+    patch_groups: C,
+    members: C,
+    literal_codecs: C,
+    literal_offsets: C,
+    literal_lengths: C,
+}
+
+/// Column names for errors, in encoding order.
+const COLUMN_NAMES: [&str; 14] = [
+    "lengths column",
+    "masks column",
+    "checks column",
+    "copy offsets column",
+    "patch codecs column",
+    "base counts column",
+    "base offsets column",
+    "base lengths column",
+    "base hashes column",
+    "patch groups column",
+    "group members column",
+    "literal codecs column",
+    "literal offsets column",
+    "literal lengths column",
+];
+
+impl<C> Columns<C> {
+    fn from_order(columns: [C; 14]) -> Self {
+        let [
+            lengths,
+            masks,
+            checks,
+            copy_offsets,
+            patch_codecs,
+            base_counts,
+            base_offsets,
+            base_lengths,
+            base_hashes,
+            patch_groups,
+            members,
+            literal_codecs,
+            literal_offsets,
+            literal_lengths,
+        ] = columns;
+        Columns {
+            lengths,
+            masks,
+            checks,
+            copy_offsets,
+            patch_codecs,
+            base_counts,
+            base_offsets,
+            base_lengths,
+            base_hashes,
+            patch_groups,
+            members,
+            literal_codecs,
+            literal_offsets,
+            literal_lengths,
+        }
+    }
+
+    fn in_order(self) -> [C; 14] {
+        [
+            self.lengths,
+            self.masks,
+            self.checks,
+            self.copy_offsets,
+            self.patch_codecs,
+            self.base_counts,
+            self.base_offsets,
+            self.base_lengths,
+            self.base_hashes,
+            self.patch_groups,
+            self.members,
+            self.literal_codecs,
+            self.literal_offsets,
+            self.literal_lengths,
+        ]
+    }
+}
+
+impl<C: Default> Default for Columns<C> {
+    fn default() -> Self {
+        Columns::from_order(Default::default())
+    }
+}
+
+impl<'a> Columns<&'a [u8]> {
+    /// The columns that follow the chunk count, each a length-prefixed run of bytes.
+    fn read(c: &mut Cursor<'a>) -> Result<Self, FormatError> {
+        let mut columns = [&[][..]; 14];
+        for (column, name) in columns.iter_mut().zip(COLUMN_NAMES) {
+            *column = c.bytes(name, u64::MAX)?;
+        }
+        Ok(Columns::from_order(columns))
+    }
+
+    /// Cursors over the columns, the planar ones read back into rows held in `rows`.
+    fn cursors<'b>(self, rows: &'b mut [Vec<u8>; 2]) -> Result<Columns<Cursor<'b>>, FormatError>
+    where
+        'a: 'b,
+    {
+        let [lengths, literal_lengths] = rows;
+        *lengths = unplanes(self.lengths, "lengths column")?;
+        *literal_lengths = unplanes(self.literal_lengths, "literal lengths column")?;
+        let mut columns = Columns::from_order(self.in_order().map(|c: &'b [u8]| Cursor::new(c)));
+        columns.lengths = Cursor::new(lengths);
+        columns.literal_lengths = Cursor::new(literal_lengths);
+        Ok(columns)
+    }
+}
+
+/// Appends `value` (below 2^24) as a 3-byte big-endian row of a planar column.
+fn put_u24(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(value.to_be_bytes().get(1..).unwrap_or_default());
+}
+
+/// A planar column's stored form (SPEC.md §5.2) from its 3-byte rows: the first byte of every
+/// row, then every second byte, then every third. Lengths' high bytes take few values and
+/// their low bytes many: apart, each plane compresses on its own (on debian-512, 1.7 KB off
+/// the stored manifest).
+fn planes(rows: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len());
+    for plane in 0..3 {
+        out.extend(rows.iter().skip(plane).step_by(3));
+    }
+    out
+}
+
+/// The rows of a planar column: the inverse of [`planes`].
+fn unplanes(stored: &[u8], column: &'static str) -> Result<Vec<u8>, FormatError> {
+    let malformed = FormatError::Malformed {
+        field: column,
+        rule: "3-byte values: a multiple of 3 bytes",
+    };
+    let n = stored.len() / 3;
+    let (high, rest) = stored.split_at_checked(n).ok_or(malformed.clone())?;
+    let (middle, low) = rest.split_at_checked(n).ok_or(malformed.clone())?;
+    if low.len() != n {
+        return Err(malformed);
+    }
+    Ok(high
+        .iter()
+        .zip(middle)
+        .zip(low)
+        .flat_map(|((&a, &b), &c)| [a, b, c])
+        .collect())
+}
+
+impl Columns<Cursor<'_>> {
+    /// Succeeds when the chunk entries consumed every column exactly.
+    fn finish(self) -> Result<(), FormatError> {
+        for (column, name) in self.in_order().into_iter().zip(COLUMN_NAMES) {
+            column.finish(name)?;
+        }
+        Ok(())
+    }
+}
 
 /// What blob offsets in a chunk entry are relative to (SPEC.md §5.2): the previous patch's
 /// group blob, which the next patch may name again with one byte, and the end of the
@@ -828,11 +1024,6 @@ impl Origins {
     fn group_end(&self) -> u64 {
         self.group.map_or(0, |b| b.end())
     }
-}
-
-fn put_blob(out: &mut Vec<u8>, blob: &BlobRef, origin: u64) {
-    put_relative(out, blob.offset, origin);
-    put_varint(out, blob.len.into());
 }
 
 fn group_member(c: &mut Cursor<'_>, len: u32) -> Result<GroupMember, FormatError> {
@@ -880,19 +1071,21 @@ fn decode_chunking(c: &mut Cursor<'_>, limits: &Limits) -> Result<Chunking, Form
 }
 
 fn decode_chunk(
-    c: &mut Cursor<'_>,
+    cols: &mut Columns<Cursor<'_>>,
     limits: &Limits,
     offset: u64,
     source: Option<&ImageId>,
     payload_len: u64,
     origins: &mut Origins,
 ) -> Result<ChunkEntry, FormatError> {
-    let len = c.varint_in("chunk length", 1, limits.max_chunk_len.into())?;
+    let len = cols
+        .lengths
+        .u24_in("chunk length", 1, limits.max_chunk_len.into())?;
     let len = u32::try_from(len).map_err(|_| FormatError::Malformed {
         field: "chunk length",
         rule: "fits u32",
     })?;
-    let mask = c.u8("recipe mask")?;
+    let mask = cols.masks.u8("recipe mask")?;
     if mask & !(RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO) != 0 {
         return Err(FormatError::Unsupported {
             field: "recipe mask",
@@ -908,9 +1101,9 @@ fn decode_chunk(
     let check = if mask & RECIPE_ZERO != 0 {
         ChunkCheck::Zero
     } else if mask & RECIPE_COPY != 0 {
-        ChunkCheck::Source(c.array::<8>("chunk source hash")?)
+        ChunkCheck::Source(cols.checks.array::<8>("chunk source hash")?)
     } else {
-        ChunkCheck::Hash(c.array::<16>("chunk hash")?)
+        ChunkCheck::Hash(cols.checks.array::<16>("chunk hash")?)
     };
     let needs_source = |field: &'static str| {
         source.ok_or(FormatError::Malformed {
@@ -920,7 +1113,7 @@ fn decode_chunk(
     };
     let copy = if mask & RECIPE_COPY != 0 {
         let src = needs_source("copy recipe")?;
-        let at = c.relative("copy offset", offset)?;
+        let at = cols.copy_offsets.relative("copy offset", offset)?;
         if at.checked_add(len.into()).is_none_or(|end| end > src.size) {
             return Err(FormatError::Malformed {
                 field: "copy recipe",
@@ -933,7 +1126,7 @@ fn decode_chunk(
     };
     let patch = if mask & RECIPE_PATCH != 0 {
         let src = needs_source("patch recipe")?;
-        let codec = match c.u8("patch codec")? {
+        let codec = match cols.patch_codecs.u8("patch codec")? {
             3 => PatchCodec::Grouped,
             v => {
                 return Err(FormatError::Unsupported {
@@ -942,12 +1135,16 @@ fn decode_chunk(
                 });
             }
         };
-        let count = c.varint_in("patch base range count", 0, MAX_BASE_RANGES as u64)?;
+        let count =
+            cols.base_counts
+                .varint_in("patch base range count", 0, MAX_BASE_RANGES as u64)?;
         let mut ranges = [(0u64, 0u64); MAX_BASE_RANGES];
         let mut total: u64 = 0;
         for range in ranges.iter_mut().take(count as usize) {
-            let base_offset = c.relative("patch base offset", offset)?;
-            let base_len = c.varint_in("patch base length", 1, limits.max_patch_base_len)?;
+            let base_offset = cols.base_offsets.relative("patch base offset", offset)?;
+            let base_len =
+                cols.base_lengths
+                    .varint_in("patch base length", 1, limits.max_patch_base_len)?;
             if base_offset
                 .checked_add(base_len)
                 .is_none_or(|end| end > src.size)
@@ -970,7 +1167,7 @@ fn decode_chunk(
         }
         let hash = match count {
             0 => EMPTY_BASE_HASH,
-            _ => c.array::<8>("patch base hash")?,
+            _ => cols.base_hashes.array::<8>("patch base hash")?,
         };
         // count is 0..=MAX_BASE_RANGES, checked above.
         let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
@@ -979,13 +1176,16 @@ fn decode_chunk(
                 rule: "0 to 4 base ranges",
             },
         )?;
-        let blob = match c.varint_in("patch group", 0, 1)? {
+        let groups = &mut cols.patch_groups;
+        let blob = match groups.varint_in("patch group", 0, 1)? {
             0 => origins.group.ok_or(FormatError::Malformed {
                 field: "patch group",
                 rule: "0 (the previous patch's group) needs a previous patch",
             })?,
             _ => {
-                let blob = blob(c, limits, payload_len, origins.group_end())?;
+                let at = groups.relative("blob offset", origins.group_end())?;
+                let len = groups.varint_in("blob length", 1, limits.max_blob_len.into())?;
+                let blob = blob(at, len, payload_len)?;
                 if origins.group == Some(blob) {
                     return Err(FormatError::Malformed {
                         field: "patch group",
@@ -996,7 +1196,7 @@ fn decode_chunk(
             }
         };
         origins.group = Some(blob);
-        let member = group_member(c, len)?;
+        let member = group_member(&mut cols.members, len)?;
         Some(Patch {
             codec,
             base,
@@ -1008,7 +1208,7 @@ fn decode_chunk(
     };
     let fallback = match mask & (RECIPE_LITERAL | RECIPE_ZERO) {
         RECIPE_LITERAL => {
-            let codec = match c.u8("literal codec")? {
+            let codec = match cols.literal_codecs.u8("literal codec")? {
                 1 => LiteralCodec::Zstd,
                 v => {
                     return Err(FormatError::Unsupported {
@@ -1017,7 +1217,12 @@ fn decode_chunk(
                     });
                 }
             };
-            let blob = blob(c, limits, payload_len, origins.literal_end)?;
+            let at = cols
+                .literal_offsets
+                .relative("blob offset", origins.literal_end)?;
+            let len =
+                (cols.literal_lengths).u24_in("blob length", 1, limits.max_blob_len.into())?;
+            let blob = blob(at, len, payload_len)?;
             origins.literal_end = blob.end();
             Fallback::Literal { codec, blob }
         }

@@ -13,8 +13,8 @@ pub use cursor::Cursor;
 pub use envelope::{ENVELOPE_LEN, Envelope, MAGIC, MAX_KEYSET_FILE_LEN, SignatureRecord};
 pub use keyset::{Keyset, ReleaseKey, SignedKeyset};
 pub use manifest::{
-    BlobRef, ChunkCheck, ChunkEntry, Chunking, Fallback, GroupMember, ImageId, LiteralCodec,
-    MAX_BASE_RANGES, Manifest, Patch, PatchBase, PatchCodec, Recipe,
+    BlobRef, ChunkCheck, ChunkEntry, Chunking, Fallback, GroupLayout, GroupMember, ImageId,
+    LiteralCodec, MAX_BASE_RANGES, Manifest, Patch, PatchBase, PatchCodec, Recipe,
 };
 
 /// A BLAKE3-256 digest: whole images.
@@ -32,7 +32,7 @@ pub type ChunkHash = [u8; 16];
 pub type SourceHash = [u8; 8];
 
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 8;
+pub const FORMAT_VERSION: u16 = 9;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -59,7 +59,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 8 (SPEC.md §Limits).
+    /// The limits of format version 9 (SPEC.md §Limits).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
