@@ -364,7 +364,7 @@ def report(pairs, results):
         pairwise = [r["bytes"] for t, r in rows
                     if t in ("hdiffpatch", "detools", "bsdiff", "xdelta3", "zstd") and "bytes" in r]
         if ours and pairwise:
-            lines += ["", f"abdelta / smallest pairwise peer: **{ours / min(pairwise):.2f}**"]
+            lines += ["", f"abdelta / smallest pairwise peer: **{ours / min(pairwise):.4f}**"]
         drift_row = results.get((pair, "drift"))
         if drift_row:
             a = drift_row.get("abdelta", {})
