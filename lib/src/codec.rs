@@ -316,13 +316,16 @@ pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
 /// difference that is zero (a run the gaps stream skips), a non-zero difference (its gap and
 /// value), an extra byte; and of a control record, paid at each switch between differences
 /// and extra bytes. Measured on debian-512: splitting matches by these costs 0.4 % fewer
-/// bytes than bsdiff's own choice; extra bytes priced at 5.5 to 7 bits, differences at 7 to
-/// 9 and records at 12 to 30 all land within 0.1 % of it, while extra bytes priced at 3 or 4
-/// bits (so more of a match becomes extra bytes) cost 3 % more.
+/// bytes than bsdiff's own choice; extra bytes priced at 5.5 to 7 bits and differences at 7
+/// to 9 land within 0.1 % of it, while extra bytes priced at 3 or 4 bits (so more of a match
+/// becomes extra bytes) cost 3 % more. Records stored field by field cost less than whole
+/// ones: priced at 10 bits (were 20) they save 0.3 % on station-1g and 0.04 % on debian-512;
+/// 7, 12 and 15 bits save less, 30 bits cost 0.2 % more, and 10 bits with extra bytes at 5
+/// save less than either alone.
 const ZERO_DIFFERENCE_COST: u64 = 3;
 const DIFFERENCE_COST: u64 = 90;
 const EXTRA_COST: u64 = 60;
-const RECORD_COST: u64 = 200;
+const RECORD_COST: u64 = 100;
 
 /// The spans (start, end) of a match's bytes, in order, cheaper sent as extra bytes than as
 /// differences against `old`: the cheapest split of the match into difference and extra
@@ -610,11 +613,43 @@ impl ExtraFilter {
     }
 }
 
+/// LZMA2's context bits for one stream: how many high bits of the previous byte select a
+/// literal's model (`lc`), and how many low bits of the position (`pb`). The decoder reads
+/// them from the stream.
+#[derive(Debug, Clone, Copy)]
+struct ContextBits {
+    lc: u32,
+    pb: u32,
+}
+
+/// LZMA2's default literal context, without position bits: the generator's estimates and
+/// its ranking of branch filters.
+const PLAIN_BITS: ContextBits = ContextBits { lc: 3, pb: 0 };
+
+/// The head's: control records, gaps and values have no 2- or 4-byte structure (0.4 %
+/// smaller groups on debian-512 than LZMA2's default of 2 position bits), and a previous
+/// byte's high bits tell little about the next (one literal context bit saves 0.01–0.03 %
+/// of the download on the images against 3; 4 bits cost 0.03–0.05 %).
+const HEAD_BITS: ContextBits = ContextBits { lc: 1, pb: 0 };
+
+/// The extra bytes' literal context bits: the previous byte's high half (new code and
+/// data; 0.05 % of station-1g's download against 3). Their position bits are chosen per
+/// group ([`GroupExtra::new`]).
+const EXTRA_LC: u32 = 4;
+
 /// The raw filter chain of one group stream of `len` bytes: the branch filter, if any, then
-/// LZMA2 with `pb` position bits (the decoder reads lc/lp/pb from the stream).
-fn group_filters(len: usize, preset: u32, filter: ExtraFilter, pb: u32) -> Option<Filters> {
+/// LZMA2 with context bits `bits`.
+fn group_filters(
+    len: usize,
+    preset: u32,
+    filter: ExtraFilter,
+    bits: ContextBits,
+) -> Option<Filters> {
     let mut options = LzmaOptions::new_preset(preset).ok()?;
-    options.dict_size(group_dict_size(len)).position_bits(pb);
+    options
+        .dict_size(group_dict_size(len))
+        .literal_context_bits(bits.lc)
+        .position_bits(bits.pb);
     let mut filters = Filters::new();
     match filter {
         ExtraFilter::None => &mut filters,
@@ -626,14 +661,10 @@ fn group_filters(len: usize, preset: u32, filter: ExtraFilter, pb: u32) -> Optio
     Some(filters)
 }
 
-/// Position bits of the head: control records, gaps and values have no 2- or 4-byte
-/// structure (0.4 % smaller groups on debian-512 than LZMA2's default of 2).
-const HEAD_POSITION_BITS: u32 = 0;
-
-/// Compresses `data` into one raw stream of the group chain at `preset` with `pb` position
-/// bits; empty if liblzma fails.
-fn deflate(data: &[u8], preset: u32, filter: ExtraFilter, pb: u32) -> Vec<u8> {
-    let Some(filters) = group_filters(data.len(), preset, filter, pb) else {
+/// Compresses `data` into one raw stream of the group chain at `preset` with context bits
+/// `bits`; empty if liblzma fails.
+fn deflate(data: &[u8], preset: u32, filter: ExtraFilter, bits: ContextBits) -> Vec<u8> {
+    let Some(filters) = group_filters(data.len(), preset, filter, bits) else {
         return Vec::new();
     };
     let Ok(mut stream) = Stream::new_raw_encoder(&filters) else {
@@ -667,7 +698,7 @@ const ESTIMATE_PRESET: u32 = 6;
 /// What `data` compresses to as a group stream on its own, at a middle preset: the
 /// generator's estimate when it chooses between encodings of a chunk.
 pub fn estimate_group_len(data: &[u8]) -> usize {
-    deflate(data, ESTIMATE_PRESET, ExtraFilter::None, HEAD_POSITION_BITS).len()
+    deflate(data, ESTIMATE_PRESET, ExtraFilter::None, PLAIN_BITS).len()
 }
 
 /// A group's extra bytes, compressed with the branch filter that made them smallest.
@@ -681,18 +712,18 @@ impl GroupExtra {
     /// Compresses `extra` (all of a group's extra bytes) without a filter and with the branch
     /// filter that a fast pass ranks best, each with 0, 1 and 2 position bits, and keeps the
     /// smallest; `None` if liblzma fails. (New files are often code or tables with 2- or
-    /// 4-byte fields, which position bits model: on station-1g 0.25 % fewer bytes in all;
-    /// text compresses better with none.)
+    /// 4-byte fields, which position bits model: on station-1g 0.25 % fewer bytes in all
+    /// than with none; text compresses better with none.)
     pub fn new(extra: &[u8]) -> Option<GroupExtra> {
         let ranked = [ExtraFilter::X86, ExtraFilter::Arm64, ExtraFilter::ArmThumb]
             .into_par_iter()
-            .min_by_key(|&f| deflate(extra, RANKING_PRESET, f, HEAD_POSITION_BITS).len())?;
+            .min_by_key(|&f| deflate(extra, RANKING_PRESET, f, PLAIN_BITS).len())?;
         [ExtraFilter::None, ranked]
             .into_par_iter()
-            .flat_map_iter(|filter| [0, 1, 2].map(|pb| (filter, pb)))
-            .map(|(filter, pb)| GroupExtra {
+            .flat_map_iter(|filter| [0, 1, 2].map(|pb| (filter, ContextBits { lc: EXTRA_LC, pb })))
+            .map(|(filter, bits)| GroupExtra {
                 filter,
-                stream: deflate(extra, GROUP_PRESET, filter, pb),
+                stream: deflate(extra, GROUP_PRESET, filter, bits),
             })
             .filter(|e| !e.stream.is_empty())
             .min_by_key(|e| e.stream.len())
@@ -718,7 +749,7 @@ pub fn encode_group(head: &[u8], gaps_at: usize, extra: &GroupExtra) -> Vec<u8> 
         return Vec::new();
     };
     stored.extend_from_slice(rest);
-    let first = deflate(&stored, GROUP_PRESET, ExtraFilter::None, HEAD_POSITION_BITS);
+    let first = deflate(&stored, GROUP_PRESET, ExtraFilter::None, HEAD_BITS);
     if first.is_empty() {
         return Vec::new();
     }
@@ -842,7 +873,7 @@ fn varints(bytes: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
 fn inflate(input: &[u8], out: &mut [u8], filter: ExtraFilter) -> Result<usize, CodecError> {
     let bad = CodecError::BadGroup;
     let len = out.len().saturating_sub(1);
-    let filters = group_filters(len, 0, filter, 0).ok_or(bad("LZMA2 options"))?;
+    let filters = group_filters(len, 0, filter, PLAIN_BITS).ok_or(bad("LZMA2 options"))?;
     let mut stream = Stream::new_raw_decoder(&filters).map_err(|_| bad("LZMA2 decoder"))?;
     loop {
         let (read, written) = (stream.total_in(), stream.total_out());
