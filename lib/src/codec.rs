@@ -10,11 +10,11 @@
 //!   amount, so the differences are runs of a few repeated values that compress to almost
 //!   nothing. The content decodes without the base; only rebuilding the chunk reads it.
 //! - A **patch group** holds its members' contents, stream by stream, in two raw LZMA2
-//!   streams: the head (control records, stored field by field, then gaps and values), then
-//!   the extra bytes behind the branch filter ([`ExtraFilter`]) that suits them. Neighbouring patches share one entropy
-//!   context and match each other's new bytes (on the debian-512 pair, 11 % fewer bytes than
-//!   compressing each patch alone). Its lengths, from the signed manifest, bound the output
-//!   and the dictionaries.
+//!   streams: the head (control records, stored field by field, then gaps and values),
+//!   then the extra bytes behind the branch filter ([`ExtraFilter`]) that suits them.
+//!   Neighbouring patches share one entropy context and match each other's new bytes (on
+//!   the debian-512 pair, 11 % fewer bytes than compressing each patch alone). Its lengths,
+//!   from the signed manifest, bound the output and the dictionaries.
 
 use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
 use rayon::prelude::*;
@@ -837,25 +837,32 @@ fn join_records(stored: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
     let (es, rest) = rest.split_at_checked(e_len).ok_or_else(bad)?;
     let (firsts, mut rests) = rest.split_at_checked(count).ok_or_else(bad)?;
     let (mut ds, mut es) = (varints(ds), varints(es));
-    let mut joined = Vec::with_capacity(stored.len());
-    for &first in firsts {
+    let mut free = out;
+    let mut put = |bytes: &[u8]| -> Result<(), CodecError> {
+        let (to, rest) = std::mem::take(&mut free)
+            .split_at_mut_checked(bytes.len())
+            .ok_or_else(bad)?;
+        to.copy_from_slice(bytes);
+        free = rest;
+        Ok(())
+    };
+    for first in firsts.chunks(1) {
         let (Some(Some(d)), Some(Some(e))) = (ds.next(), es.next()) else {
             return Err(bad());
         };
-        joined.extend_from_slice(d);
-        joined.extend_from_slice(e);
-        joined.push(first);
-        if first >= 0x80 {
+        put(d)?;
+        put(e)?;
+        put(first)?;
+        if first.first().is_some_and(|&b| b >= 0x80) {
             let end = rests.iter().position(|&b| b < 0x80).ok_or_else(bad)?;
             let (k, after) = rests.split_at_checked(end + 1).ok_or_else(bad)?;
-            joined.extend_from_slice(k);
+            put(k)?;
             rests = after;
         }
     }
-    if !rests.is_empty() || joined.len() != out.len() {
+    if !rests.is_empty() || !free.is_empty() {
         return Err(bad());
     }
-    out.copy_from_slice(&joined);
     Ok(())
 }
 
