@@ -562,10 +562,11 @@ impl Manifest {
         let chunking = decode_chunking(&mut c, limits)?;
         let payload_len = c.varint("payload length")?;
         // Every chunk entry takes at least 4 bytes (a zero chunk: its length, its mask):
-        // refuse counts the remaining bytes cannot hold before allocating.
+        // refuse counts the remaining bytes cannot hold. The table then grows with the entries
+        // that decode, so a count the columns do not back costs no memory.
         let max_by_bytes = (c.remaining() / MIN_ENTRY_LEN) as u64;
         let chunk_count = c.varint_in("chunk count", 0, limits.max_chunks.min(max_by_bytes))?;
-        let mut chunks = Vec::with_capacity(usize::try_from(chunk_count).unwrap_or(0));
+        let mut chunks = Vec::new();
         let mut offset: u64 = 0;
         let mut rows = [Vec::new(), Vec::new()];
         let mut cols = Columns::read(&mut c)?.cursors(&mut rows)?;
