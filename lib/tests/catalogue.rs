@@ -732,21 +732,43 @@ fn bad_25_duplicate_ids_overlong_varint_bad_text_and_max_plus_one_strings() {
 
 #[test]
 fn bad_26_chunk_count_2_pow_32_in_a_tiny_manifest() {
+    // SPEC.md §5.1: at most ⌊rest / 4⌋, rest counted from the count's first byte. Here the
+    // count and 14 empty columns follow the header.
     let (b, _) = fixture();
-    let bad = resigned_bytes(&b, |m| {
-        let manifest = Manifest::decode_plain(m, &Limits::DEFAULT).unwrap();
-        let start = chunk_table_start(&manifest) - varint_len(manifest.chunks.len() as u64);
-        m.truncate(start);
-        abdelta::format::cursor::put_varint(m, 1 << 32);
-    });
+    let with_count = |count: u64| {
+        resigned_bytes(&b, |m| {
+            let manifest = Manifest::decode_plain(m, &Limits::DEFAULT).unwrap();
+            let start = chunk_table_start(&manifest) - varint_len(manifest.chunks.len() as u64);
+            m.truncate(start);
+            abdelta::format::cursor::put_varint(m, count);
+            m.extend_from_slice(&[0; COLUMNS]);
+        })
+    };
     assert!(matches!(
-        format_error(&bad),
+        format_error(&with_count(1 << 32)),
         FormatError::OutOfRange {
             field: "chunk count",
             value: 0x1_0000_0000,
             ..
         }
     ));
+    // 15 bytes (a 1-byte count and the columns) hold 3 entries, never 4; 3 passes the bound
+    // and fails at the first entry's length.
+    assert_eq!(
+        format_error(&with_count(4)),
+        FormatError::OutOfRange {
+            field: "chunk count",
+            value: 4,
+            min: 0,
+            max: 3
+        }
+    );
+    assert_eq!(
+        format_error(&with_count(3)),
+        FormatError::Truncated {
+            field: "chunk length"
+        }
+    );
 }
 
 // ---- Chunk table / operations --------------------------------------------------------------
