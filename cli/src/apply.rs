@@ -6,11 +6,11 @@ use std::time::Instant;
 use abdelta::storage::FileTarget;
 use anyhow::Context;
 
-use crate::location::Bundle;
 use crate::plan::{PlanArgs, first, plan_json};
 use abdelta::policy::Decision;
 
 use crate::ui::{AnonPeak, Bar, human, memory};
+use abdelta::Progress;
 
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
@@ -34,13 +34,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "abdelta: note: no --state-dir: rollback protection and the trusted-time floor are off"
         );
     }
+    let stage_dir = crate::location::stage_dir(device.state_dir.as_deref());
     // One update at a time per state: a second agent or a technician's CLI waits for nothing
     // and corrupts nothing; it is refused (F20).
-    let _lock = crate::location::lock(&crate::location::stage_dir(device.state_dir.as_deref()))?;
+    let _lock = abdelta::updater::lock(&stage_dir)?;
     // Policy first, state saved (highest-seen release, trusted time, keyset) before any
     // payload byte is read.
     let opened = crate::device::open(&input.bundle, &input.fetch, &device, true)?;
-    let (file, bundle, mut state) = (opened.file, opened.authorized.bundle, opened.state);
+    let bundle = &opened.authorized.bundle;
     let release = bundle.manifest().release_version;
     if opened.authorized.decision == Decision::UpToDate {
         if args.json {
@@ -54,30 +55,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let source = input.source_image()?;
-    let plan = input.plan(&bundle, &source)?;
+    let (plan, download) = input.plan(&opened, &source, &stage_dir, device.fetch.max_download)?;
     // A remote bundle is first brought into the on-disk stage, exactly the planned ranges
     // (neighbours merged when the gap costs less than a round trip), resuming whatever an
     // interrupted run already received; apply then reads locally.
-    let stage = match &file {
-        Bundle::Http(http, _) => Some(crate::location::download(
-            args.json,
-            http,
-            &bundle,
-            &plan,
-            &crate::location::stage_dir(device.state_dir.as_deref()),
-            input.fetch.range_gap(),
-        )?),
-        Bundle::File(_) => None,
+    let stage = match opened.file.remote() {
+        Some(http) => {
+            let bar = Bar::new(args.json);
+            let result = abdelta::updater::download(
+                http,
+                bundle,
+                &download.ranges,
+                &stage_dir,
+                &mut |done, total| {
+                    bar.update(Progress {
+                        phase: "download",
+                        done,
+                        total,
+                    });
+                    Ok(())
+                },
+            );
+            bar.finish();
+            Some(result?)
+        }
+        None => None,
     };
     let reader: &dyn abdelta::storage::BundleSource = match &stage {
-        Some(s) => &s.stage,
-        None => file.source(),
+        Some(s) => s,
+        None => opened.file.source(),
     };
     let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
         .with_context(|| format!("opening target {}", args.target.display()))?;
     let bar = Bar::new(args.json);
     let anon = AnonPeak::start();
-    let report = abdelta::apply(&bundle, reader, source.bytes(), &mut target, &plan, &|p| {
+    let report = abdelta::apply(bundle, reader, source.bytes(), &mut target, &plan, &|p| {
         bar.update(p)
     });
     bar.finish();
@@ -92,13 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let verify_secs = verify_started.elapsed().as_secs_f64();
     let peak_anon = anon.stop();
-    if let Some(dir) = &device.state_dir {
-        state.installed = Some(release);
-        state.save(dir)?;
-    }
-    let resumed = stage.as_ref().map(|s| s.resumed);
+    // The state is not told the release is installed: a written partition is not a booted,
+    // confirmed one. `abdelta install` and `mark-good` keep the slots.
     if let Some(s) = stage {
-        s.stage.remove().context("removing the download stage")?;
+        s.remove().context("removing the download stage")?;
     }
     let secs = started.elapsed().as_secs_f64();
     let c = report.counts;
@@ -106,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let value = serde_json::json!({
             "target": args.target,
             "verified": true,
-            "plan": plan_json(&plan),
+            "plan": plan_json(&plan, &download),
             "bundle_bytes_read": report.bundle_bytes_read,
             "bytes_written": report.bytes_written,
             "copy": c.copy, "zero": c.zero, "patch": c.patch, "literal": c.literal,
@@ -114,8 +123,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "apply_seconds": report.elapsed.as_secs_f64(),
             "verify_seconds": verify_secs,
             "seconds": secs,
-            "wire": file.wire_json(),
-            "resumed_bytes": resumed,
+            "wire": crate::location::wire_json(&opened.file),
+            "resumed_bytes": opened.file.remote().map(|_| download.staged),
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
             "peak_rss_anon_bytes": peak_anon,

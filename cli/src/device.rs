@@ -1,16 +1,16 @@
-//! The device's configuration from flags and an optional config file, turned into the
-//! library's [`Policy`] and [`DeviceState`]; and opening a bundle under it.
+//! The device's configuration from flags and an optional `device.toml` (read by the library),
+//! turned into the library's [`Policy`] and [`DeviceState`]; and opening a bundle under it.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use abdelta::format::Limits;
 use abdelta::policy::{Authorized, DeviceState, Policy, authorize};
+use abdelta::updater::{BundleFile, FetchConfig, PolicyConfig};
 use abdelta::{PublicKey, UnverifiedBundle};
 use anyhow::Context;
-use serde::Deserialize;
 
-use crate::location::{Bundle, FetchArgs};
+use crate::location::FetchArgs;
 
 /// Flags that say what the device trusts and is. Flags override the config file.
 #[derive(clap::Args, Clone, Default)]
@@ -27,7 +27,7 @@ pub struct DeviceArgs {
     /// This device's channel: the release must be for it.
     #[arg(long)]
     channel: Option<String>,
-    /// Directory of the device state (installed release, trusted time, keyset) and of the
+    /// Directory of the device state (releases seen, trusted time, keyset, slots) and of the
     /// resumable download stage.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -41,27 +41,11 @@ pub struct DeviceArgs {
     /// devices whose clock survives power loss).
     #[arg(long, value_name = "SECONDS")]
     max_clock_skew: Option<u64>,
-    /// Device configuration file (TOML: pubkeys, root_keys, hardware_id, channel, state_dir,
-    /// max_validity_days, require_expiry, max_clock_skew).
+    /// Device configuration file (device.toml: pubkeys, root_keys, hardware_id, channel,
+    /// state_dir, max_validity_days, require_expiry, max_clock_skew, [slots], [boot], [hooks],
+    /// [fetch]; see dist/device.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-}
-
-/// The config file's keys (all optional).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default)]
-    pubkeys: Vec<PathBuf>,
-    #[serde(default)]
-    root_keys: Vec<PathBuf>,
-    hardware_id: Option<String>,
-    channel: Option<String>,
-    state_dir: Option<PathBuf>,
-    max_validity_days: Option<u64>,
-    #[serde(default)]
-    require_expiry: bool,
-    max_clock_skew: Option<u64>,
 }
 
 fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
@@ -81,6 +65,8 @@ pub struct Device {
     pub policy: Policy,
     /// Where its state lives, if anywhere.
     pub state_dir: Option<PathBuf>,
+    /// The config file's fetch settings (flags apply over them).
+    pub fetch: FetchConfig,
 }
 
 impl DeviceArgs {
@@ -100,36 +86,24 @@ impl DeviceArgs {
 
     /// Resolves flags and config file into a policy.
     pub fn device(&self) -> anyhow::Result<Device> {
-        let config: Config = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
-            }
-            None => Config::default(),
+        let config = match &self.config {
+            Some(p) => PolicyConfig::load(p)?,
+            None => PolicyConfig::default(),
         };
-        let pubkeys = if self.pubkey.is_empty() {
-            config.pubkeys
-        } else {
-            self.pubkey.clone()
-        };
-        let roots = if self.root_key.is_empty() {
-            config.root_keys
-        } else {
-            self.root_key.clone()
-        };
-        let policy = Policy {
-            release_keys: load_keys(&pubkeys)?,
-            root_keys: load_keys(&roots)?,
-            hardware_id: self.hardware_id.clone().or(config.hardware_id),
-            channel: self.channel.clone().or(config.channel),
-            max_validity: self
-                .max_validity_days
-                .or(config.max_validity_days)
-                .map(|d| d.saturating_mul(86_400)),
-            require_expiry: self.require_expiry || config.require_expiry,
-            max_clock_skew: self.max_clock_skew.or(config.max_clock_skew),
-        };
+        let mut policy = config.policy;
+        if !self.pubkey.is_empty() {
+            policy.release_keys = load_keys(&self.pubkey)?;
+        }
+        if !self.root_key.is_empty() {
+            policy.root_keys = load_keys(&self.root_key)?;
+        }
+        policy.hardware_id = self.hardware_id.clone().or(policy.hardware_id);
+        policy.channel = self.channel.clone().or(policy.channel);
+        if let Some(days) = self.max_validity_days {
+            policy.max_validity = Some(days.saturating_mul(86_400));
+        }
+        policy.require_expiry |= self.require_expiry;
+        policy.max_clock_skew = self.max_clock_skew.or(policy.max_clock_skew);
         if policy.release_keys.is_empty() && policy.root_keys.is_empty() {
             anyhow::bail!(
                 "no trusted key: pass --pubkey NAME.pub or --root-key ROOT.pub (or set them in --config)"
@@ -138,6 +112,7 @@ impl DeviceArgs {
         Ok(Device {
             policy,
             state_dir: self.state_dir.clone().or(config.state_dir),
+            fetch: config.fetch,
         })
     }
 }
@@ -158,15 +133,14 @@ pub fn open_authentic(
     fetch: &FetchArgs,
     device: &Device,
 ) -> anyhow::Result<abdelta::VerifiedBundle> {
-    let file = Bundle::open(
+    let file = crate::location::open(
         location,
-        fetch,
+        &fetch.config(&device.fetch)?,
         &crate::location::stage_dir(device.state_dir.as_deref()),
     )?;
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
-    file.remember_head();
     let mut keys = device.policy.release_keys.clone();
     if let Some(keyset) = unverified
         .keyset_file()
@@ -177,19 +151,21 @@ pub fn open_authentic(
             .with_context(|| format!("bundle {location} rejected"))?;
         keys.extend(verified.release_keys().iter().cloned());
     }
-    unverified
+    let bundle = unverified
         .verify(&keys, &limits)
-        .with_context(|| format!("bundle {location} rejected"))
+        .with_context(|| format!("bundle {location} rejected"))?;
+    file.remember_head();
+    Ok(bundle)
 }
 
 /// A bundle opened under the device's policy.
 pub struct Opened {
     /// The bundle file.
-    pub file: Bundle,
+    pub file: BundleFile,
     /// The signed, authorised bundle and what to do with it.
     pub authorized: Authorized,
-    /// The device state after authorisation (persisted by `open` when asked).
-    pub state: DeviceState,
+    /// The fetch settings in force.
+    pub fetch: FetchConfig,
 }
 
 /// Opens a bundle path or URL, authenticates it and checks the device policy; with `persist`, saves the
@@ -200,9 +176,10 @@ pub fn open(
     device: &Device,
     persist: bool,
 ) -> anyhow::Result<Opened> {
-    let file = Bundle::open(
+    let fetch = fetch.config(&device.fetch)?;
+    let file = crate::location::open(
         location,
-        fetch,
+        &fetch,
         &crate::location::stage_dir(device.state_dir.as_deref()),
     )?;
     let mut state = match &device.state_dir {
@@ -212,15 +189,16 @@ pub fn open(
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
-    file.remember_head();
     let authorized = authorize(unverified, &device.policy, &mut state, now(), &limits)
         .with_context(|| format!("bundle {location} rejected"))?;
+    // Only a head that authenticated is kept for revalidation.
+    file.remember_head();
     if persist && let Some(dir) = &device.state_dir {
         state.save(dir)?;
     }
     Ok(Opened {
         file,
         authorized,
-        state,
+        fetch,
     })
 }

@@ -6,7 +6,7 @@ use abdelta::format::{Fallback, Limits, Manifest};
 use abdelta::policy::{Decision, DeviceState, authorize};
 
 use crate::device::DeviceArgs;
-use crate::location::{Bundle, FetchArgs};
+use crate::location::FetchArgs;
 use crate::ui::{hex, human};
 
 /// Flags of `abdelta inspect`.
@@ -54,7 +54,10 @@ fn summary(m: &Manifest) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let file = Bundle::open(&args.bundle, &args.fetch, &crate::location::stage_dir(None))?;
+    let fetch = args
+        .fetch
+        .config(&abdelta::updater::FetchConfig::default())?;
+    let file = crate::location::open(&args.bundle, &fetch, &crate::location::stage_dir(None))?;
     let limits = Limits::DEFAULT;
     let unverified = UnverifiedBundle::read(file.source(), &limits)?;
     let signers: Vec<String> = unverified

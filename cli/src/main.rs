@@ -1,7 +1,7 @@
 //! `abdelta`: the command-line shell around the library. Each subcommand parses its flags,
 //! builds the library's inputs, makes one library call, and reports. Exit codes:
 //! 0 success; 1 a check failed (signature, format, hash, policy: the message names the rule);
-//! 2 usage error; 3 I/O or environment error.
+//! 2 usage or configuration error; 3 I/O, network or environment error.
 
 mod apply;
 mod demo;
@@ -12,6 +12,7 @@ mod keygen;
 mod keyset;
 mod location;
 mod plan;
+mod station;
 mod ui;
 mod verify;
 
@@ -44,6 +45,16 @@ enum Command {
     Apply(apply::Args),
     /// Check a partition or image against a bundle's signed manifest.
     Verify(verify::Args),
+    /// Install a release into the other slot and switch the next boot to it once.
+    Install(station::InstallArgs),
+    /// Say what installing a bundle would do and download: the offer.
+    Check(station::CheckArgs),
+    /// Show the booted slot and what each slot holds.
+    Status(station::ConfigArg),
+    /// Confirm the booted slot after the station's health check: it becomes good.
+    MarkGood(station::ConfigArg),
+    /// Mark the booted slot bad: the next boot starts a good slot instead.
+    MarkBad(station::ConfigArg),
     /// Build two sample ext4 releases, diff, apply and verify them, and print a table.
     Demo(demo::Args),
 }
@@ -53,8 +64,22 @@ const EXIT_CHECK_FAILED: u8 = 1;
 /// Exit code for I/O and environment errors.
 const EXIT_IO: u8 = 3;
 
+/// Exit code for a usage or configuration error.
+const EXIT_USAGE: u8 = 2;
+
 fn exit_code(error: &anyhow::Error) -> u8 {
+    use abdelta::updater::UpdateError;
     for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<UpdateError>() {
+            return match e {
+                UpdateError::Bundle(abdelta::Error::Io { .. }) => EXIT_IO,
+                UpdateError::Bundle(_) | UpdateError::HookRefused { .. } => EXIT_CHECK_FAILED,
+                UpdateError::Config(_) | UpdateError::NotBooted | UpdateError::UnknownSlot(_) => {
+                    EXIT_USAGE
+                }
+                _ => EXIT_IO,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<abdelta::Error>() {
             return match e {
                 abdelta::Error::Io { .. } => EXIT_IO,
@@ -85,6 +110,11 @@ fn main() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Install(a) => station::install(a),
+        Command::Check(a) => station::check(a),
+        Command::Status(a) => station::status(a),
+        Command::MarkGood(a) => station::mark_good(a),
+        Command::MarkBad(a) => station::mark_bad(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use abdelta::storage::SourceImage;
+use abdelta::updater::Download;
 use anyhow::Context;
 
 use abdelta::policy::Decision;
@@ -40,17 +41,35 @@ impl PlanArgs {
         }
     }
 
-    /// Plans `bundle` against `source` and applies the byte budget, before any blob is read.
+    /// Plans `bundle` against `source`, prices the download (range-merging gaps included,
+    /// less what an earlier run staged) and applies the byte budget, before any blob is read.
     pub fn plan(
         &self,
-        bundle: &abdelta::VerifiedBundle,
+        opened: &crate::device::Opened,
         source: &SourceImage,
-    ) -> anyhow::Result<abdelta::Plan> {
+        stage: &std::path::Path,
+        budget: Option<u64>,
+    ) -> anyhow::Result<(abdelta::Plan, Download)> {
+        let bundle = &opened.authorized.bundle;
         let plan = abdelta::plan(bundle, source.bytes());
-        if let Some(budget) = self.max_download {
-            plan.check_budget(budget)?;
+        let download =
+            Download::price(&opened.file, bundle, &plan, stage, opened.fetch.range_gap());
+        if let Some(budget) = self.max_download.or(budget) {
+            // What goes over the wire for a URL (the header already fetched, then the merged
+            // ranges); what is read for a local file.
+            let cost = match opened.file.remote() {
+                Some(_) => download.header_fetched + download.to_download,
+                None => plan.total_bytes(),
+            };
+            if cost > budget {
+                return Err(abdelta::Error::BudgetExceeded {
+                    planned: cost,
+                    budget,
+                }
+                .into());
+            }
         }
-        Ok(plan)
+        Ok((plan, download))
     }
 }
 
@@ -64,10 +83,15 @@ pub struct Args {
     json: bool,
 }
 
-/// The plan as JSON (shared with `apply --json`).
-pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
+/// The plan as JSON (shared with `apply --json` and `check --json`).
+pub fn plan_json(plan: &abdelta::Plan, download: &Download) -> serde_json::Value {
     serde_json::json!({
         "download_bytes": plan.total_bytes(),
+        // Over HTTP: the merged ranges (gaps included) still to fetch, and the header bytes
+        // this run fetched; what a byte budget is judged against.
+        "wire_bytes": download.header_fetched + download.to_download,
+        "merged_ranges": download.ranges.len(),
+        "staged_bytes": download.staged,
         "header_bytes": plan.header_bytes,
         "blob_bytes": plan.blob_bytes,
         "ranges": plan.ranges.len(),
@@ -91,7 +115,8 @@ pub fn plan_json(plan: &abdelta::Plan) -> serde_json::Value {
 pub fn run(args: Args) -> anyhow::Result<()> {
     // A plan changes nothing: the device state is read, never saved.
     let input = &args.input;
-    let opened = crate::device::open(&input.bundle, &input.fetch, &input.device.device()?, false)?;
+    let device = input.device.device()?;
+    let opened = crate::device::open(&input.bundle, &input.fetch, &device, false)?;
     let bundle = &opened.authorized.bundle;
     if opened.authorized.decision == Decision::UpToDate {
         if args.json {
@@ -108,9 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let source = input.source_image()?;
-    let plan = input.plan(bundle, &source)?;
+    let stage = crate::location::stage_dir(device.state_dir.as_deref());
+    let (plan, download) = input.plan(&opened, &source, &stage, device.fetch.max_download)?;
     if args.json {
-        println!("{}", plan_json(&plan));
+        println!("{}", plan_json(&plan, &download));
         return Ok(());
     }
     let c = plan.counts;

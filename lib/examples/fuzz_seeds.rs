@@ -128,6 +128,20 @@ fn main() -> std::io::Result<()> {
         time_floor: 1_800_000_000,
         keyset_version: 3,
         keyset_file: abdelta::sign::sign_keyset(&[&root], &keyset).unwrap_or_default(),
+        slots: vec![
+            abdelta::policy::SlotRecord {
+                name: "A".into(),
+                release: Some(41),
+                state: abdelta::policy::SlotState::Good,
+                boot_id: String::new(),
+            },
+            abdelta::policy::SlotRecord {
+                name: "B".into(),
+                release: Some(42),
+                state: abdelta::policy::SlotState::Pending,
+                boot_id: "5f0c2d1e-8a8b-4c1e-9d0e-0f2b3c4d5e6f".into(),
+            },
+        ],
     };
     state
         .save(&dir)

@@ -64,7 +64,8 @@ pub struct ApplyReport {
 /// Chunks produced in parallel before being written in order: bounded in count and bytes so
 /// memory stays bounded whatever the image size.
 const BATCH_CHUNKS: usize = 64;
-const BATCH_BYTES: u64 = 16 << 20;
+/// Bytes produced per batch, at most (one chunk may pass it).
+pub const BATCH_BYTES: u64 = 16 << 20;
 /// Decoded patch groups held at once (each at most the format's group limit): a batch stops
 /// before a chunk that would need a third.
 const LIVE_GROUPS: usize = 2;
@@ -183,6 +184,21 @@ pub fn apply(
     plan: &Plan,
     progress: ProgressFn<'_>,
 ) -> Result<ApplyReport, Error> {
+    apply_until(bundle, reader, source, target, plan, progress, &|| false)
+}
+
+/// [`apply`], asking `stop` between batches of chunks (at most [`BATCH_BYTES`] apart): when
+/// it answers true, the apply ends with [`Error::Cancelled`], every chunk written so far
+/// verified, nothing made durable.
+pub fn apply_until(
+    bundle: &VerifiedBundle,
+    reader: &dyn BundleSource,
+    source: &[u8],
+    target: &mut dyn Target,
+    plan: &Plan,
+    progress: ProgressFn<'_>,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let manifest = bundle.manifest();
     if plan.steps.len() != manifest.chunks.len() {
@@ -213,6 +229,9 @@ pub fn apply(
     let mut rest = work.as_slice();
     let mut groups: Groups = Vec::new();
     while !rest.is_empty() {
+        if stop() {
+            return Err(Error::Cancelled);
+        }
         let mut take = 0;
         let mut bytes = 0u64;
         let mut needed: Vec<(BlobRef, GroupLayout)> = Vec::new();

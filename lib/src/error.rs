@@ -67,6 +67,8 @@ pub enum Error {
     },
     /// The diff inputs are too large for the format's limits, or options are invalid.
     InvalidInput(String),
+    /// The caller cancelled the operation; what was written so far is verified but incomplete.
+    Cancelled,
 }
 
 impl Error {
@@ -118,6 +120,7 @@ impl std::fmt::Display for Error {
                 )
             }
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+            Error::Cancelled => write!(f, "cancelled: the target is incomplete and not bootable"),
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod plan;
 pub mod policy;
 pub mod sign;
 pub mod storage;
+pub mod updater;
 pub mod verify;
 
 pub use apply::{ApplyReport, apply};

@@ -187,7 +187,39 @@ impl FileTarget {
             .create(true)
             .truncate(false)
             .open(path)?;
-        let id = identity(&file)?;
+        FileTarget::check(&mut file, size, source)?;
+        Ok(FileTarget {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing slot for writing `size` bytes: a block device at least that large,
+    /// or a regular file (set to exactly `size`). Never creates anything: a slot whose device
+    /// is missing (a typo, a partition that did not appear) is refused, not made a file under
+    /// `/dev`. Refuses the source itself.
+    pub fn open_existing(path: &Path, size: u64, source: &SourceImage) -> io::Result<FileTarget> {
+        let meta = std::fs::metadata(path)?;
+        let kind = meta.file_type();
+        if !kind.is_block_device() && !kind.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is neither a block device nor a regular file",
+                    path.display()
+                ),
+            ));
+        }
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        FileTarget::check(&mut file, size, source)?;
+        Ok(FileTarget {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    fn check(file: &mut File, size: u64, source: &SourceImage) -> io::Result<()> {
+        let id = identity(file)?;
         if source.identity == Some(id) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -206,10 +238,7 @@ impl FileTarget {
         } else if meta.len() != size {
             file.set_len(size)?;
         }
-        Ok(FileTarget {
-            file,
-            path: path.to_owned(),
-        })
+        Ok(())
     }
 
     /// The path it was opened at.

@@ -383,6 +383,12 @@ impl HttpSource {
         })
     }
 
+    /// Bytes at the start of the bundle already held (the probe and the header read after
+    /// it): ranges inside them cost nothing.
+    pub fn head_len(&self) -> u64 {
+        self.head.lock().map_or(0, |h| h.len() as u64)
+    }
+
     /// Traffic so far.
     pub fn stats(&self) -> FetchStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
@@ -463,7 +469,7 @@ impl HttpSource {
         &self,
         ranges: &[Range<u64>],
         sink: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>,
-    ) -> (Vec<u64>, bool) {
+    ) -> std::io::Result<(Vec<u64>, bool)> {
         let mut done = vec![0u64; ranges.len()];
         let spec: Vec<String> = ranges
             .iter()
@@ -479,7 +485,7 @@ impl HttpSource {
         }
         self.count(|s| s.requests += 1);
         let Ok(mut resp) = request.call() else {
-            return (done, true);
+            return Ok((done, true));
         };
         let status = resp.status().as_u16();
         let boundary = header(&resp, "content-type").and_then(super::multipart::boundary);
@@ -487,12 +493,15 @@ impl HttpSource {
             header(&resp, "content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
         let Some(boundary) = boundary.filter(|_| status == 206 && !encoded) else {
             // 200 (whole file), 416 (no multi-range) or a single coalesced range: not read.
-            return (done, !matches!(status, 200 | 206 | 416));
+            return Ok((done, !matches!(status, 200 | 206 | 416)));
         };
         // Bounded: the data asked for plus generous per-part headers.
         let expected: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         let limit = expected + 1024 * (ranges.len() as u64 + 1);
         let mut body = std::io::BufReader::new(resp.body_mut().as_reader().take(limit));
+        // A failure of our own sink (disk full, a cancellation) ends the download; a failure
+        // of the response only leaves its undelivered ranges to the single-range path.
+        let mut sink_error = None;
         let mut counting = |offset: u64, bytes: &[u8]| -> std::io::Result<()> {
             let hit = ranges
                 .iter()
@@ -502,10 +511,19 @@ impl HttpSource {
                 *d = offset + bytes.len() as u64 - r.start;
             }
             self.count(|s| s.body_bytes += bytes.len() as u64);
-            sink(offset, bytes)
+            sink(offset, bytes).inspect_err(|e| {
+                sink_error = Some(std::io::Error::new(e.kind(), e.to_string()));
+            })
         };
-        let _ = super::multipart::parse(&mut body, &boundary, ranges, self.len, &mut counting);
-        (done, true)
+        let parsed = super::multipart::parse(&mut body, &boundary, ranges, self.len, &mut counting);
+        match sink_error {
+            Some(e) => Err(e),
+            // The response broke off or lied: what it delivered is kept, the rest retried.
+            None => {
+                drop(parsed);
+                Ok((done, true))
+            }
+        }
     }
 
     /// Streams `[start, start + len)` into `sink`: one request (with retries) for the whole
@@ -820,7 +838,7 @@ impl BundleSource for HttpSource {
                 singles.extend_from_slice(batch);
                 continue;
             }
-            let (done, supported) = self.multi_attempt(batch, sink);
+            let (done, supported) = self.multi_attempt(batch, sink)?;
             if !supported {
                 self.single_ranges_only.store(true, Relaxed);
             }

@@ -58,6 +58,24 @@ fn merge(done: &mut Vec<Range<u64>>) {
     *done = merged;
 }
 
+/// The parts of `ranges` that `done` (sorted, merged) does not cover.
+pub fn subtract(ranges: &[Range<u64>], done: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    for r in ranges {
+        let mut at = r.start;
+        for d in done.iter().filter(|d| d.end > r.start && d.start < r.end) {
+            if d.start > at {
+                out.push(at..d.start);
+            }
+            at = at.max(d.end);
+        }
+        if at < r.end {
+            out.push(at..r.end);
+        }
+    }
+    out
+}
+
 /// The journal's header for one manifest and bundle length.
 pub(crate) fn journal_header(manifest_hash: &[u8; 32], len: u64) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
@@ -164,24 +182,21 @@ impl Stage {
 
     /// The parts of `ranges` not yet received.
     pub fn missing(&self, ranges: &[Range<u64>]) -> Vec<Range<u64>> {
-        let mut out = Vec::new();
-        for r in ranges {
-            let mut at = r.start;
-            for d in self
-                .done
-                .iter()
-                .filter(|d| d.end > r.start && d.start < r.end)
-            {
-                if d.start > at {
-                    out.push(at..d.start);
-                }
-                at = at.max(d.end);
-            }
-            if at < r.end {
-                out.push(at..r.end);
-            }
-        }
-        out
+        subtract(ranges, &self.done)
+    }
+
+    /// The ranges a stage in `dir` holds for this manifest and length, read without changing
+    /// anything (for pricing a download before it starts); `None` when there is no such stage.
+    pub fn peek(dir: &Path, manifest_hash: &[u8; 32], len: u64) -> Option<Vec<Range<u64>>> {
+        let mut existing = Vec::new();
+        let cap = HEADER_LEN as u64 + (len / PIECE + 2) * 4 * RECORD_LEN as u64;
+        File::open(dir.join("journal"))
+            .ok()?
+            .take(cap)
+            .read_to_end(&mut existing)
+            .ok()?;
+        let (done, valid_len) = read_journal(&existing, &journal_header(manifest_hash, len), len);
+        (valid_len > 0).then_some(done)
     }
 
     fn record(&mut self, offset: u64, n: u64) -> io::Result<()> {
@@ -195,12 +210,13 @@ impl Stage {
 
     /// Downloads every part of `ranges` not yet received from `source` (a remote source asks
     /// for many ranges per request), recording each piece as it lands. `progress` gets the
-    /// bytes received in this call so far.
+    /// bytes received in this call so far; an error it returns (a cancellation) stops the
+    /// download after the bytes received so far are recorded.
     pub fn fetch(
         &mut self,
         source: &dyn BundleSource,
         ranges: &[Range<u64>],
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(u64) -> io::Result<()>,
     ) -> io::Result<u64> {
         let missing = self.missing(ranges);
         let mut received = 0u64;
@@ -223,8 +239,7 @@ impl Stage {
                 self.record(piece_start, PIECE)?;
                 piece_start += PIECE;
             }
-            progress(received);
-            Ok(())
+            progress(received)
         };
         let result = source.read_ranges(&missing, &mut sink);
         // Keep whatever partial piece arrived, even before a failure.
@@ -278,7 +293,7 @@ mod tests {
         {
             let mut stage = Stage::open(&dir, &hash, bundle.len() as u64).unwrap();
             stage
-                .fetch(&MemBundle(&bundle), &ranges[..1], &mut |_| {})
+                .fetch(&MemBundle(&bundle), &ranges[..1], &mut |_| Ok(()))
                 .unwrap();
             assert_eq!(stage.received(), 199_000);
         }
@@ -292,7 +307,7 @@ mod tests {
         assert_eq!(stage.received(), 199_000);
         assert_eq!(stage.missing(&ranges), vec![300_000..400_000]);
         let got = stage
-            .fetch(&MemBundle(&bundle), &ranges, &mut |_| {})
+            .fetch(&MemBundle(&bundle), &ranges, &mut |_| Ok(()))
             .unwrap();
         assert_eq!(got, 100_000);
         let mut buf = vec![0u8; 5000];

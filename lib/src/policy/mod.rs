@@ -6,7 +6,7 @@
 
 mod state;
 
-pub use state::DeviceState;
+pub use state::{DeviceState, MAX_BOOT_ID, MAX_SLOT_NAME, MAX_SLOTS, SlotRecord, SlotState};
 
 use crate::bundle::{UnverifiedBundle, VerifiedBundle};
 use crate::error::Error;

@@ -1,6 +1,7 @@
-//! The device's persistent trust state: installed and highest-seen release, the trusted-time
-//! floor, and the newest accepted keyset. Written atomically (temp file, fsync, rename, fsync
-//! of the directory) with a checksum; a damaged file fails closed.
+//! The device's persistent state: the release it runs, the highest release seen, the
+//! trusted-time floor, the newest accepted keyset, and what each A/B slot holds. Written
+//! atomically (temp file, fsync, rename, fsync of the directory) with a checksum; a damaged
+//! file fails closed. A version-1 file (before slots) is read and migrated, never reset.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -11,16 +12,101 @@ use crate::format::cursor::{put_bytes, put_varint};
 
 use super::PolicyError;
 
-const STATE_MAGIC: [u8; 8] = *b"ABDSTAT1";
+const STATE_MAGIC_V1: [u8; 8] = *b"ABDSTAT1";
+const STATE_MAGIC: [u8; 8] = *b"ABDSTAT2";
 const STATE_FILE: &str = "device-state";
-/// Largest valid state file: magic, flag, four varints, the keyset file with its length, and
-/// the checksum.
-const MAX_STATE_LEN: u64 = 8 + 1 + 4 * 10 + 5 + crate::format::MAX_KEYSET_FILE_LEN as u64 + 32;
+/// Most slots a device state records.
+pub const MAX_SLOTS: usize = 8;
+/// Longest slot name, in bytes.
+pub const MAX_SLOT_NAME: usize = 32;
+/// Longest boot id kept with a pending slot (Linux's is a 36-byte UUID).
+pub const MAX_BOOT_ID: usize = 64;
+/// Largest valid state file: magic, flag, four varints, the keyset file with its length, the
+/// slot records, and the checksum.
+const MAX_STATE_LEN: u64 = 8
+    + 1
+    + 4 * 10
+    + 5
+    + crate::format::MAX_KEYSET_FILE_LEN as u64
+    + 1
+    + MAX_SLOTS as u64 * (1 + MAX_SLOT_NAME as u64 + 1 + 1 + 10 + 1 + MAX_BOOT_ID as u64)
+    + 32;
+
+/// What a slot holds, as far as the device knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Nothing known to be bootable: never written, or being written.
+    Empty,
+    /// Written and verified, the next boot switched to it once; not yet confirmed.
+    Pending,
+    /// Booted and confirmed (or the slot the device was running when it first met abdelta).
+    Good,
+    /// Did not come up confirmed, was marked bad, or a post-install hook refused it.
+    Bad,
+}
+
+impl SlotState {
+    /// The lower-case name used in status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotState::Empty => "empty",
+            SlotState::Pending => "pending",
+            SlotState::Good => "good",
+            SlotState::Bad => "bad",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            SlotState::Empty => 0,
+            SlotState::Pending => 1,
+            SlotState::Good => 2,
+            SlotState::Bad => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<SlotState> {
+        Some(match code {
+            0 => SlotState::Empty,
+            1 => SlotState::Pending,
+            2 => SlotState::Good,
+            3 => SlotState::Bad,
+            _ => return None,
+        })
+    }
+}
+
+/// One slot's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRecord {
+    /// The slot's name from the device configuration (`A`, `B`).
+    pub name: String,
+    /// The release it holds, when known.
+    pub release: Option<u64>,
+    /// Its state.
+    pub state: SlotState,
+    /// For a pending slot: the boot (Linux `boot_id`) in which it was written. A later boot
+    /// that did not start it means the switch failed and the bootloader fell back.
+    pub boot_id: String,
+}
+
+impl SlotRecord {
+    /// An empty record for `name`.
+    pub fn empty(name: &str) -> SlotRecord {
+        SlotRecord {
+            name: name.to_owned(),
+            release: None,
+            state: SlotState::Empty,
+            boot_id: String::new(),
+        }
+    }
+}
 
 /// What a device remembers between updates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceState {
-    /// Release installed and verified on a slot (none before the first update).
+    /// The release the device runs: held by the booted slot, which booted and was confirmed
+    /// (none before the first confirmed update). A bundle of this release is "up to date".
     pub installed: Option<u64>,
     /// Highest release version whose manifest verified and passed policy: lower ones are
     /// rollbacks even if never installed (a power cut between verify and install changes
@@ -33,6 +119,8 @@ pub struct DeviceState {
     pub keyset_version: u64,
     /// That keyset's signed file.
     pub keyset_file: Vec<u8>,
+    /// What each slot holds (empty without A/B slots, as for a manual `apply`).
+    pub slots: Vec<SlotRecord>,
 }
 
 impl DeviceState {
@@ -65,22 +153,24 @@ impl DeviceState {
             .ok_or_else(|| PolicyError::StateCorrupt(path.display().to_string()))
     }
 
-    /// Decodes a state file's bytes; `None` for anything damaged or non-canonical.
+    /// Decodes a state file's bytes; `None` for anything damaged or non-canonical. A version-1
+    /// file is migrated: its rollback floor, time floor and keyset are kept; its `installed`
+    /// (written before any reboot, so not proof that the release runs) is dropped, which
+    /// never lowers the rollback floor since `highest_seen` ≥ `installed`.
     pub(crate) fn decode(bytes: &[u8]) -> Option<DeviceState> {
         let (body, sum) = bytes.split_last_chunk::<32>()?;
         if blake3::hash(body).as_bytes() != sum {
             return None;
         }
         let mut c = Cursor::new(body);
-        if c.array::<8>("magic").ok()? != STATE_MAGIC {
-            return None;
-        }
-        let installed = match c.u8("installed flag").ok()? {
-            0 => None,
-            1 => Some(c.varint("installed").ok()?),
+        let magic = c.array::<8>("magic").ok()?;
+        let v1 = match magic {
+            STATE_MAGIC => false,
+            STATE_MAGIC_V1 => true,
             _ => return None,
         };
-        let state = DeviceState {
+        let installed = optional_varint(&mut c, "installed")?;
+        let mut state = DeviceState {
             installed,
             highest_seen: c.varint("highest seen").ok()?,
             time_floor: c.varint("time floor").ok()?,
@@ -89,27 +179,81 @@ impl DeviceState {
                 .bytes("keyset", u64::from(crate::format::MAX_KEYSET_FILE_LEN))
                 .ok()?
                 .to_vec(),
+            slots: Vec::new(),
         };
+        if v1 {
+            c.finish("state").ok()?;
+            state.highest_seen = state.highest_seen.max(state.installed.unwrap_or(0));
+            state.installed = None;
+            return Some(state);
+        }
+        let count = c.u8("slot count").ok()?;
+        if usize::from(count) > MAX_SLOTS {
+            return None;
+        }
+        for _ in 0..count {
+            let name = c.bytes("slot name", MAX_SLOT_NAME as u64).ok()?;
+            let name = std::str::from_utf8(name).ok()?.to_owned();
+            let slot_state = SlotState::from_code(c.u8("slot state").ok()?)?;
+            let release = optional_varint(&mut c, "slot release")?;
+            let boot_id = c.bytes("boot id", MAX_BOOT_ID as u64).ok()?;
+            let boot_id = std::str::from_utf8(boot_id).ok()?.to_owned();
+            if name.is_empty() || state.slots.iter().any(|s| s.name == name) {
+                return None;
+            }
+            state.slots.push(SlotRecord {
+                name,
+                release,
+                state: slot_state,
+                boot_id,
+            });
+        }
         c.finish("state").ok()?;
         Some(state)
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = STATE_MAGIC.to_vec();
-        match self.installed {
-            None => out.push(0),
-            Some(v) => {
-                out.push(1);
-                put_varint(&mut out, v);
-            }
-        }
+        put_optional_varint(&mut out, self.installed);
         put_varint(&mut out, self.highest_seen);
         put_varint(&mut out, self.time_floor);
         put_varint(&mut out, self.keyset_version);
         put_bytes(&mut out, &self.keyset_file);
+        // Callers keep at most MAX_SLOTS records with bounded names (the updater's
+        // configuration check); the clamp keeps the file decodable whatever happens.
+        let slots = self
+            .slots
+            .get(..self.slots.len().min(MAX_SLOTS))
+            .unwrap_or(&[]);
+        out.push(u8::try_from(slots.len()).unwrap_or(0));
+        for slot in slots {
+            put_bytes(&mut out, clamp(slot.name.as_bytes(), MAX_SLOT_NAME));
+            out.push(slot.state.code());
+            put_optional_varint(&mut out, slot.release);
+            put_bytes(&mut out, clamp(slot.boot_id.as_bytes(), MAX_BOOT_ID));
+        }
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
         out
+    }
+
+    /// The record of slot `name`, if any.
+    pub fn slot(&self, name: &str) -> Option<&SlotRecord> {
+        self.slots.iter().find(|s| s.name == name)
+    }
+
+    /// The record of slot `name`, created empty if missing.
+    pub fn slot_mut(&mut self, name: &str) -> &mut SlotRecord {
+        let at = match self.slots.iter().position(|s| s.name == name) {
+            Some(at) => at,
+            None => {
+                self.slots.push(SlotRecord::empty(name));
+                self.slots.len() - 1
+            }
+        };
+        // `at` indexes an element that exists: found above, or just pushed.
+        #[allow(clippy::indexing_slicing)]
+        &mut self.slots[at]
     }
 
     /// Saves the state into `dir` (created if missing) so that a crash leaves either the old
@@ -133,6 +277,28 @@ impl DeviceState {
     }
 }
 
+fn optional_varint(c: &mut Cursor<'_>, field: &'static str) -> Option<Option<u64>> {
+    match c.u8(field).ok()? {
+        0 => Some(None),
+        1 => Some(Some(c.varint(field).ok()?)),
+        _ => None,
+    }
+}
+
+fn put_optional_varint(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put_varint(out, v);
+        }
+    }
+}
+
+fn clamp(bytes: &[u8], max: usize) -> &[u8] {
+    bytes.get(..bytes.len().min(max)).unwrap_or(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +312,20 @@ mod tests {
             time_floor: 1_800_000_000,
             keyset_version: 2,
             keyset_file: vec![1, 2, 3],
+            slots: vec![
+                SlotRecord {
+                    name: "A".into(),
+                    release: Some(4),
+                    state: SlotState::Good,
+                    boot_id: String::new(),
+                },
+                SlotRecord {
+                    name: "B".into(),
+                    release: Some(5),
+                    state: SlotState::Pending,
+                    boot_id: "0c4f".into(),
+                },
+            ],
         };
         state.save(&dir).unwrap();
         assert_eq!(DeviceState::load(&dir).unwrap(), state);
@@ -162,5 +342,35 @@ mod tests {
             Err(PolicyError::StateCorrupt(_))
         ));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A version-1 file (written before slots existed) is read, not reset: the rollback and
+    /// time floors and the keyset survive, and `installed` (which version 1 set before any
+    /// reboot) is dropped into the rollback floor.
+    #[test]
+    fn version_1_state_is_migrated_not_reset() {
+        let mut v1 = STATE_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&[1, 7]); // installed 7
+        put_varint(&mut v1, 6); // highest seen (older files could hold less than installed)
+        put_varint(&mut v1, 1_800_000_000);
+        put_varint(&mut v1, 3);
+        put_bytes(&mut v1, &[9, 9]);
+        let sum = blake3::hash(&v1);
+        v1.extend_from_slice(sum.as_bytes());
+        let state = DeviceState::decode(&v1).unwrap();
+        assert_eq!(
+            state,
+            DeviceState {
+                installed: None,
+                highest_seen: 7,
+                time_floor: 1_800_000_000,
+                keyset_version: 3,
+                keyset_file: vec![9, 9],
+                slots: Vec::new(),
+            }
+        );
+        // Saved again as version 2.
+        assert_eq!(DeviceState::decode(&state.encode()).unwrap(), state);
+        assert_eq!(state.encode().get(..8), Some(&STATE_MAGIC[..]));
     }
 }

@@ -1,0 +1,93 @@
+//! Which slot the station booted, which slot an install writes, and what a reboot says about
+//! a pending slot. Pure functions over the device state, the configured slots, the kernel
+//! command line and the boot id.
+
+use crate::policy::{DeviceState, SlotState};
+
+use super::config::SlotConfig;
+
+/// The kernel command-line parameter that names the booted slot (RAUC's is `rauc.slot=`).
+pub const CMDLINE_KEY: &str = "abdelta.slot=";
+
+/// The slot named by `abdelta.slot=NAME` on a kernel command line; the last one counts, as
+/// the kernel's own parameters do. `None` when absent (a rescue or installer system).
+pub fn booted_from_cmdline(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix(CMDLINE_KEY))
+        .next_back()
+}
+
+/// A pending slot's fate after the boot the station is now in.
+pub(crate) fn reconcile(
+    state: &mut DeviceState,
+    slots: &[SlotConfig],
+    booted: Option<&str>,
+    boot_id: &str,
+) {
+    // Only configured slots are kept: a slot removed from the configuration is forgotten.
+    state
+        .slots
+        .retain(|r| slots.iter().any(|s| s.name == r.name));
+    for slot in slots {
+        let record = state.slot_mut(&slot.name);
+        let is_booted = booted == Some(slot.name.as_str());
+        match record.state {
+            // Written and switched to in an earlier boot, yet this boot did not start it: the
+            // boot failed and the bootloader fell back. The install failed; it may be retried.
+            SlotState::Pending if !is_booted && record.boot_id != boot_id => {
+                record.state = SlotState::Bad;
+            }
+            // The slot the station runs on when it first meets abdelta (a factory image): it
+            // booted, so it is adopted as good, its release unknown.
+            SlotState::Empty if is_booted => {
+                record.state = SlotState::Good;
+                record.release = None;
+            }
+            _ => {}
+        }
+    }
+    // "Up to date" is judged against the booted, confirmed slot only.
+    state.installed = booted
+        .and_then(|b| state.slot(b))
+        .filter(|r| r.state == SlotState::Good)
+        .and_then(|r| r.release);
+}
+
+/// The slot an install writes: never the booted one; of the others, one that holds nothing
+/// good first (empty, bad, pending), else the one with the oldest release.
+pub(crate) fn choose_target<'c>(
+    state: &DeviceState,
+    slots: &'c [SlotConfig],
+    booted: Option<&str>,
+) -> Option<&'c SlotConfig> {
+    let candidates = || {
+        slots
+            .iter()
+            .filter(move |s| Some(s.name.as_str()) != booted)
+    };
+    let good = |s: &SlotConfig| {
+        state
+            .slot(&s.name)
+            .is_some_and(|r| r.state == SlotState::Good)
+    };
+    candidates().find(|s| !good(s)).or_else(|| {
+        candidates().min_by_key(|s| state.slot(&s.name).and_then(|r| r.release).unwrap_or(0))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_booted_slot_is_the_last_abdelta_slot_parameter() {
+        assert_eq!(booted_from_cmdline("ro quiet abdelta.slot=B\n"), Some("B"));
+        assert_eq!(
+            booted_from_cmdline("abdelta.slot=A abdelta.slot=B"),
+            Some("B")
+        );
+        assert_eq!(booted_from_cmdline("root=/dev/sda1 rauc.slot=A"), None);
+        assert_eq!(booted_from_cmdline("xabdelta.slot=A"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! Where the bundle's bytes come from on the device: a local path (a USB key) or a URL, whose
+//! signed head is kept between runs for revalidation, and whose planned ranges are brought
+//! into the resumable stage; and the update lock that keeps one update at a time.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::UpdateError;
+use super::config::FetchConfig;
+use crate::fetch::{FetchStats, HeadCache, HttpSource, Stage};
+use crate::storage::{BundleSource, FileBundle};
+use crate::{Plan, VerifiedBundle};
+
+/// The download stage inside a state directory.
+pub fn stage_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("download")
+}
+
+/// Takes the update lock of a stage (`<stage>.lock`), or fails at once with
+/// [`UpdateError::Busy`] while another process holds it. Released when the file is dropped or
+/// the process dies.
+pub fn lock(stage: &Path) -> Result<File, UpdateError> {
+    let path = stage.with_extension("lock");
+    let io = |what: &str, e: std::io::Error| UpdateError::Io {
+        context: format!("{what} {}", path.display()),
+        source: e,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io("opening the lock", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(UpdateError::Busy(path)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io("locking", e)),
+    }
+}
+
+/// A bundle opened where it is.
+pub enum BundleFile {
+    /// A local file or block device.
+    Local(FileBundle),
+    /// A URL (boxed: the client and its head are large), and where its head is kept.
+    Remote(Box<HttpSource>, PathBuf),
+}
+
+/// Whether `location` is a URL rather than a path.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("http://") || location.starts_with("https://")
+}
+
+impl BundleFile {
+    /// Opens a path or URL. For a URL, the head an earlier run kept under `stage` is
+    /// revalidated (`If-None-Match`) rather than downloaded again.
+    pub fn open(
+        location: &str,
+        fetch: &FetchConfig,
+        stage: &Path,
+    ) -> Result<BundleFile, UpdateError> {
+        if is_url(location) {
+            let cache_path = stage
+                .join("heads")
+                .join(blake3::hash(location.as_bytes()).to_hex().as_str());
+            let cached = HeadCache::load(&cache_path);
+            let source =
+                HttpSource::open_cached(location, fetch.http.clone(), cached).map_err(|e| {
+                    UpdateError::Fetch {
+                        context: format!("fetching {location}"),
+                        source: e,
+                    }
+                })?;
+            Ok(BundleFile::Remote(Box::new(source), cache_path))
+        } else {
+            let file = FileBundle::open(location.as_ref()).map_err(|e| UpdateError::Io {
+                context: format!("opening bundle {location}"),
+                source: e,
+            })?;
+            Ok(BundleFile::Local(file))
+        }
+    }
+
+    /// The bytes.
+    pub fn source(&self) -> &dyn BundleSource {
+        match self {
+            BundleFile::Local(f) => f,
+            BundleFile::Remote(h, _) => h.as_ref(),
+        }
+    }
+
+    /// Keeps the bundle's head for a later run to revalidate instead of download. Call it
+    /// only after the header authenticated. Best effort: without it a rerun fetches the
+    /// header again.
+    pub fn remember_head(&self) {
+        if let BundleFile::Remote(http, path) = self
+            && let Some(head) = http.head_cache()
+        {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| super::boot::write_atomic(path, &head.encode()));
+            // Losing the head costs one header download on the next run, nothing more.
+            drop(written);
+        }
+    }
+
+    /// Traffic so far, for a URL.
+    pub fn wire(&self) -> Option<FetchStats> {
+        match self {
+            BundleFile::Local(_) => None,
+            BundleFile::Remote(h, _) => Some(h.stats()),
+        }
+    }
+
+    /// The remote source, for a URL.
+    pub fn remote(&self) -> Option<&HttpSource> {
+        match self {
+            BundleFile::Local(_) => None,
+            BundleFile::Remote(h, _) => Some(h),
+        }
+    }
+}
+
+/// What the download of a plan will cost: the ranges requested (neighbours merged when the
+/// gap costs less than a round trip) and the bytes they add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Download {
+    /// The requested ranges, merged.
+    pub ranges: Vec<Range<u64>>,
+    /// Bytes of the plan's ranges alone.
+    pub planned_bytes: u64,
+    /// Bytes still to download: the merged ranges (gaps included) less what the stage and
+    /// the fetched head already hold.
+    pub to_download: u64,
+    /// Bytes already in the stage from an earlier, interrupted run.
+    pub staged: u64,
+    /// Bytes the header cost this run (0 when revalidated).
+    pub header_fetched: u64,
+}
+
+impl Download {
+    /// Prices `plan`'s download for `bundle` against what `dir`'s stage already holds.
+    pub fn price(
+        file: &BundleFile,
+        bundle: &VerifiedBundle,
+        plan: &Plan,
+        dir: &Path,
+        gap: u64,
+    ) -> Download {
+        let Some(http) = file.remote() else {
+            return Download::default();
+        };
+        let ranges = crate::fetch::coalesce(&plan.ranges, gap);
+        let planned_bytes = plan.ranges.iter().map(|r| r.end - r.start).sum();
+        let held = http.head_len();
+        let (missing, staged) =
+            match Stage::peek(dir, bundle.verified().manifest_hash(), http.len()) {
+                Some(done) => (
+                    crate::fetch::stage::subtract(&ranges, &done),
+                    done.iter().map(|r| r.end - r.start).sum(),
+                ),
+                None => (ranges.clone(), 0),
+            };
+        let to_download = missing
+            .iter()
+            .map(|r| r.end - r.start.max(held).min(r.end))
+            .sum();
+        Download {
+            ranges,
+            planned_bytes,
+            to_download,
+            staged,
+            header_fetched: http.stats().body_bytes,
+        }
+    }
+}
+
+/// Brings `ranges` of a remote bundle into the stage at `dir`, resuming what an interrupted
+/// run received. `progress(done, total)` may stop the download by returning an error.
+pub fn download(
+    http: &HttpSource,
+    bundle: &VerifiedBundle,
+    ranges: &[Range<u64>],
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64) -> std::io::Result<()>,
+) -> Result<Stage, UpdateError> {
+    let mut stage =
+        Stage::open(dir, bundle.verified().manifest_hash(), http.len()).map_err(|e| {
+            UpdateError::Io {
+                context: format!("opening the download stage {}", dir.display()),
+                source: e,
+            }
+        })?;
+    let total: u64 = stage.missing(ranges).iter().map(|r| r.end - r.start).sum();
+    stage
+        .fetch(http, ranges, &mut |done| progress(done, total))
+        .map_err(|e| UpdateError::from_download(e, dir))?;
+    Ok(stage)
+}

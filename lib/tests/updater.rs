@@ -1,0 +1,675 @@
+//! The station's updater end to end, on file-backed slots, a real HTTP server (the testkit's
+//! ServeDir behind a counting proxy) and a real GRUB environment block, read back with
+//! `grub-editenv` where it is installed (CI installs it; elsewhere the check says it was
+//! skipped). The tests 1–3 and 5–9; test 4 (kill -9) runs through the binary in
+//! `cli/tests/station.rs`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use abdelta::error::no_progress;
+use abdelta::policy::SlotState;
+use abdelta::updater::{
+    Action, Cancel, Event, FetchConfig, FirmwareStatus, GRUB_ONCE, GRUB_PRIMARY, Grub, Hooks,
+    InstallOptions, Outcome, SlotConfig, UpdateError, Updater, UpdaterConfig,
+};
+use common::{Rng, device, key, release};
+
+const MIB: usize = 1 << 20;
+
+/// Three releases of a 2 MiB image: each changes a few places and inserts some bytes.
+fn releases() -> [Vec<u8>; 3] {
+    let mut rng = Rng(4242);
+    let r1 = rng.text(2 * MIB);
+    let mut r2 = r1.clone();
+    r2.splice(500_000..500_000, rng.bytes(20_000));
+    r2[1_500_000] ^= 0x55;
+    r2.truncate(2 * MIB);
+    let mut r3 = r2.clone();
+    r3.splice(1_200_000..1_210_000, rng.bytes(30_000));
+    r3.truncate(2 * MIB);
+    [r1, r2, r3]
+}
+
+fn diff(from: &[u8], to: &[u8], version: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    abdelta::diff(from, to, &release(version), &key(), &mut out, &no_progress).unwrap();
+    out
+}
+
+/// A station on files: two slots, a kernel command line, a boot id, a grubenv, a state dir.
+struct Station {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    hooks: Hooks,
+    slot_b_device: PathBuf,
+    boots: u32,
+}
+
+impl Station {
+    /// Slot A holds `a` (or nothing), slot B is an empty file, nothing booted yet.
+    fn new(a: Option<&[u8]>) -> Station {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        std::fs::write(dir.join("slot-a.img"), a.unwrap_or(&[])).unwrap();
+        std::fs::write(dir.join("slot-b.img"), b"").unwrap();
+        std::fs::write(dir.join("cmdline"), "ro quiet\n").unwrap();
+        std::fs::write(dir.join("boot_id"), "boot-0\n").unwrap();
+        Station {
+            slot_b_device: dir.join("slot-b.img"),
+            _tmp: tmp,
+            dir,
+            hooks: Hooks::default(),
+            boots: 0,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A reboot into `slot` (`None`: a rescue system with no slot on its command line).
+    fn boot(&mut self, slot: Option<&str>) {
+        self.boots += 1;
+        let cmdline = match slot {
+            Some(s) => format!("ro quiet abdelta.slot={s}\n"),
+            None => "ro quiet\n".to_owned(),
+        };
+        std::fs::write(self.path("cmdline"), cmdline).unwrap();
+        std::fs::write(self.path("boot_id"), format!("boot-{}\n", self.boots)).unwrap();
+    }
+
+    fn updater(&self) -> Result<Updater, UpdateError> {
+        Updater::new(UpdaterConfig {
+            policy: device(),
+            state_dir: self.path("state"),
+            slots: vec![
+                SlotConfig {
+                    name: "A".into(),
+                    device: self.path("slot-a.img"),
+                },
+                SlotConfig {
+                    name: "B".into(),
+                    device: self.slot_b_device.clone(),
+                },
+            ],
+            boot: Box::new(Grub::new(self.path("grubenv"))),
+            cmdline: self.path("cmdline"),
+            boot_id: self.path("boot_id"),
+            hooks: self.hooks.clone(),
+            fetch: FetchConfig::default(),
+        })
+    }
+
+    fn slot(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(&format!("slot-{}.img", name.to_lowercase()))).unwrap()
+    }
+
+    /// (once, primary) from the GRUB environment, read by `grub-editenv` when installed.
+    fn grub(&self) -> (Option<String>, Option<String>) {
+        let path = self.path("grubenv");
+        let vars = match grub_editenv_list(&path) {
+            Some(vars) => vars,
+            None => Grub::new(path).read().unwrap(),
+        };
+        let get = |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        (get(GRUB_ONCE), get(GRUB_PRIMARY))
+    }
+
+    fn states(&self) -> Vec<(String, Option<u64>, SlotState)> {
+        self.updater()
+            .unwrap()
+            .status()
+            .unwrap()
+            .slots
+            .into_iter()
+            .map(|s| (s.name, s.release, s.state))
+            .collect()
+    }
+}
+
+/// `grub-editenv FILE list`, parsed; `None` (with a note) where the tool is not installed.
+/// CI installs it, so there a missing tool fails the test.
+fn grub_editenv_list(path: &Path) -> Option<Vec<(String, String)>> {
+    match std::process::Command::new("grub-editenv")
+        .arg(path)
+        .arg("list")
+        .output()
+    {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "grub-editenv refused {}",
+                path.display()
+            );
+            Some(
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            )
+        }
+        Err(_) if std::env::var_os("CI").is_some() => panic!("CI must install grub-editenv"),
+        Err(_) => {
+            eprintln!("grub-editenv not installed: the environment block is read by abdelta only");
+            None
+        }
+    }
+}
+
+/// A release server: the bundles in a directory, served by ServeDir behind a counting proxy.
+struct Server {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    addr: std::net::SocketAddr,
+    counters: Arc<abdelta_testkit::Counters>,
+}
+
+impl Server {
+    fn new() -> Server {
+        Server::with(abdelta_testkit::Fault::Pass)
+    }
+
+    /// Every response goes through `fault` (`Throttle` makes what the proxy counts what a
+    /// slow link would carry, so a cancelled transfer stops being counted).
+    fn with(fault: abdelta_testkit::Fault) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let upstream = abdelta_testkit::serve(&dir);
+        let (addr, counters) = abdelta_testkit::proxy(upstream, move |_| fault.clone());
+        Server {
+            _tmp: tmp,
+            dir,
+            addr,
+            counters,
+        }
+    }
+
+    fn publish(&self, name: &str, bundle: &[u8]) -> String {
+        std::fs::write(self.dir.join(name), bundle).unwrap();
+        format!("http://{}/{name}", self.addr)
+    }
+
+    fn body_bytes(&self) -> u64 {
+        self.counters.body_bytes.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs an install, collecting its status events (progress dropped).
+fn install(
+    updater: &Updater,
+    location: &str,
+    options: &InstallOptions,
+    cancel: &Cancel,
+) -> (Result<Outcome, UpdateError>, Vec<FirmwareStatus>) {
+    let mut statuses = Vec::new();
+    let result = updater.check(location).and_then(|offer| {
+        updater.install(offer, options, cancel, &mut |e: &Event| {
+            if e.is_status() {
+                statuses.push(e.status);
+            }
+        })
+    });
+    (result, statuses)
+}
+
+fn rebooting(result: Result<Outcome, UpdateError>) -> (String, u64) {
+    match result.unwrap() {
+        Outcome::Rebooting { slot, release, .. } => (slot, release),
+        Outcome::UpToDate { .. } => panic!("up to date"),
+    }
+}
+
+/// Tests 1 and 2: r1 → r2 over HTTP into B (events in OCPP order, B pending, GRUB boots B
+/// once, A untouched); reboot into B and confirm; r3, made against r2, installs into A.
+#[test]
+fn r1_to_r2_over_http_then_confirm_then_r3_into_a() {
+    let [r1, r2, r3] = releases();
+    let server = Server::new();
+    let url2 = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    assert_eq!(
+        station.states(),
+        vec![
+            ("A".into(), None, SlotState::Good),
+            ("B".into(), None, SlotState::Empty)
+        ]
+    );
+    let (result, events) = install(
+        &updater,
+        &url2,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("B".into(), 2));
+    assert_eq!(
+        events,
+        [
+            FirmwareStatus::Downloading,
+            FirmwareStatus::Downloaded,
+            FirmwareStatus::SignatureVerified,
+            FirmwareStatus::Installing,
+            FirmwareStatus::InstallRebooting,
+        ]
+    );
+    assert_eq!(station.slot("B"), r2);
+    assert_eq!(station.slot("A"), r1, "the running slot is never written");
+    assert_eq!(station.grub(), (Some("B".into()), Some("A".into())));
+    let status = updater.status().unwrap();
+    assert_eq!(status.firmware, FirmwareStatus::InstallRebooting);
+    assert_eq!(
+        station.states(),
+        vec![
+            ("A".into(), None, SlotState::Good),
+            ("B".into(), Some(2), SlotState::Pending)
+        ]
+    );
+    // Until the reboot, the same release is neither installed again nor "up to date".
+    let again = updater.check(&url2).unwrap();
+    assert_eq!(again.action(), Action::Switch);
+    drop(again);
+
+    // Test 2: the reboot starts B; the station's health check confirms it.
+    station.boot(Some("B"));
+    let updater = station.updater().unwrap();
+    assert_eq!(
+        updater.status().unwrap().firmware,
+        FirmwareStatus::InstallRebooting
+    );
+    let marked = updater.confirm().unwrap();
+    assert_eq!(marked.firmware, FirmwareStatus::Installed);
+    assert_eq!(
+        station.states(),
+        vec![
+            ("A".into(), None, SlotState::Good),
+            ("B".into(), Some(2), SlotState::Good)
+        ]
+    );
+    assert_eq!(station.grub(), (None, Some("B".into())));
+    assert_eq!(updater.status().unwrap().firmware, FirmwareStatus::Idle);
+    // r2 is now what the booted, confirmed slot runs: up to date, nothing downloaded.
+    let before = server.body_bytes();
+    let (result, _) = install(
+        &updater,
+        &url2,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert!(matches!(result.unwrap(), Outcome::UpToDate { release: 2 }));
+    assert!(server.body_bytes() - before < 20_000, "only the header");
+
+    let url3 = server.publish("r3.abd", &diff(&r2, &r3, 3));
+    let (result, _) = install(
+        &updater,
+        &url3,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("A".into(), 3));
+    assert_eq!(station.slot("A"), r3);
+    assert_eq!(station.slot("B"), r2);
+    assert_eq!(station.grub(), (Some("A".into()), Some("B".into())));
+}
+
+/// Test 3: the reboot falls back (the command line still says A): the install is reported
+/// failed, and the same release installs again.
+#[test]
+fn a_boot_that_falls_back_is_reported_failed_and_the_release_installs_again() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let (result, _) = install(
+        &station.updater().unwrap(),
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    rebooting(result);
+    station.boot(Some("A")); // GRUB tried B once, B never confirmed, GRUB came back to A.
+    let updater = station.updater().unwrap();
+    let status = updater.status().unwrap();
+    assert_eq!(status.firmware, FirmwareStatus::InstallationFailed);
+    assert_eq!(status.installed, None);
+    assert_eq!(
+        station.states(),
+        vec![
+            ("A".into(), None, SlotState::Good),
+            ("B".into(), Some(2), SlotState::Bad)
+        ]
+    );
+    let offer = updater.check(&url).unwrap();
+    assert_eq!(
+        (offer.action(), offer.target().name.as_str()),
+        (Action::Install, "B")
+    );
+    drop(offer);
+    let (result, _) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("B".into(), 2));
+    assert_eq!(station.grub(), (Some("B".into()), Some("A".into())));
+}
+
+/// A booted slot that fails its health check is marked bad: the next boot starts the good one.
+#[test]
+fn mark_bad_points_the_boot_at_the_good_slot() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    let (result, _) = install(
+        &station.updater().unwrap(),
+        bundle.to_str().unwrap(),
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    rebooting(result);
+    station.boot(Some("B"));
+    let updater = station.updater().unwrap();
+    let marked = updater.mark_bad().unwrap();
+    assert_eq!(marked.fallback.as_deref(), Some("A"));
+    assert_eq!(marked.firmware, FirmwareStatus::InstallationFailed);
+    let (once, primary) = station.grub();
+    assert_ne!(once.as_deref(), Some("B"));
+    assert_eq!(primary.as_deref(), Some("A"));
+    // A technician who fixed the slot may still confirm it: the booted slot is the station's call.
+    assert!(updater.confirm().is_ok());
+}
+
+/// Test 5: a cancelled download pauses; the next install fetches nothing already staged.
+#[test]
+fn a_cancelled_download_resumes_without_fetching_again() {
+    let [r1, r2, _] = releases();
+    let server = Server::with(abdelta_testkit::Fault::Throttle(4 << 20));
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    // A blank device downloads every literal: enough to cancel in the middle.
+    let mut station = Station::new(None);
+    station.boot(None);
+    let updater = station.updater().unwrap();
+    let full = updater.check(&url).unwrap().download().to_download;
+    assert!(full > 300_000, "the whole image's literals: {full}");
+    let cancel = Cancel::default();
+    let mut statuses = Vec::new();
+    let mut received = 0;
+    let offer = updater.check(&url).unwrap();
+    let before = server.body_bytes();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &cancel,
+        &mut |e: &Event| {
+            if let Some(p) = e.progress {
+                received = p.done;
+                if p.done > 100_000 {
+                    cancel.cancel();
+                }
+            } else {
+                statuses.push(e.status);
+            }
+        },
+    );
+    assert!(matches!(
+        result,
+        Err(UpdateError::Cancelled { downloading: true })
+    ));
+    assert_eq!(statuses.last(), Some(&FirmwareStatus::DownloadPaused));
+    assert!(received > 100_000 && received < full, "{received}");
+    let first_run = server.body_bytes() - before;
+    assert_eq!(
+        std::fs::metadata(station.path("slot-a.img")).unwrap().len(),
+        0
+    );
+
+    let offer = updater.check(&url).unwrap();
+    assert!(offer.download().staged >= received);
+    let still = offer.download().to_download;
+    assert!(still <= full - received, "{still} > {full} - {received}");
+    let before = server.body_bytes();
+    let cancel = Cancel::default();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &cancel,
+        &mut |_: &Event| {},
+    );
+    assert_eq!(rebooting(result), ("A".into(), 2));
+    let second_run = server.body_bytes() - before;
+    assert!(
+        second_run <= still + 20_000,
+        "the second run fetched {second_run} bytes, {still} were missing"
+    );
+    // The first run's count includes what was in flight when it stopped; it is printed,
+    // not bounded, since loopback socket buffers hold far more than a 3G link would.
+    eprintln!("first run {first_run} bytes (cancelled at {received}), second run {second_run}");
+    assert_eq!(station.slot("A"), r2);
+}
+
+/// Test 6: the bytes the server sends stay within the budget the offer was priced at (range
+/// merging's gaps included), and a budget below it fails before any blob is fetched.
+#[test]
+fn the_wire_stays_within_the_budget_with_range_merging() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    // The running slot drifted (logs written to it) in chunks about 100 KB apart: their
+    // literals are fetched, and the gaps between them are short enough to merge.
+    let mut drifted = r1.clone();
+    for at in (50_000..drifted.len()).step_by(100_000) {
+        drifted[at] ^= 0xff;
+    }
+    let mut station = Station::new(Some(&drifted));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    // Each check prices its own install: the header it fetched (nothing once revalidated)
+    // plus the merged ranges still missing.
+    let priced = |max: &dyn Fn(u64) -> u64| {
+        let before = server.body_bytes();
+        let offer = updater.check(&url).unwrap();
+        let d = offer.download().clone();
+        let merged = (d.ranges.len(), offer.plan().unwrap().ranges.len());
+        let wire = d.header_fetched + d.to_download;
+        let options = InstallOptions {
+            max_download: Some(max(wire)),
+        };
+        let mut events = Vec::new();
+        let result = updater.install(offer, &options, &Cancel::default(), &mut |e: &Event| {
+            if e.is_status() {
+                events.push(e.status);
+            }
+        });
+        (
+            result,
+            events,
+            wire,
+            server.body_bytes() - before,
+            merged,
+            d,
+        )
+    };
+    // One byte short: refused before any blob is fetched.
+    let (result, events, wire, sent, (merged, planned), d) = priced(&|wire| wire - 1);
+    assert!(
+        merged < planned,
+        "default merging joins ranges: {merged} of {planned}"
+    );
+    assert!(
+        matches!(
+            result,
+            Err(UpdateError::Bundle(abdelta::Error::BudgetExceeded { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(events, [FirmwareStatus::DownloadFailed]);
+    assert_eq!(sent, d.header_fetched, "only the header, {wire} priced");
+    assert_eq!(station.slot("B"), b"", "nothing written");
+    // Exactly the price: installs, and the server sent no more than that.
+    let (result, _, wire, sent, ..) = priced(&|wire| wire);
+    rebooting(result);
+    assert!(
+        sent <= wire,
+        "the server sent {sent} bytes, the budget was {wire}"
+    );
+}
+
+/// Test 7: a blank station (booted from a USB rescue system, no slot on its command line)
+/// installs the same bundle from a local path into an empty slot.
+#[test]
+fn the_same_bundle_flashes_a_blank_station_from_a_local_path() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(None);
+    station.boot(None);
+    let usb = station.path("usb-r2.abd");
+    std::fs::write(&usb, diff(&r1, &r2, 2)).unwrap();
+    let updater = station.updater().unwrap();
+    let (result, events) = install(
+        &updater,
+        usb.to_str().unwrap(),
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("A".into(), 2));
+    assert_eq!(
+        events,
+        [
+            FirmwareStatus::SignatureVerified,
+            FirmwareStatus::Installing,
+            FirmwareStatus::InstallRebooting
+        ]
+    );
+    assert_eq!(station.slot("A"), r2);
+    assert_eq!(station.grub(), (Some("A".into()), None));
+    station.boot(Some("A"));
+    let marked = station.updater().unwrap().confirm().unwrap();
+    assert_eq!(
+        (marked.release, marked.firmware),
+        (Some(2), FirmwareStatus::Installed)
+    );
+}
+
+/// Test 8: a failing pre-install hook stops the install before the target is opened; a
+/// failing post-install hook leaves the boot unswitched.
+#[test]
+fn hooks_refuse_before_the_target_is_opened_and_before_the_switch() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    let seen = station.path("hook-env");
+    station.hooks.pre_install = Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!(
+            "echo \"$ABDELTA_SLOT $ABDELTA_RELEASE $ABDELTA_BOOTED\" > {}; echo charging >&2; exit 3",
+            seen.display()
+        ),
+    ]);
+    let updater = station.updater().unwrap();
+    let (result, events) = install(
+        &updater,
+        bundle.to_str().unwrap(),
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    match result {
+        Err(UpdateError::HookRefused { why, .. }) => assert!(why.contains("charging"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events, [FirmwareStatus::InstallationFailed]);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "B 2 A\n");
+    assert_eq!(station.slot("B"), b"", "the target was not opened");
+    assert!(
+        !station.path("grubenv").exists(),
+        "the boot was not touched"
+    );
+
+    station.hooks.pre_install = None;
+    station.hooks.post_install = Some(vec!["/bin/false".into()]);
+    let updater = station.updater().unwrap();
+    let (result, _) = install(
+        &updater,
+        bundle.to_str().unwrap(),
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert!(matches!(result, Err(UpdateError::HookRefused { .. })));
+    assert_eq!(station.slot("B"), r2, "written and verified");
+    let (once, _) = station.grub();
+    assert_eq!(once, None, "the boot is not switched");
+    assert_eq!(station.states()[1], ("B".into(), Some(2), SlotState::Bad));
+}
+
+/// Test 9: a slot device that does not exist is refused, not created.
+#[test]
+fn a_missing_slot_device_is_refused_not_created() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    station.slot_b_device = station.path("dev/mmcblk0p3");
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    let updater = station.updater().unwrap();
+    match updater.check(bundle.to_str().unwrap()) {
+        Err(UpdateError::SlotDevice { slot, .. }) => assert_eq!(slot, "B"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a missing device was accepted"),
+    }
+    assert!(!station.slot_b_device.exists());
+}
+
+/// The booted slot comes from the kernel command line only: a slot the configuration does
+/// not have is refused, and without a booted slot nothing can be confirmed.
+#[test]
+fn the_booted_slot_comes_from_the_command_line() {
+    let mut station = Station::new(None);
+    station.boot(Some("C"));
+    assert!(matches!(station.updater(), Err(UpdateError::UnknownSlot(s)) if s == "C"));
+    station.boot(None);
+    assert!(matches!(
+        station.updater().unwrap().confirm(),
+        Err(UpdateError::NotBooted)
+    ));
+}
+
+/// Cancelling while the slot is written leaves it empty and not bootable.
+#[test]
+fn a_cancelled_write_leaves_the_slot_empty_and_unbootable() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    let updater = station.updater().unwrap();
+    let cancel = Cancel::default();
+    let offer = updater.check(bundle.to_str().unwrap()).unwrap();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &cancel,
+        &mut |e: &Event| {
+            if e.status == FirmwareStatus::Installing {
+                cancel.cancel();
+            }
+        },
+    );
+    assert!(matches!(
+        result,
+        Err(UpdateError::Cancelled { downloading: false })
+    ));
+    assert_eq!(station.states()[1], ("B".into(), None, SlotState::Empty));
+    assert_eq!(station.grub().0, None);
+}
