@@ -73,7 +73,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<UpdateError>() {
             return match e {
                 UpdateError::Bundle(abdelta::Error::Io { .. }) => EXIT_IO,
-                UpdateError::Bundle(_) | UpdateError::HookRefused { .. } => EXIT_CHECK_FAILED,
+                UpdateError::Bundle(_)
+                | UpdateError::HookRefused { .. }
+                | UpdateError::KeepsFailing { .. } => EXIT_CHECK_FAILED,
                 UpdateError::Config(_) | UpdateError::NotBooted | UpdateError::UnknownSlot(_) => {
                     EXIT_USAGE
                 }

@@ -142,6 +142,7 @@ fn main() -> std::io::Result<()> {
                 boot_id: "5f0c2d1e-8a8b-4c1e-9d0e-0f2b3c4d5e6f".into(),
             },
         ],
+        boot_failures: Some((40, 1)),
     };
     state
         .save(&dir)

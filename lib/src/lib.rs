@@ -9,10 +9,42 @@
 //! rebuilds the new partition chunk by chunk (each chunk hash-checked before it is written),
 //! and [`verify`] checks a partition against the manifest.
 //!
+//! On a station, [`updater::Updater`] runs the whole install transaction: it authenticates
+//! and authorizes a bundle, writes the slot the station is not running, verifies it, switches
+//! the next boot to it once, and reports OCPP firmware statuses on the way. An agent's loop:
+//!
+//! ```no_run
+//! use abdelta::updater::{Cancel, Event, InstallOptions, Outcome, Updater, UpdaterConfig};
+//!
+//! # fn main() -> Result<(), abdelta::updater::UpdateError> {
+//! let updater = Updater::new(UpdaterConfig::load("/etc/abdelta/device.toml".as_ref())?)?;
+//! loop {
+//!     // Authenticated, allowed by the device policy, planned against the running slot.
+//!     let offer = updater.check("https://updates.example/evse/stable.abd")?;
+//!     println!("release {}: {} bytes to download", offer.release(), offer.download().to_download);
+//!     let mut report = |event: &Event| {
+//!         if event.is_status() {
+//!             // Forward as an OCPP FirmwareStatusNotification.
+//!             println!("{}", event.status.as_ocpp());
+//!         }
+//!     };
+//!     match updater.install(offer, &InstallOptions::default(), &Cancel::default(), &mut report) {
+//!         // The next boot starts the new slot once; after it, the health check calls
+//!         // `updater.confirm()` (or `mark_bad()`), and only then is it `Installed`.
+//!         Ok(Outcome::Rebooting { .. }) => break,
+//!         Ok(Outcome::UpToDate { .. }) => {}
+//!         // Reported already as the last event; the next attempt resumes.
+//!         Err(e) => eprintln!("{}: {e}", e.firmware_status()),
+//!     }
+//!     std::thread::sleep(std::time::Duration::from_secs(6 * 3600));
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! The data's path, one module per stage:
 //! `chunk` → `diff` → `codec` → `format` → `sign` → bundle file → `fetch` (HTTP, stage) →
 //! `bundle` (read) → `sign` + `policy` (authenticate, authorize) → `plan` → `apply` (through
-//! `storage`) → `verify`.
+//! `storage`) → `verify`; `updater` runs that path on a station, with its slots and bootloader.
 
 #![deny(unsafe_code)]
 // Hostile bytes reach most of this crate: no panicking slice indexing outside tests.

@@ -15,7 +15,7 @@ use abdelta::error::no_progress;
 use abdelta::policy::SlotState;
 use abdelta::updater::{
     Action, Cancel, Event, FetchConfig, FirmwareStatus, GRUB_ONCE, GRUB_PRIMARY, Grub, Hooks,
-    InstallOptions, Outcome, SlotConfig, UpdateError, Updater, UpdaterConfig,
+    InstallOptions, Outcome, SlotConfig, UBoot, UpdateError, Updater, UpdaterConfig,
 };
 use common::{Rng, device, key, release};
 
@@ -48,6 +48,8 @@ struct Station {
     hooks: Hooks,
     slot_b_device: PathBuf,
     boots: u32,
+    /// U-Boot instead of GRUB.
+    uboot: Option<UBoot>,
 }
 
 impl Station {
@@ -65,6 +67,7 @@ impl Station {
             dir,
             hooks: Hooks::default(),
             boots: 0,
+            uboot: None,
         }
     }
 
@@ -97,11 +100,15 @@ impl Station {
                     device: self.slot_b_device.clone(),
                 },
             ],
-            boot: Box::new(Grub::new(self.path("grubenv"))),
+            boot: match &self.uboot {
+                Some(u) => Box::new(u.clone()),
+                None => Box::new(Grub::new(self.path("grubenv"))),
+            },
             cmdline: self.path("cmdline"),
             boot_id: self.path("boot_id"),
             hooks: self.hooks.clone(),
             fetch: FetchConfig::default(),
+            max_boot_failures: 2,
         })
     }
 
@@ -361,6 +368,28 @@ fn a_boot_that_falls_back_is_reported_failed_and_the_release_installs_again() {
     );
     assert_eq!(rebooting(result), ("B".into(), 2));
     assert_eq!(station.grub(), (Some("B".into()), Some("A".into())));
+    // It fails again (this station has max_boot_failures = 2): no retry loop; the release is
+    // refused until a newer one comes.
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    match updater.check(&url) {
+        Err(
+            e @ UpdateError::KeepsFailing {
+                release: 2,
+                failures: 2,
+            },
+        ) => assert_eq!(e.firmware_status(), FirmwareStatus::InstallationFailed),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a release that failed twice was offered again"),
+    }
+    let url3 = server.publish("r3.abd", &diff(&r1, &r2, 3));
+    let (result, _) = install(
+        &updater,
+        &url3,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("B".into(), 3));
 }
 
 /// A booted slot that fails its health check is marked bad: the next boot starts the good one.
@@ -672,4 +701,106 @@ fn a_cancelled_write_leaves_the_slot_empty_and_unbootable() {
     ));
     assert_eq!(station.states()[1], ("B".into(), None, SlotState::Empty));
     assert_eq!(station.grub().0, None);
+}
+
+/// U-Boot through the real `fw_setenv`/`fw_printenv` (libubootenv) on an environment kept in
+/// a file: the install gives B one attempt at the head of `BOOT_ORDER`, confirmation gives it
+/// the configured attempts, and marking it bad sends the next boot back to A.
+#[test]
+fn uboot_boot_counter_through_fw_setenv() {
+    if std::process::Command::new("fw_printenv")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install libubootenv-tool"
+        );
+        eprintln!("fw_printenv not installed: the U-Boot backend is not exercised here");
+        return;
+    }
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    let env = station.path("uboot.env");
+    std::fs::write(&env, vec![0u8; 0x4000]).unwrap();
+    let config = station.path("fw_env.config");
+    std::fs::write(&config, format!("{} 0x0 0x4000\n", env.display())).unwrap();
+    let defaults = station.path("uboot-defaults.txt");
+    std::fs::write(&defaults, "BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n").unwrap();
+    // A blank environment takes the defaults on its first write, as a factory image's would.
+    let init = std::process::Command::new("fw_setenv")
+        .arg("-c")
+        .arg(&config)
+        .arg("-f")
+        .arg(&defaults)
+        .args(["bootdelay", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    station.uboot = Some(UBoot {
+        fw_printenv: "fw_printenv".into(),
+        fw_setenv: "fw_setenv".into(),
+        config: Some(config.clone()),
+        attempts: 3,
+    });
+    let env_vars = || {
+        let out = std::process::Command::new("fw_printenv")
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let get = |n: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{n}=")).map(str::to_owned))
+        };
+        (get("BOOT_ORDER"), get("BOOT_A_LEFT"), get("BOOT_B_LEFT"))
+    };
+    assert_eq!(
+        env_vars(),
+        (Some("A B".into()), Some("3".into()), Some("3".into()))
+    );
+    station.boot(Some("A"));
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    let (result, _) = install(
+        &station.updater().unwrap(),
+        bundle.to_str().unwrap(),
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("B".into(), 2));
+    assert_eq!(
+        env_vars(),
+        (Some("B A".into()), Some("3".into()), Some("1".into()))
+    );
+    // U-Boot's script spends B's one attempt as it boots it.
+    station.boot(Some("B"));
+    let spend = std::process::Command::new("fw_setenv")
+        .arg("-c")
+        .arg(&config)
+        .args(["BOOT_B_LEFT", "0"])
+        .output()
+        .unwrap();
+    assert!(spend.status.success());
+    let updater = station.updater().unwrap();
+    assert_eq!(
+        updater.confirm().unwrap().firmware,
+        FirmwareStatus::Installed
+    );
+    assert_eq!(
+        env_vars(),
+        (Some("B A".into()), Some("3".into()), Some("3".into()))
+    );
+    let marked = updater.mark_bad().unwrap();
+    assert_eq!(marked.fallback.as_deref(), Some("A"));
+    assert_eq!(
+        env_vars(),
+        (Some("A B".into()), Some("3".into()), Some("0".into()))
+    );
 }

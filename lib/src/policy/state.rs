@@ -30,6 +30,8 @@ const MAX_STATE_LEN: u64 = 8
     + crate::format::MAX_KEYSET_FILE_LEN as u64
     + 1
     + MAX_SLOTS as u64 * (1 + MAX_SLOT_NAME as u64 + 1 + 1 + 10 + 1 + MAX_BOOT_ID as u64)
+    + 1
+    + 2 * 10
     + 32;
 
 /// What a slot holds, as far as the device knows.
@@ -121,6 +123,9 @@ pub struct DeviceState {
     pub keyset_file: Vec<u8>,
     /// What each slot holds (empty without A/B slots, as for a manual `apply`).
     pub slots: Vec<SlotRecord>,
+    /// The last release whose slot did not come up confirmed, and how many times in a row it
+    /// failed: a release that keeps failing is not installed again in a loop.
+    pub boot_failures: Option<(u64, u64)>,
 }
 
 impl DeviceState {
@@ -180,6 +185,7 @@ impl DeviceState {
                 .ok()?
                 .to_vec(),
             slots: Vec::new(),
+            boot_failures: None,
         };
         if v1 {
             c.finish("state").ok()?;
@@ -208,6 +214,11 @@ impl DeviceState {
                 boot_id,
             });
         }
+        state.boot_failures = match c.u8("boot failures flag").ok()? {
+            0 => None,
+            1 => Some((c.varint("failed release").ok()?, c.varint("failures").ok()?)),
+            _ => return None,
+        };
         c.finish("state").ok()?;
         Some(state)
     }
@@ -231,6 +242,14 @@ impl DeviceState {
             out.push(slot.state.code());
             put_optional_varint(&mut out, slot.release);
             put_bytes(&mut out, clamp(slot.boot_id.as_bytes(), MAX_BOOT_ID));
+        }
+        match self.boot_failures {
+            None => out.push(0),
+            Some((release, count)) => {
+                out.push(1);
+                put_varint(&mut out, release);
+                put_varint(&mut out, count);
+            }
         }
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
@@ -326,6 +345,7 @@ mod tests {
                     boot_id: "0c4f".into(),
                 },
             ],
+            boot_failures: Some((3, 2)),
         };
         state.save(&dir).unwrap();
         assert_eq!(DeviceState::load(&dir).unwrap(), state);
@@ -367,6 +387,7 @@ mod tests {
                 keyset_version: 3,
                 keyset_file: vec![9, 9],
                 slots: Vec::new(),
+                boot_failures: None,
             }
         );
         // Saved again as version 2.

@@ -88,7 +88,13 @@ pub struct UpdaterConfig {
     pub hooks: Hooks,
     /// Fetching.
     pub fetch: FetchConfig,
+    /// Times in a row a release may fail to come up confirmed before it is refused (until a
+    /// newer one comes): a release that cannot boot on this station is not retried in a loop.
+    pub max_boot_failures: u64,
 }
+
+/// The default of [`UpdaterConfig::max_boot_failures`].
+pub const MAX_BOOT_FAILURES: u64 = 3;
 
 /// `device.toml`, as written by integrators (every key optional but `pubkeys` or `root_keys`).
 #[derive(Deserialize, Default)]
@@ -131,6 +137,7 @@ struct BootFile {
     fw_setenv: Option<PathBuf>,
     fw_config: Option<PathBuf>,
     attempts: Option<u32>,
+    max_failures: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -289,6 +296,7 @@ impl UpdaterConfig {
                 post_install: file.hooks.post_install.clone(),
             },
             fetch: policy.fetch,
+            max_boot_failures: boot_file.max_failures.unwrap_or(MAX_BOOT_FAILURES),
         };
         config.validate().map_err(|e| config_error(path, e))?;
         Ok(config)
@@ -328,6 +336,9 @@ impl UpdaterConfig {
         }
         if self.policy.release_keys.is_empty() && self.policy.root_keys.is_empty() {
             return Err("no trusted key: set pubkeys or root_keys".into());
+        }
+        if self.max_boot_failures == 0 {
+            return Err("boot.max_failures must be at least 1".into());
         }
         Ok(())
     }

@@ -12,26 +12,7 @@
 //! same release may be installed again. Events map one to one onto OCPP 2.0.1's firmware
 //! statuses ([`FirmwareStatus`]).
 //!
-//! ```no_run
-//! use abdelta::updater::{Cancel, FirmwareStatus, InstallOptions, Outcome, Updater, UpdaterConfig};
-//!
-//! # fn main() -> Result<(), abdelta::updater::UpdateError> {
-//! let updater = Updater::new(UpdaterConfig::load("/etc/abdelta/device.toml".as_ref())?)?;
-//! let offer = updater.check("https://updates.example/evse/stable.abd")?;
-//! println!("release {} would cost {} bytes", offer.release(), offer.download().to_download);
-//! let mut report = |event: &abdelta::updater::Event| {
-//!     if event.is_status() {
-//!         // Forward to the CSMS as a FirmwareStatusNotification.
-//!         println!("{}", event.status.as_ocpp());
-//!     }
-//! };
-//! match updater.install(offer, &InstallOptions::default(), &Cancel::default(), &mut report) {
-//!     Ok(Outcome::Rebooting { .. }) => { /* reboot the station */ }
-//!     Ok(Outcome::UpToDate { .. }) => {}
-//!     Err(e) => println!("{}: {e}", e.firmware_status()),
-//! }
-//! # Ok(()) }
-//! ```
+//! The crate root shows an agent's loop; `lib/examples/agent.rs` is a complete agent.
 
 mod boot;
 mod config;
@@ -49,7 +30,7 @@ pub use boot::{
     BootBackend, BootError, BootView, GRUB_ONCE, GRUB_PRIMARY, Grub, NoBoot, UBoot, encode_grubenv,
     parse_grubenv,
 };
-pub use config::{FetchConfig, Hooks, PolicyConfig, SlotConfig, UpdaterConfig};
+pub use config::{FetchConfig, Hooks, MAX_BOOT_FAILURES, PolicyConfig, SlotConfig, UpdaterConfig};
 pub use events::{Event, FirmwareStatus};
 pub use hooks::HookKind;
 pub use slots::{CMDLINE_KEY, booted_from_cmdline};
@@ -112,6 +93,14 @@ pub enum UpdateError {
         /// Its exit status and last line of stderr.
         why: String,
     },
+    /// This release failed to come up confirmed too many times in a row on this station; it
+    /// is refused until a newer release comes.
+    KeepsFailing {
+        /// The release.
+        release: u64,
+        /// Failed boots in a row.
+        failures: u64,
+    },
     /// The install was cancelled; what was staged is kept for the next run.
     Cancelled {
         /// Whether it was cancelled while downloading (else while writing the slot).
@@ -145,6 +134,10 @@ impl std::fmt::Display for UpdateError {
                 f,
                 "{} hook refused the install: {command}: {why}",
                 hook.name()
+            ),
+            UpdateError::KeepsFailing { release, failures } => write!(
+                f,
+                "boot failures: release {release} did not come up confirmed {failures} times in a row; waiting for a newer release"
             ),
             UpdateError::Cancelled { downloading: true } => write!(
                 f,
@@ -526,6 +519,13 @@ impl Updater {
         let pending_here = state.slot(&target.name).is_some_and(|r| {
             r.state == SlotState::Pending && r.release == Some(release) && r.boot_id == self.boot_id
         });
+        if authorized.decision == Decision::Install
+            && let Some((failed, failures)) = state.boot_failures
+            && failed == release
+            && failures >= self.config.max_boot_failures
+        {
+            return Err(UpdateError::KeepsFailing { release, failures });
+        }
         let action = match authorized.decision {
             Decision::UpToDate => Action::UpToDate,
             Decision::Install if pending_here => Action::Switch,
@@ -787,6 +787,12 @@ impl Updater {
         record.boot_id.clear();
         let release = record.release;
         state.installed = release;
+        if state
+            .boot_failures
+            .is_some_and(|(failed, _)| release.is_some_and(|r| r >= failed))
+        {
+            state.boot_failures = None;
+        }
         self.save(&state)?;
         Ok(Marked {
             slot: booted,
@@ -815,9 +821,14 @@ impl Updater {
             .max_by_key(|r| r.release)
             .map(|r| r.name.clone());
         self.config.boot.disable(&booted, fallback.as_deref())?;
+        let failures = state.boot_failures;
         let record = state.slot_mut(&booted);
+        let was_pending = record.state == SlotState::Pending;
         record.state = SlotState::Bad;
         let release = record.release;
+        if was_pending && let Some(r) = release {
+            state.boot_failures = Some(slots::count_failure(failures, r));
+        }
         state.installed = None;
         self.save(&state)?;
         Ok(Marked {

@@ -30,13 +30,16 @@ pub(crate) fn reconcile(
         .slots
         .retain(|r| slots.iter().any(|s| s.name == r.name));
     for slot in slots {
+        let failures = state.boot_failures;
         let record = state.slot_mut(&slot.name);
         let is_booted = booted == Some(slot.name.as_str());
+        let mut failed = None;
         match record.state {
             // Written and switched to in an earlier boot, yet this boot did not start it: the
             // boot failed and the bootloader fell back. The install failed; it may be retried.
             SlotState::Pending if !is_booted && record.boot_id != boot_id => {
                 record.state = SlotState::Bad;
+                failed = record.release;
             }
             // The slot the station runs on when it first meets abdelta (a factory image): it
             // booted, so it is adopted as good, its release unknown.
@@ -46,12 +49,24 @@ pub(crate) fn reconcile(
             }
             _ => {}
         }
+        if let Some(release) = failed {
+            state.boot_failures = Some(count_failure(failures, release));
+        }
     }
     // "Up to date" is judged against the booted, confirmed slot only.
     state.installed = booted
         .and_then(|b| state.slot(b))
         .filter(|r| r.state == SlotState::Good)
         .and_then(|r| r.release);
+}
+
+/// One more failed boot of `release`: counted on from an earlier failure of the same
+/// release, from one for another.
+pub(crate) fn count_failure(failures: Option<(u64, u64)>, release: u64) -> (u64, u64) {
+    match failures {
+        Some((r, n)) if r == release => (r, n.saturating_add(1)),
+        _ => (release, 1),
+    }
 }
 
 /// The slot an install writes: never the booted one; of the others, one that holds nothing
