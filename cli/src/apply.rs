@@ -1,16 +1,14 @@
-//! `abdelta apply`: rebuild the new image on the target, then verify it by reading it back.
+//! `abdelta apply`: rebuild the new image on a target named by hand, then verify it by reading
+//! it back: flags in, one library call ([`write_image`]), the report out.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use abdelta::storage::FileTarget;
+use abdelta::updater::{Cancel, Event, ImageOutcome, ImageRequest, InstallOptions, write_image};
 use anyhow::Context;
 
 use crate::plan::{PlanArgs, first, plan_json};
-use abdelta::policy::Decision;
-
 use crate::ui::{AnonPeak, Bar, human, memory};
-use abdelta::Progress;
 
 /// Flags of `abdelta apply`.
 #[derive(clap::Args)]
@@ -34,97 +32,67 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "abdelta: note: no --state-dir: rollback protection and the trusted-time floor are off"
         );
     }
+    let fetch = input.fetch.config(&device.fetch)?;
     let stage_dir = crate::location::stage_dir(device.state_dir.as_deref());
-    // One update at a time per state: a second agent or a technician's CLI waits for nothing
-    // and corrupts nothing; it is refused (F20).
-    let _lock = abdelta::updater::lock(&stage_dir)?;
-    // Policy first, state saved (highest-seen release, trusted time, keyset) before any
-    // payload byte is read.
-    let opened = crate::device::open(&input.bundle, &input.fetch, &device, true)?;
-    let bundle = &opened.authorized.bundle;
-    let release = bundle.manifest().release_version;
-    if opened.authorized.decision == Decision::UpToDate {
-        if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"up_to_date": true, "release": release, "bundle_bytes_read": bundle.envelope().payload_offset()})
-            );
-        } else {
-            println!("up to date: release {release} is installed; nothing downloaded or written");
-        }
-        return Ok(());
-    }
-    let source = input.source_image()?;
-    let (plan, download) = input.plan(&opened, &source, &stage_dir, device.fetch.max_download)?;
-    // A remote bundle is first brought into the on-disk stage, exactly the planned ranges
-    // (neighbours merged when the gap costs less than a round trip), resuming whatever an
-    // interrupted run already received; apply then reads locally.
-    let stage = match opened.file.remote() {
-        Some(http) => {
-            let bar = Bar::new(args.json);
-            let result = abdelta::updater::download(
-                http,
-                bundle,
-                &download.ranges,
-                &stage_dir,
-                &mut |done, total| {
-                    bar.update(Progress {
-                        phase: "download",
-                        done,
-                        total,
-                    });
-                    Ok(())
-                },
-            );
-            bar.finish();
-            Some(result?)
-        }
-        None => None,
+    let request = ImageRequest {
+        location: &input.bundle,
+        policy: &device.policy,
+        state_dir: device.state_dir.as_deref(),
+        stage_dir: &stage_dir,
+        fetch: &fetch,
+        source: input.source.as_deref(),
+        target: &args.target,
     };
-    let reader: &dyn abdelta::storage::BundleSource = match &stage {
-        Some(s) => s,
-        None => opened.file.source(),
+    let options = InstallOptions {
+        max_download: input.max_download,
     };
-    let mut target = FileTarget::open(&args.target, bundle.manifest().target.size, &source)
-        .with_context(|| format!("opening target {}", args.target.display()))?;
     let bar = Bar::new(args.json);
     let anon = AnonPeak::start();
-    let report = abdelta::apply(bundle, reader, source.bytes(), &mut target, &plan, &|p| {
-        bar.update(p)
+    let outcome = write_image(&request, &options, &Cancel::default(), &mut |e: &Event| {
+        if let Some(p) = e.progress {
+            bar.update(p);
+        }
     });
     bar.finish();
-    let report = report.with_context(|| format!("apply to {} failed", args.target.display()))?;
-    drop(target);
-    let verify_started = Instant::now();
-    abdelta::verify::verify_path(bundle.manifest(), &args.target).with_context(|| {
-        format!(
-            "verification of {} after writing failed",
-            args.target.display()
-        )
-    })?;
-    let verify_secs = verify_started.elapsed().as_secs_f64();
     let peak_anon = anon.stop();
-    // The state is not told the release is installed: a written partition is not a booted,
-    // confirmed one. `abdelta install` and `mark-good` keep the slots.
-    if let Some(s) = stage {
-        s.remove().context("removing the download stage")?;
-    }
+    let report = match outcome
+        .with_context(|| format!("apply to {} failed", args.target.display()))?
+    {
+        ImageOutcome::UpToDate {
+            release,
+            header_bytes,
+        } => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"up_to_date": true, "release": release, "bundle_bytes_read": header_bytes})
+                );
+            } else {
+                println!(
+                    "up to date: release {release} is installed; nothing downloaded or written"
+                );
+            }
+            return Ok(());
+        }
+        ImageOutcome::Written(report) => report,
+    };
     let secs = started.elapsed().as_secs_f64();
-    let c = report.counts;
+    let (plan, apply) = (&report.plan, &report.apply);
+    let c = apply.counts;
     if args.json {
         let value = serde_json::json!({
             "target": args.target,
             "verified": true,
-            "plan": plan_json(&plan, &download),
-            "bundle_bytes_read": report.bundle_bytes_read,
-            "bytes_written": report.bytes_written,
+            "plan": plan_json(plan, &report.download),
+            "bundle_bytes_read": apply.bundle_bytes_read,
+            "bytes_written": apply.bytes_written,
             "copy": c.copy, "zero": c.zero, "patch": c.patch, "literal": c.literal,
-            "fell_back_during_apply": report.fell_back,
-            "apply_seconds": report.elapsed.as_secs_f64(),
-            "verify_seconds": verify_secs,
+            "fell_back_during_apply": apply.fell_back,
+            "apply_seconds": apply.elapsed.as_secs_f64(),
+            "verify_seconds": report.verify_time.as_secs_f64(),
             "seconds": secs,
-            "wire": crate::location::wire_json(&opened.file),
-            "resumed_bytes": opened.file.remote().map(|_| download.staged),
+            "wire": report.wire.map(|s| serde_json::json!({"requests": s.requests, "body_bytes": s.body_bytes, "retries": s.retries})),
+            "resumed_bytes": report.wire.map(|_| report.download.staged),
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
             "peak_rss_anon_bytes": peak_anon,
@@ -139,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             c.zero,
             c.patch,
             c.literal,
-            human(report.bundle_bytes_read),
+            human(apply.bundle_bytes_read),
         );
         if !plan.fell_back.is_empty() {
             println!(

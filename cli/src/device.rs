@@ -168,14 +168,9 @@ pub struct Opened {
     pub fetch: FetchConfig,
 }
 
-/// Opens a bundle path or URL, authenticates it and checks the device policy; with `persist`, saves the
-/// updated state (highest-seen release, trusted time, keyset) before anything else is read.
-pub fn open(
-    location: &str,
-    fetch: &FetchArgs,
-    device: &Device,
-    persist: bool,
-) -> anyhow::Result<Opened> {
+/// Opens a bundle path or URL, authenticates it and checks the device policy. Nothing is
+/// saved: `plan` changes nothing (`apply` and `install` save the state in the library).
+pub fn open(location: &str, fetch: &FetchArgs, device: &Device) -> anyhow::Result<Opened> {
     let fetch = fetch.config(&device.fetch)?;
     let file = crate::location::open(
         location,
@@ -193,9 +188,6 @@ pub fn open(
         .with_context(|| format!("bundle {location} rejected"))?;
     // Only a head that authenticated is kept for revalidation.
     file.remember_head();
-    if persist && let Some(dir) = &device.state_dir {
-        state.save(dir)?;
-    }
     Ok(Opened {
         file,
         authorized,

@@ -58,13 +58,3 @@ pub fn stage_dir(state_dir: Option<&Path>) -> PathBuf {
 pub fn open(location: &str, fetch: &FetchConfig, stage: &Path) -> anyhow::Result<BundleFile> {
     Ok(BundleFile::open(location, fetch, stage)?)
 }
-
-/// Traffic as JSON (null for a local file).
-pub fn wire_json(file: &BundleFile) -> serde_json::Value {
-    match file.wire() {
-        Some(s) => {
-            serde_json::json!({"requests": s.requests, "body_bytes": s.body_bytes, "retries": s.retries})
-        }
-        None => serde_json::Value::Null,
-    }
-}

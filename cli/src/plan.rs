@@ -54,21 +54,7 @@ impl PlanArgs {
         let plan = abdelta::plan(bundle, source.bytes());
         let download =
             Download::price(&opened.file, bundle, &plan, stage, opened.fetch.range_gap());
-        if let Some(budget) = self.max_download.or(budget) {
-            // What goes over the wire for a URL (the header already fetched, then the merged
-            // ranges); what is read for a local file.
-            let cost = match opened.file.remote() {
-                Some(_) => download.header_fetched + download.to_download,
-                None => plan.total_bytes(),
-            };
-            if cost > budget {
-                return Err(abdelta::Error::BudgetExceeded {
-                    planned: cost,
-                    budget,
-                }
-                .into());
-            }
-        }
+        download.check_budget(&opened.file, &plan, self.max_download.or(budget))?;
         Ok((plan, download))
     }
 }
@@ -116,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // A plan changes nothing: the device state is read, never saved.
     let input = &args.input;
     let device = input.device.device()?;
-    let opened = crate::device::open(&input.bundle, &input.fetch, &device, false)?;
+    let opened = crate::device::open(&input.bundle, &input.fetch, &device)?;
     let bundle = &opened.authorized.bundle;
     if opened.authorized.decision == Decision::UpToDate {
         if args.json {

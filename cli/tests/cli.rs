@@ -278,6 +278,22 @@ fn refuses_to_write_the_source_and_reports_io_and_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("running partition is never written"));
     assert_eq!(hash(&s.old), before);
 
+    // A mistyped partition is not created as a file under /dev.
+    let typo = Path::new("/dev/abdelta-test-mmcblk9p3");
+    let out = abdelta(&[
+        &"apply",
+        &s.bundle,
+        &"--source",
+        &s.old,
+        &"--target",
+        &typo,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no file is created under /dev"));
+    assert!(!typo.exists());
+
     let out = abdelta(&[
         &"verify",
         &s.dir.join("missing.abd"),

@@ -179,8 +179,19 @@ pub struct FileTarget {
 
 impl FileTarget {
     /// Opens `path` for writing `size` bytes: a block device at least that large, or a regular
-    /// file (created if missing, then set to exactly `size`). Refuses the source itself.
+    /// file (created if missing, except under `/dev`, then set to exactly `size`). Refuses the
+    /// source itself.
     pub fn open(path: &Path, size: u64, source: &SourceImage) -> io::Result<FileTarget> {
+        if path.starts_with("/dev") && !path.exists() {
+            // A mistyped partition name must not become a file in the device directory.
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} does not exist; no file is created under /dev",
+                    path.display()
+                ),
+            ));
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -18,6 +18,7 @@ mod boot;
 mod config;
 mod events;
 mod hooks;
+mod image;
 mod slots;
 mod transfer;
 
@@ -33,6 +34,7 @@ pub use boot::{
 pub use config::{FetchConfig, Hooks, MAX_BOOT_FAILURES, PolicyConfig, SlotConfig, UpdaterConfig};
 pub use events::{Event, FirmwareStatus};
 pub use hooks::HookKind;
+pub use image::{ImageOutcome, ImageReport, ImageRequest, write_image};
 pub use slots::{CMDLINE_KEY, booted_from_cmdline};
 pub use transfer::{BundleFile, Download, download, is_url, lock, stage_dir};
 
@@ -625,17 +627,11 @@ impl Updater {
         let Some(plan) = offer.plan.take() else {
             return Err(UpdateError::Config("the offer has no plan".into()));
         };
-        let budget = options.max_download.or(self.config.fetch.max_download);
-        let wire = offer.download.header_fetched + offer.download.to_download;
-        if let Some(budget) = budget
-            && wire > budget
-        {
-            return Err(Error::BudgetExceeded {
-                planned: wire,
-                budget,
-            }
-            .into());
-        }
+        offer.download.check_budget(
+            &offer.file,
+            &plan,
+            options.max_download.or(self.config.fetch.max_download),
+        )?;
         let hook_env = hooks::HookEnv {
             slot: &slot,
             device: &offer.target.device,
@@ -656,21 +652,7 @@ impl Updater {
                     &offer.bundle,
                     &offer.download.ranges,
                     &stage_path,
-                    &mut |done, total| {
-                        if cancel.is_cancelled() {
-                            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-                        }
-                        on_event(&Event {
-                            status: FirmwareStatus::Downloading,
-                            progress: Some(Progress {
-                                phase: "download",
-                                done,
-                                total,
-                            }),
-                            detail: None,
-                        });
-                        Ok(())
-                    },
+                    &mut download_events(cancel, on_event),
                 );
                 let stage = match result {
                     Err(_) if cancel.is_cancelled() => {
@@ -703,28 +685,15 @@ impl Updater {
             Some(s) => s,
             None => offer.file.source(),
         };
-        let events = std::sync::Mutex::new(&mut *on_event);
-        let applied = crate::apply::apply_until(
+        let report = apply_with_events(
             &offer.bundle,
             reader,
             offer.source.bytes(),
             &mut target,
             &plan,
-            &|p| {
-                if let Ok(mut emit) = events.lock() {
-                    emit(&Event {
-                        status: FirmwareStatus::Installing,
-                        progress: Some(p),
-                        detail: None,
-                    });
-                }
-            },
-            &|| cancel.is_cancelled(),
-        );
-        let report = match applied {
-            Err(Error::Cancelled) => return Err(UpdateError::Cancelled { downloading: false }),
-            other => other?,
-        };
+            cancel,
+            on_event,
+        )?;
         drop(target);
         // §8 step 14: what the medium returns, against the signed image hash.
         crate::verify::verify_path(manifest, &offer.target.device)?;
@@ -837,6 +806,63 @@ impl Updater {
             firmware: FirmwareStatus::InstallationFailed,
             fallback,
         })
+    }
+}
+
+/// Download progress as `Downloading` events; a cancellation stops the download.
+fn download_events<'a>(
+    cancel: &'a Cancel,
+    on_event: &'a mut (dyn FnMut(&Event) + Send),
+) -> impl FnMut(u64, u64) -> io::Result<()> + 'a {
+    move |done, total| {
+        if cancel.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        on_event(&Event {
+            status: FirmwareStatus::Downloading,
+            progress: Some(Progress {
+                phase: "download",
+                done,
+                total,
+            }),
+            detail: None,
+        });
+        Ok(())
+    }
+}
+
+/// Applies with `Installing` progress events, stopping between batches when cancelled.
+fn apply_with_events(
+    bundle: &VerifiedBundle,
+    reader: &dyn BundleSource,
+    source: &[u8],
+    target: &mut FileTarget,
+    plan: &Plan,
+    cancel: &Cancel,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<ApplyReport, UpdateError> {
+    // Apply reports progress through a shared callback; the agent's is `FnMut`.
+    let events = std::sync::Mutex::new(on_event);
+    let applied = crate::apply::apply_until(
+        bundle,
+        reader,
+        source,
+        target,
+        plan,
+        &|p| {
+            if let Ok(mut emit) = events.lock() {
+                emit(&Event {
+                    status: FirmwareStatus::Installing,
+                    progress: Some(p),
+                    detail: None,
+                });
+            }
+        },
+        &|| cancel.is_cancelled(),
+    );
+    match applied {
+        Err(Error::Cancelled) => Err(UpdateError::Cancelled { downloading: false }),
+        other => Ok(other?),
     }
 }
 

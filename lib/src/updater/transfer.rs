@@ -180,6 +180,35 @@ impl Download {
     }
 }
 
+impl Download {
+    /// What a byte budget is judged against: for a URL, the header this run fetched plus the
+    /// merged ranges still missing (what goes over the wire); for a local file, the bytes
+    /// the plan reads.
+    pub fn cost(&self, file: &BundleFile, plan: &Plan) -> u64 {
+        match file.remote() {
+            Some(_) => self.header_fetched + self.to_download,
+            None => plan.total_bytes(),
+        }
+    }
+
+    /// Refuses, before any blob is fetched, a download that costs more than `budget`.
+    pub fn check_budget(
+        &self,
+        file: &BundleFile,
+        plan: &Plan,
+        budget: Option<u64>,
+    ) -> Result<(), crate::Error> {
+        let cost = self.cost(file, plan);
+        match budget {
+            Some(budget) if cost > budget => Err(crate::Error::BudgetExceeded {
+                planned: cost,
+                budget,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Brings `ranges` of a remote bundle into the stage at `dir`, resuming what an interrupted
 /// run received. `progress(done, total)` may stop the download by returning an error.
 pub fn download(
