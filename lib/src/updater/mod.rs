@@ -672,7 +672,8 @@ impl Updater {
         // From here the slot holds nothing bootable: recorded first, then no boot may start it.
         *offer.state.slot_mut(&slot) = crate::policy::SlotRecord::empty(&slot);
         self.save(&offer.state)?;
-        self.config.boot.disable(&slot, self.booted())?;
+        let fallback = self.fallback(&offer.state, &slot);
+        self.config.boot.disable(&slot, fallback.as_deref())?;
         let manifest = offer.bundle.manifest();
         let mut target =
             FileTarget::open_existing(&offer.target.device, manifest.target.size, &offer.source)
@@ -734,12 +735,33 @@ impl Updater {
         record.release = Some(release);
         record.boot_id = self.boot_id.clone();
         self.save(state)?;
-        if let Err(e) = self.config.boot.try_once(slot, self.booted()) {
+        let fallback = self.fallback(state, slot);
+        if let Err(e) = self.config.boot.try_once(slot, fallback.as_deref()) {
             state.slot_mut(slot).state = SlotState::Bad;
             self.save(state)?;
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// The slot the boot returns to while `slot` is written or tried: the booted one, or (in
+    /// a rescue system) the good slot with the highest release.
+    fn fallback(&self, state: &DeviceState, slot: &str) -> Option<String> {
+        match self.booted() {
+            Some(b) if b != slot => Some(b.to_owned()),
+            _ => self.good_slot_except(state, slot),
+        }
+    }
+
+    /// The good slot other than `slot` with the highest release.
+    fn good_slot_except(&self, state: &DeviceState, slot: &str) -> Option<String> {
+        self.config
+            .slots
+            .iter()
+            .filter(|s| s.name != slot)
+            .filter_map(|s| state.slot(&s.name).filter(|r| r.state == SlotState::Good))
+            .max_by_key(|r| r.release)
+            .map(|r| r.name.clone())
     }
 
     /// Confirms the booted slot (`abdelta mark-good`, run after the station's own health
@@ -781,14 +803,7 @@ impl Updater {
         let _lock = lock(&self.stage())?;
         let booted = self.booted.clone().ok_or(UpdateError::NotBooted)?;
         let mut state = self.load_state()?;
-        let fallback = self
-            .config
-            .slots
-            .iter()
-            .filter(|s| s.name != booted)
-            .filter_map(|s| state.slot(&s.name).filter(|r| r.state == SlotState::Good))
-            .max_by_key(|r| r.release)
-            .map(|r| r.name.clone());
+        let fallback = self.good_slot_except(&state, &booted);
         self.config.boot.disable(&booted, fallback.as_deref())?;
         let failures = state.boot_failures;
         let record = state.slot_mut(&booted);
