@@ -191,6 +191,8 @@ fn status_json(status: &Status) -> serde_json::Value {
         "booted": status.booted,
         "installed": status.installed,
         "firmware_status": status.firmware.as_ocpp(),
+        // What the bootloader may start next, first choice first (null: unreadable).
+        "bootable": status.bootable,
         "slots": status.slots.iter().map(|s| serde_json::json!({
             "name": s.name,
             "device": s.device,

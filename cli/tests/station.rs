@@ -217,7 +217,7 @@ fn install_status_mark_good_and_fallback_through_the_binary() {
     println!("status after install: {status}");
     assert_eq!(
         status,
-        serde_json::json!({"booted": "A", "installed": null, "firmware_status": "InstallRebooting", "slots": [
+        serde_json::json!({"booted": "A", "installed": null, "firmware_status": "InstallRebooting", "bootable": ["B", "A"], "slots": [
             {"name": "A", "device": st.path("slot-a.img"), "release": null, "state": "good"},
             {"name": "B", "device": st.path("slot-b.img"), "release": 2, "state": "pending"}]})
     );
@@ -247,7 +247,7 @@ fn install_status_mark_good_and_fallback_through_the_binary() {
     println!("status after mark-good: {status}");
     assert_eq!(
         status,
-        serde_json::json!({"booted": "B", "installed": 2, "firmware_status": "Idle", "slots": [
+        serde_json::json!({"booted": "B", "installed": 2, "firmware_status": "Idle", "bootable": ["B"], "slots": [
             {"name": "A", "device": st.path("slot-a.img"), "release": null, "state": "good"},
             {"name": "B", "device": st.path("slot-b.img"), "release": 2, "state": "good"}]})
     );

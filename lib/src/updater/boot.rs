@@ -295,6 +295,18 @@ impl UBoot {
             .unwrap_or_default()
     }
 
+    /// `BOOT_ORDER` without `slot`, with `fallback` in it (first, if it was missing).
+    fn order_without(vars: &[(String, String)], slot: &str, fallback: Option<&str>) -> Vec<String> {
+        let mut order: Vec<String> = UBoot::order(vars)
+            .into_iter()
+            .filter(|s| s != slot)
+            .collect();
+        if let Some(f) = fallback.filter(|f| *f != slot && !order.iter().any(|s| s == f)) {
+            order.insert(0, f.to_owned());
+        }
+        order
+    }
+
     fn left(vars: &[(String, String)], slot: &str) -> u32 {
         let name = format!("BOOT_{slot}_LEFT");
         vars.iter()
@@ -334,13 +346,7 @@ impl BootBackend for UBoot {
 
     fn disable(&self, slot: &str, fallback: Option<&str>) -> Result<(), BootError> {
         let vars = self.read()?;
-        let mut order: Vec<String> = UBoot::order(&vars)
-            .into_iter()
-            .filter(|s| s != slot)
-            .collect();
-        if let Some(f) = fallback.filter(|f| *f != slot && !order.iter().any(|s| s == f)) {
-            order.insert(0, f.to_owned());
-        }
+        let mut order = UBoot::order_without(&vars, slot, fallback);
         order.push(slot.to_owned());
         // The fallback gets attempts before the slot loses its own, so that no moment in
         // between leaves nothing bootable.
@@ -355,13 +361,7 @@ impl BootBackend for UBoot {
 
     fn try_once(&self, slot: &str, fallback: Option<&str>) -> Result<(), BootError> {
         let vars = self.read()?;
-        let mut order: Vec<String> = UBoot::order(&vars)
-            .into_iter()
-            .filter(|s| s != slot)
-            .collect();
-        if let Some(f) = fallback.filter(|f| *f != slot && !order.iter().any(|s| s == f)) {
-            order.insert(0, f.to_owned());
-        }
+        let mut order = UBoot::order_without(&vars, slot, fallback);
         order.insert(0, slot.to_owned());
         self.set(&[
             (format!("BOOT_{slot}_LEFT"), "1".to_owned()),

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::config::FetchConfig;
-use super::transfer::{BundleFile, Download, download, lock};
+use super::transfer::{BundleFile, Download, lock};
 use super::{Cancel, Event, FirmwareStatus, InstallOptions, UpdateError};
 use crate::error::Error;
 use crate::format::Limits;
@@ -125,27 +125,14 @@ pub fn write_image(
         &plan,
         options.max_download.or(request.fetch.max_download),
     )?;
-    let stage = match file.remote() {
-        Some(http) => {
-            on_event(&Event::status(FirmwareStatus::Downloading, None));
-            let result = download(
-                http,
-                &bundle,
-                &download_plan.ranges,
-                request.stage_dir,
-                &mut super::download_events(cancel, on_event),
-            );
-            let stage = match result {
-                Err(_) if cancel.is_cancelled() => {
-                    return Err(UpdateError::Cancelled { downloading: true });
-                }
-                other => other?,
-            };
-            on_event(&Event::status(FirmwareStatus::Downloaded, None));
-            Some(stage)
-        }
-        None => None,
-    };
+    let stage = super::stage_with_events(
+        &file,
+        &bundle,
+        &download_plan.ranges,
+        request.stage_dir,
+        cancel,
+        on_event,
+    )?;
     on_event(&Event::status(FirmwareStatus::Installing, None));
     let mut target = FileTarget::open(request.target, bundle.manifest().target.size, &source)
         .map_err(|e| UpdateError::Io {

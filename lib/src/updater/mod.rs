@@ -9,8 +9,9 @@
 //! the new slot once. After the reboot, the station's health check calls
 //! [`Updater::confirm`] (`abdelta mark-good`) and only then is the install `Installed`; a boot
 //! that does not come up confirmed falls back and is reported `InstallationFailed`, and the
-//! same release may be installed again. Events map one to one onto OCPP 2.0.1's firmware
-//! statuses ([`FirmwareStatus`]).
+//! same release may be installed again (up to `max_boot_failures` times in a row). Events map
+//! one to one onto OCPP 2.0.1's firmware statuses ([`FirmwareStatus`]). [`write_image`] is
+//! the same path without slots, for a technician writing a partition by hand.
 //!
 //! The crate root shows an agent's loop; `lib/examples/agent.rs` is a complete agent.
 
@@ -368,6 +369,9 @@ pub struct Status {
     pub firmware: FirmwareStatus,
     /// The release the device runs (booted and confirmed), if known.
     pub installed: Option<u64>,
+    /// The slots the boot configuration may start, first choice first (`None` when it could
+    /// not be read).
+    pub bootable: Option<Vec<String>>,
 }
 
 /// What a confirmation or a refusal of the booted slot did.
@@ -490,6 +494,7 @@ impl Updater {
             slots,
             firmware,
             installed: state.installed,
+            bootable: self.config.boot.view().ok().map(|v| v.bootable),
         })
     }
 
@@ -644,27 +649,14 @@ impl Updater {
             &hook_env,
         )?;
         let stage_path = self.stage();
-        let stage = match offer.file.remote() {
-            Some(http) => {
-                on_event(&Event::status(FirmwareStatus::Downloading, None));
-                let result = download(
-                    http,
-                    &offer.bundle,
-                    &offer.download.ranges,
-                    &stage_path,
-                    &mut download_events(cancel, on_event),
-                );
-                let stage = match result {
-                    Err(_) if cancel.is_cancelled() => {
-                        return Err(UpdateError::Cancelled { downloading: true });
-                    }
-                    other => other?,
-                };
-                on_event(&Event::status(FirmwareStatus::Downloaded, None));
-                Some(stage)
-            }
-            None => None,
-        };
+        let stage = stage_with_events(
+            &offer.file,
+            &offer.bundle,
+            &offer.download.ranges,
+            &stage_path,
+            cancel,
+            on_event,
+        )?;
         // The header's signature was verified before anything was downloaded, and every
         // downloaded byte is checked against it, chunk by chunk, while installing.
         on_event(&Event::status(FirmwareStatus::SignatureVerified, None));
@@ -824,12 +816,22 @@ impl Updater {
     }
 }
 
-/// Download progress as `Downloading` events; a cancellation stops the download.
-fn download_events<'a>(
-    cancel: &'a Cancel,
-    on_event: &'a mut (dyn FnMut(&Event) + Send),
-) -> impl FnMut(u64, u64) -> io::Result<()> + 'a {
-    move |done, total| {
+/// For a URL, brings `ranges` into the stage at `dir` with `Downloading` (and progress) then
+/// `Downloaded` events; a cancellation stops the download, keeping what arrived. A local
+/// bundle needs no stage.
+fn stage_with_events(
+    file: &BundleFile,
+    bundle: &VerifiedBundle,
+    ranges: &[std::ops::Range<u64>],
+    dir: &Path,
+    cancel: &Cancel,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<Option<crate::fetch::Stage>, UpdateError> {
+    let Some(http) = file.remote() else {
+        return Ok(None);
+    };
+    on_event(&Event::status(FirmwareStatus::Downloading, None));
+    let result = download(http, bundle, ranges, dir, &mut |done, total| {
         if cancel.is_cancelled() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
         }
@@ -843,7 +845,15 @@ fn download_events<'a>(
             detail: None,
         });
         Ok(())
-    }
+    });
+    let stage = match result {
+        Err(_) if cancel.is_cancelled() => {
+            return Err(UpdateError::Cancelled { downloading: true });
+        }
+        other => other?,
+    };
+    on_event(&Event::status(FirmwareStatus::Downloaded, None));
+    Ok(Some(stage))
 }
 
 /// Applies with `Installing` progress events, stopping between batches when cancelled.
