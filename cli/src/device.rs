@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use abdelta::PublicKey;
 use abdelta::format::Limits;
 use abdelta::policy::{Authorized, DeviceState, Policy, authorize};
 use abdelta::updater::{BundleFile, FetchConfig, PolicyConfig};
-use abdelta::{PublicKey, UnverifiedBundle};
 use anyhow::Context;
 
 use crate::location::FetchArgs;
@@ -139,22 +139,19 @@ pub fn open_authentic(
         &crate::location::stage_dir(device.state_dir.as_deref()),
     )?;
     let limits = Limits::DEFAULT;
-    let unverified = UnverifiedBundle::read(file.source(), &limits)
+    let bundle = file
+        .authenticate(&limits, |unverified| {
+            let mut keys = device.policy.release_keys.clone();
+            if let Some(keyset) = unverified
+                .keyset_file()
+                .filter(|_| !device.policy.root_keys.is_empty())
+            {
+                let verified = abdelta::sign::verify_keyset(keyset, &device.policy.root_keys)?;
+                keys.extend(verified.release_keys().iter().cloned());
+            }
+            unverified.verify(&keys, &limits)
+        })
         .with_context(|| format!("bundle {location} rejected"))?;
-    let mut keys = device.policy.release_keys.clone();
-    if let Some(keyset) = unverified
-        .keyset_file()
-        .filter(|_| !device.policy.root_keys.is_empty())
-    {
-        let verified = abdelta::sign::verify_keyset(keyset, &device.policy.root_keys)
-            .map_err(abdelta::Error::from)
-            .with_context(|| format!("bundle {location} rejected"))?;
-        keys.extend(verified.release_keys().iter().cloned());
-    }
-    let bundle = unverified
-        .verify(&keys, &limits)
-        .with_context(|| format!("bundle {location} rejected"))?;
-    file.remember_head();
     Ok(bundle)
 }
 
@@ -182,12 +179,11 @@ pub fn open(location: &str, fetch: &FetchArgs, device: &Device) -> anyhow::Resul
         None => DeviceState::default(),
     };
     let limits = Limits::DEFAULT;
-    let unverified = UnverifiedBundle::read(file.source(), &limits)
+    let authorized = file
+        .authenticate(&limits, |unverified| {
+            authorize(unverified, &device.policy, &mut state, now(), &limits)
+        })
         .with_context(|| format!("bundle {location} rejected"))?;
-    let authorized = authorize(unverified, &device.policy, &mut state, now(), &limits)
-        .with_context(|| format!("bundle {location} rejected"))?;
-    // Only a head that authenticated is kept for revalidation.
-    file.remember_head();
     Ok(Opened {
         file,
         authorized,

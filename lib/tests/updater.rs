@@ -186,10 +186,15 @@ impl Server {
     /// Every response goes through `fault` (`Throttle` makes what the proxy counts what a
     /// slow link would carry, so a cancelled transfer stops being counted).
     fn with(fault: abdelta_testkit::Fault) -> Server {
+        Server::scripted(move |_| fault.clone())
+    }
+
+    /// Response `n` goes through `fault(n)`.
+    fn scripted(fault: impl Fn(usize) -> abdelta_testkit::Fault + Send + Sync + 'static) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let upstream = abdelta_testkit::serve(&dir);
-        let (addr, counters) = abdelta_testkit::proxy(upstream, move |_| fault.clone());
+        let (addr, counters) = abdelta_testkit::proxy(upstream, fault);
         Server {
             _tmp: tmp,
             dir,
@@ -803,4 +808,82 @@ fn uboot_boot_counter_through_fw_setenv() {
         env_vars(),
         (Some("A B".into()), Some("3".into()), Some("0".into()))
     );
+}
+
+/// Fault 1 (header): one flipped byte in the response that carries the signed header fails
+/// that run with `InvalidSignature`, and nothing of it is kept: the next run fetches the header
+/// again (instead of revalidating the bad copy) and installs.
+#[test]
+fn fault_01_a_corrupted_header_response_heals_on_the_next_run() {
+    let [r1, r2, _] = releases();
+    // The first response (the probe: envelope, manifest, signatures) has one byte flipped.
+    let server = Server::scripted(|n| match n {
+        0 => abdelta_testkit::Fault::FlipByte(300),
+        _ => abdelta_testkit::Fault::Pass,
+    });
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    let (result, events) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    let error = result.unwrap_err();
+    assert_eq!(
+        error.firmware_status(),
+        FirmwareStatus::InvalidSignature,
+        "{error}"
+    );
+    assert!(
+        events.is_empty(),
+        "a check failure comes before any install event"
+    );
+    let (result, _) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("B".into(), 2));
+    assert_eq!(station.slot("B"), r2);
+}
+
+/// Fault 1 (head cache): a head kept by an earlier version before its signature was checked
+/// (bytes that do not verify, under the file's real ETag) costs one failed run, not every run:
+/// the failed head is forgotten and fetched again.
+#[test]
+fn fault_01_a_poisoned_head_cache_is_forgotten_after_one_failure() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    drop(updater.check(&url).unwrap());
+    let cache = station
+        .path("state/download/heads")
+        .join(blake3::hash(url.as_bytes()).to_hex().as_str());
+    let mut head = abdelta::fetch::HeadCache::load(&cache).expect("a verified head is kept");
+    head.bytes[300] ^= 0xff;
+    std::fs::write(&cache, head.encode()).unwrap();
+    let error = updater
+        .check(&url)
+        .err()
+        .expect("the poisoned head is used once");
+    assert_eq!(
+        error.firmware_status(),
+        FirmwareStatus::InvalidSignature,
+        "{error}"
+    );
+    assert!(!cache.exists(), "a head that failed is not kept");
+    let (result, _) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert_eq!(rebooting(result), ("B".into(), 2));
 }

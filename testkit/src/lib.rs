@@ -46,6 +46,8 @@ pub enum Fault {
     Head(fn(String) -> String),
     /// Drop Content-Length and keep sending bytes after the body.
     Endless,
+    /// Flip every bit of the body byte at this index (a carrier proxy or a bad CDN node).
+    FlipByte(usize),
     /// Send the body at this many bytes per second, in small writes, so that socket buffers
     /// hold little and what the proxy counts is what a slow link would carry.
     Throttle(u64),
@@ -143,6 +145,16 @@ fn handle(
             client.flush()?;
             std::thread::sleep(pause);
             client.write_all(&body[n.min(body.len())..])?;
+        }
+        Fault::FlipByte(at) => {
+            if let Some(b) = body.get_mut(at) {
+                *b = !*b;
+            }
+            client.write_all(head.as_bytes())?;
+            client.write_all(&body)?;
+            count
+                .body_bytes
+                .fetch_add(body.len() as u64, Ordering::SeqCst);
         }
         Fault::Head(rewrite) => {
             client.write_all(rewrite(head).as_bytes())?;

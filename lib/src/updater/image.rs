@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::format::Limits;
 use crate::policy::{Decision, DeviceState, Policy, authorize};
 use crate::storage::{BundleSource, FileTarget, SourceImage};
-use crate::{ApplyReport, Plan, UnverifiedBundle};
+use crate::{ApplyReport, Plan};
 
 /// What to write where, under which policy.
 #[derive(Debug, Clone, Copy)]
@@ -83,16 +83,15 @@ pub fn write_image(
         Some(dir) => DeviceState::load(dir).map_err(Error::from)?,
         None => DeviceState::default(),
     };
-    let unverified = UnverifiedBundle::read(file.source(), &limits)?;
-    let authorized = authorize(
-        unverified,
-        request.policy,
-        &mut state,
-        super::now(),
-        &limits,
-    )?;
-    // Only a head that authenticated is kept for revalidation.
-    file.remember_head();
+    let authorized = file.authenticate(&limits, |unverified| {
+        authorize(
+            unverified,
+            request.policy,
+            &mut state,
+            super::now(),
+            &limits,
+        )
+    })?;
     // The raised floors are durable before any payload byte is read (SPEC §9.3 step 13).
     if let Some(dir) = request.state_dir {
         state.save(dir).map_err(Error::from)?;

@@ -44,7 +44,7 @@ use crate::fetch::FetchError;
 use crate::format::Limits;
 use crate::policy::{Decision, DeviceState, SlotState, authorize};
 use crate::storage::{BundleSource, FileTarget, SourceImage};
-use crate::{ApplyReport, Plan, Progress, UnverifiedBundle, VerifiedBundle};
+use crate::{ApplyReport, Plan, Progress, VerifiedBundle};
 
 /// Why an updater operation failed; [`UpdateError::firmware_status`] gives the status to
 /// report.
@@ -507,16 +507,15 @@ impl Updater {
         let lock = lock(&stage)?;
         let mut state = self.load_state()?;
         let file = BundleFile::open(location, &self.config.fetch, &stage)?;
-        let unverified = UnverifiedBundle::read(file.source(), &self.limits)?;
-        let authorized = authorize(
-            unverified,
-            &self.config.policy,
-            &mut state,
-            now(),
-            &self.limits,
-        )?;
-        // Only a head that authenticated is kept for revalidation.
-        file.remember_head();
+        let authorized = file.authenticate(&self.limits, |unverified| {
+            authorize(
+                unverified,
+                &self.config.policy,
+                &mut state,
+                now(),
+                &self.limits,
+            )
+        })?;
         let bundle = authorized.bundle;
         let release = bundle.manifest().release_version;
         let target = slots::choose_target(&state, &self.config.slots, self.booted())

@@ -93,20 +93,32 @@ impl BundleFile {
         }
     }
 
-    /// Keeps the bundle's head for a later run to revalidate instead of download. Call it
-    /// only after the header authenticated. Best effort: without it a rerun fetches the
-    /// header again.
-    pub fn remember_head(&self) {
-        if let BundleFile::Remote(http, path) = self
-            && let Some(head) = http.head_cache()
-        {
-            let written = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| super::boot::write_atomic(path, &head.encode()));
-            // Losing the head costs one header download on the next run, nothing more.
-            drop(written);
+    /// Reads the signed header and authenticates it with `check` (a signature check, or the
+    /// whole device policy). Only a head that passed is kept for a later run to revalidate
+    /// instead of download; one that failed is forgotten, so the next run fetches it again
+    /// rather than revalidating bytes that a proxy, a bad CDN node or bit rot corrupted.
+    pub fn authenticate<T>(
+        &self,
+        limits: &crate::format::Limits,
+        check: impl FnOnce(crate::UnverifiedBundle) -> Result<T, crate::Error>,
+    ) -> Result<T, UpdateError> {
+        let result = crate::UnverifiedBundle::read(self.source(), limits).and_then(check);
+        if let BundleFile::Remote(http, path) = self {
+            match (&result, http.head_cache()) {
+                (Ok(_), Some(head)) => {
+                    let written = path
+                        .parent()
+                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .and_then(|()| super::boot::write_atomic(path, &head.encode()));
+                    // Losing the head costs one header download on the next run, nothing more.
+                    drop(written);
+                }
+                // A policy refusal is about the release, not the bytes: the head is kept.
+                (Err(crate::Error::Policy(_)), _) | (Ok(_), None) => {}
+                (Err(_), _) => drop(std::fs::remove_file(path)),
+            }
         }
+        Ok(result?)
     }
 
     /// Traffic so far, for a URL.
