@@ -42,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         fetch: &fetch,
         source: input.source.as_deref(),
         target: &args.target,
+        lock_wait: device.lock_wait,
     };
     let options = InstallOptions {
         max_download: input.max_download,

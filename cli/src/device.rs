@@ -67,6 +67,8 @@ pub struct Device {
     pub state_dir: Option<PathBuf>,
     /// The config file's fetch settings (flags apply over them).
     pub fetch: FetchConfig,
+    /// How long to wait for the update lock.
+    pub lock_wait: std::time::Duration,
 }
 
 impl DeviceArgs {
@@ -113,6 +115,7 @@ impl DeviceArgs {
             policy,
             state_dir: self.state_dir.clone().or(config.state_dir),
             fetch: config.fetch,
+            lock_wait: config.lock_wait,
         })
     }
 }

@@ -50,6 +50,7 @@ struct Station {
     boots: u32,
     /// U-Boot instead of GRUB.
     uboot: Option<UBoot>,
+    lock_wait: std::time::Duration,
 }
 
 impl Station {
@@ -68,6 +69,7 @@ impl Station {
             hooks: Hooks::default(),
             boots: 0,
             uboot: None,
+            lock_wait: abdelta::updater::LOCK_WAIT,
         }
     }
 
@@ -109,6 +111,7 @@ impl Station {
             hooks: self.hooks.clone(),
             fetch: FetchConfig::default(),
             max_boot_failures: 2,
+            lock_wait: self.lock_wait,
         })
     }
 
@@ -886,4 +889,46 @@ fn fault_01_a_poisoned_head_cache_is_forgotten_after_one_failure() {
         &Cancel::default(),
     );
     assert_eq!(rebooting(result), ("B".into(), 2));
+}
+
+/// Fault 11: a run that starts while a killed one still holds the lock (its descriptors not
+/// yet closed) waits for it, a bounded time; a live update keeps it refused as busy.
+#[test]
+fn fault_11_the_lock_is_waited_for_a_bounded_time() {
+    use std::time::{Duration, Instant};
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    station.lock_wait = Duration::from_millis(1500);
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    std::fs::create_dir_all(station.path("state")).unwrap();
+    let hold = || {
+        let file = std::fs::File::create(station.path("state/download.lock")).unwrap();
+        file.lock().unwrap();
+        file
+    };
+    let updater = station.updater().unwrap();
+    let dying = hold();
+    let exits = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(dying);
+    });
+    let started = Instant::now();
+    let offer = updater.check(bundle.to_str().unwrap()).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    exits.join().unwrap();
+    drop(offer);
+    let _live = hold();
+    let started = Instant::now();
+    match updater.check(bundle.to_str().unwrap()) {
+        Err(UpdateError::Busy(_)) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a held lock was taken"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 }

@@ -88,6 +88,8 @@ pub struct UpdaterConfig {
     pub hooks: Hooks,
     /// Fetching.
     pub fetch: FetchConfig,
+    /// How long an operation waits for the update lock before it is refused as busy.
+    pub lock_wait: std::time::Duration,
     /// Times in a row a release may fail to come up confirmed before it is refused (until a
     /// newer one comes): a release that cannot boot on this station is not retried in a loop.
     pub max_boot_failures: u64,
@@ -118,6 +120,7 @@ struct File {
     hooks: HooksFile,
     #[serde(default)]
     fetch: FetchFile,
+    lock_wait_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +162,7 @@ struct FetchFile {
 
 /// The device-side settings of `device.toml` that make a [`Policy`], for commands that need
 /// no slots (`plan`, `apply`, `verify` by hand).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PolicyConfig {
     /// The policy.
     pub policy: Policy,
@@ -167,6 +170,19 @@ pub struct PolicyConfig {
     pub state_dir: Option<PathBuf>,
     /// Fetch settings.
     pub fetch: FetchConfig,
+    /// How long to wait for the update lock.
+    pub lock_wait: std::time::Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            policy: Policy::default(),
+            state_dir: None,
+            fetch: FetchConfig::default(),
+            lock_wait: super::LOCK_WAIT,
+        }
+    }
 }
 
 fn config_error(path: &Path, why: impl std::fmt::Display) -> UpdateError {
@@ -238,6 +254,9 @@ impl PolicyConfig {
             policy,
             state_dir: file.state_dir.as_ref().map(|d| resolve(base, d)),
             fetch,
+            lock_wait: file
+                .lock_wait_seconds
+                .map_or(super::LOCK_WAIT, std::time::Duration::from_secs),
         })
     }
 }
@@ -296,6 +315,7 @@ impl UpdaterConfig {
                 post_install: file.hooks.post_install.clone(),
             },
             fetch: policy.fetch,
+            lock_wait: policy.lock_wait,
             max_boot_failures: boot_file.max_failures.unwrap_or(MAX_BOOT_FAILURES),
         };
         config.validate().map_err(|e| config_error(path, e))?;

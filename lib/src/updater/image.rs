@@ -33,6 +33,8 @@ pub struct ImageRequest<'a> {
     pub source: Option<&'a Path>,
     /// The partition or image file to write (a missing regular file is created).
     pub target: &'a Path,
+    /// How long to wait for the update lock (see [`super::LOCK_WAIT`]).
+    pub lock_wait: std::time::Duration,
 }
 
 /// What writing an image did.
@@ -76,7 +78,7 @@ pub fn write_image(
 ) -> Result<ImageOutcome, UpdateError> {
     // One update at a time per stage: a second agent or a technician waits for nothing and
     // corrupts nothing; it is refused (F20).
-    let _lock = lock(request.stage_dir)?;
+    let _lock = lock(request.stage_dir, request.lock_wait)?;
     let limits = Limits::DEFAULT;
     let file = BundleFile::open(request.location, request.fetch, request.stage_dir)?;
     let mut state = match request.state_dir {

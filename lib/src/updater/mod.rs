@@ -37,7 +37,7 @@ pub use events::{Event, FirmwareStatus};
 pub use hooks::HookKind;
 pub use image::{ImageOutcome, ImageReport, ImageRequest, write_image};
 pub use slots::{CMDLINE_KEY, booted_from_cmdline};
-pub use transfer::{BundleFile, Download, download, is_url, lock, stage_dir};
+pub use transfer::{BundleFile, Download, LOCK_WAIT, download, is_url, lock, stage_dir};
 
 use crate::error::Error;
 use crate::fetch::FetchError;
@@ -504,7 +504,7 @@ impl Updater {
     /// offer holds the update lock.
     pub fn check(&self, location: &str) -> Result<Offer, UpdateError> {
         let stage = self.stage();
-        let lock = lock(&stage)?;
+        let lock = lock(&stage, self.config.lock_wait)?;
         let mut state = self.load_state()?;
         let file = BundleFile::open(location, &self.config.fetch, &stage)?;
         let authorized = file.authenticate(&self.limits, |unverified| {
@@ -759,7 +759,7 @@ impl Updater {
     /// check): it becomes good and the bootloader's primary. Only the booted slot can be
     /// confirmed.
     pub fn confirm(&self) -> Result<Marked, UpdateError> {
-        let _lock = lock(&self.stage())?;
+        let _lock = lock(&self.stage(), self.config.lock_wait)?;
         let booted = self.booted.clone().ok_or(UpdateError::NotBooted)?;
         let mut state = self.load_state()?;
         let was = state.slot(&booted).map(|r| r.state);
@@ -791,7 +791,7 @@ impl Updater {
     /// Marks the booted slot bad (its health check failed): the next boot starts a good
     /// slot instead, if there is one. Reboot afterwards.
     pub fn mark_bad(&self) -> Result<Marked, UpdateError> {
-        let _lock = lock(&self.stage())?;
+        let _lock = lock(&self.stage(), self.config.lock_wait)?;
         let booted = self.booted.clone().ok_or(UpdateError::NotBooted)?;
         let mut state = self.load_state()?;
         let fallback = self.good_slot_except(&state, &booted);

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::UpdateError;
 use super::config::FetchConfig;
@@ -17,10 +18,14 @@ pub fn stage_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("download")
 }
 
-/// Takes the update lock of a stage (`<stage>.lock`), or fails at once with
-/// [`UpdateError::Busy`] while another process holds it. Released when the file is dropped or
-/// the process dies.
-pub fn lock(stage: &Path) -> Result<File, UpdateError> {
+/// How long [`lock`] waits by default for a lock whose holder is exiting (a process killed a
+/// moment ago, whose descriptors the kernel has not closed yet).
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Takes the update lock of a stage (`<stage>.lock`), waiting up to `wait` for it; fails
+/// with [`UpdateError::Busy`] while another process still holds it then. Released when the
+/// file is dropped or the process dies.
+pub fn lock(stage: &Path, wait: Duration) -> Result<File, UpdateError> {
     let path = stage.with_extension("lock");
     let io = |what: &str, e: std::io::Error| UpdateError::Io {
         context: format!("{what} {}", path.display()),
@@ -35,10 +40,16 @@ pub fn lock(stage: &Path) -> Result<File, UpdateError> {
         .write(true)
         .open(&path)
         .map_err(|e| io("opening the lock", e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(UpdateError::Busy(path)),
-        Err(std::fs::TryLockError::Error(e)) => Err(io("locking", e)),
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(UpdateError::Busy(path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", e)),
+        }
     }
 }
 
