@@ -265,6 +265,46 @@ fn t07_bad_20_indefinite_freeze_expired_clock_reset_future_creation_and_overlong
     let mut fresh = DeviceState::default();
     check(&bundle(&release(2), &key()), &device(), &mut fresh, 0).unwrap();
     assert_eq!(fresh.time_floor, NOW);
+    // Fault 8: one run with the clock in 2106 (accepting a release that never expires)
+    // raises the stored floor no further than signed data supports: the creation time, plus
+    // the allowed clock skew where one is set. Later releases are not refused as expired
+    // once the clock is right again, even where every release must expire.
+    const Y2106: u64 = 4_300_000_000;
+    let never_expires = bundle(
+        &DiffOptions {
+            expires_at: None,
+            ..release(2)
+        },
+        &key(),
+    );
+    let next = bundle(
+        &DiffOptions {
+            created_at: NOW + 2 * DAY,
+            expires_at: Some(NOW + 30 * DAY),
+            ..release(3)
+        },
+        &key(),
+    );
+    let mut glitched = DeviceState::default();
+    check(&never_expires, &device(), &mut glitched, Y2106).unwrap();
+    assert_eq!(glitched.time_floor, NOW, "the clock alone raised the floor");
+    let strict_expiry = Policy {
+        require_expiry: true,
+        ..device()
+    };
+    check(&next, &strict_expiry, &mut glitched, NOW + 2 * DAY).unwrap();
+    let skewed = Policy {
+        max_clock_skew: Some(DAY),
+        ..device()
+    };
+    let mut glitched = DeviceState::default();
+    check(&never_expires, &skewed, &mut glitched, Y2106).unwrap();
+    assert_eq!(glitched.time_floor, NOW + DAY);
+    check(&next, &skewed, &mut glitched, NOW + 2 * DAY).unwrap();
+    // A clock that is right raises the floor, up to the skew past the signed time.
+    let mut kept = DeviceState::default();
+    check(&never_expires, &skewed, &mut kept, NOW + 3600).unwrap();
+    assert_eq!(kept.time_floor, NOW + 3600);
     let long = bundle(
         &DiffOptions {
             expires_at: Some(NOW + 3650 * DAY),

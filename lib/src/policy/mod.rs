@@ -32,7 +32,9 @@ pub struct Policy {
     /// of the device clock and the stored floor). Accepted creation times raise the floor, so
     /// this keeps a far-future time signed by a stolen key from freezing the device. Set it
     /// only where the clock is kept (GNSS, NTP, a battery-backed RTC): a device whose clock
-    /// resets would refuse every release made after its last update.
+    /// resets would refuse every release made after its last update. It also bounds how far
+    /// the device clock may raise the stored floor past the newest signed creation time
+    /// (without it, only signed times raise the floor).
     pub max_clock_skew: Option<u64>,
 }
 
@@ -348,7 +350,16 @@ pub fn authorize(
         Decision::Install
     };
     next.highest_seen = next.highest_seen.max(release);
-    next.time_floor = next.time_floor.max(floor).max(manifest.created_at);
+    // The clock raises the stored floor only as far as signed data supports: up to this
+    // manifest's creation time plus the clock skew the device allows (0 without one). One
+    // run with a clock in 2106 must not refuse every later release as expired.
+    let clock_bound = manifest
+        .created_at
+        .saturating_add(policy.max_clock_skew.unwrap_or(0));
+    next.time_floor = next
+        .time_floor
+        .max(manifest.created_at)
+        .max(floor.min(clock_bound));
     *state = next;
     Ok(Authorized {
         bundle,
