@@ -356,6 +356,31 @@ fn f18_redirect_loop_is_capped() {
     );
 }
 
+/// Fault 10: a redirect to another origin is not followed unless configured.
+#[test]
+fn fault_10_a_redirect_to_another_host_is_refused_unless_configured() {
+    let f = fixture();
+    let location: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://{}/r2.abd\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            f.server
+        )
+        .into_boxed_str(),
+    );
+    let (addr, _) = proxy(f.server, move |_| Fault::Respond(location));
+    let url = format!("http://{addr}/r2.abd");
+    match HttpSource::open(&url, fast()) {
+        Err(FetchError::Config(why)) => assert!(why.contains("another host"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a redirect to another host was followed"),
+    }
+    let other_hosts = HttpOptions {
+        follow_other_hosts: true,
+        ..fast()
+    };
+    assert!(HttpSource::open(&url, other_hosts).is_ok());
+}
+
 #[test]
 fn byte_budget_fails_closed_before_any_blob_is_fetched() {
     let f = fixture();

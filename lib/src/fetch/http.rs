@@ -32,8 +32,12 @@ pub struct HttpOptions {
     pub max_backoff: Duration,
     /// Longest `Retry-After` (429, 503) honoured; a longer one is waited for this long.
     pub max_retry_after: Duration,
-    /// Redirects followed.
+    /// Redirects followed. From an https:// URL only to https:// (a downgrade is refused).
     pub max_redirects: u32,
+    /// Accept responses redirected to another origin (scheme, host, port), as some CDNs do.
+    /// Off by default: the bundle is fetched from the origin configured, and a response from
+    /// elsewhere is refused before its body is read.
+    pub follow_other_hosts: bool,
     /// PEM certificates of a private CA to trust instead of the public roots.
     pub ca_certs_pem: Option<Vec<u8>>,
     /// Average download rate cap in bytes per second (leave bandwidth to the station).
@@ -53,6 +57,7 @@ impl Default for HttpOptions {
             max_backoff: Duration::from_secs(120),
             max_retry_after: Duration::from_secs(600),
             max_redirects: 5,
+            follow_other_hosts: false,
             ca_certs_pem: None,
             rate_limit: None,
         }
@@ -320,6 +325,8 @@ impl HttpSource {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(options.max_redirects)
+            // A redirect from https:// to http:// is refused (ureq's RequireHttpsOnly).
+            .https_only(url.starts_with("https://"))
             .timeout_connect(Some(options.connect_timeout))
             .timeout_recv_response(Some(options.response_timeout))
             .timeout_per_read(Some(options.idle_read_timeout))
@@ -381,6 +388,28 @@ impl HttpSource {
             len: self.len,
             bytes: self.head.lock().map(|h| h.clone()).unwrap_or_default(),
         })
+    }
+
+    /// Refuses a response that a redirect brought from another origin than the URL's,
+    /// unless configured to follow other hosts.
+    fn check_origin(&self, resp: &ureq::http::Response<ureq::Body>) -> Result<(), FetchError> {
+        use ureq::ResponseExt;
+        let came_from = resp.get_uri();
+        let asked: Option<ureq::http::Uri> = self.url.parse().ok();
+        let origin = |u: &ureq::http::Uri| {
+            (
+                u.scheme_str().map(str::to_ascii_lowercase),
+                u.host().map(str::to_ascii_lowercase),
+                u.port_u16(),
+            )
+        };
+        if self.options.follow_other_hosts || asked.is_some_and(|a| origin(&a) == origin(came_from))
+        {
+            return Ok(());
+        }
+        Err(FetchError::Config(format!(
+            "redirected to another host ({came_from}); not followed unless the configuration allows other hosts"
+        )))
     }
 
     /// Bytes at the start of the bundle already held (the probe and the header read after
@@ -487,6 +516,10 @@ impl HttpSource {
         let Ok(mut resp) = request.call() else {
             return Ok((done, true));
         };
+        if self.check_origin(&resp).is_err() {
+            // Left to the single-range path, which reports it.
+            return Ok((done, true));
+        }
         let status = resp.status().as_u16();
         let boundary = header(&resp, "content-type").and_then(super::multipart::boundary);
         let encoded =
@@ -590,6 +623,9 @@ impl HttpSource {
             Ok(r) => r,
             Err(e) => return (0, Err(classify(e))),
         };
+        if let Err(e) = self.check_origin(&resp) {
+            return (0, Err(Outcome::Fatal(e)));
+        }
         let status = resp.status().as_u16();
         match status {
             206 => {}

@@ -158,6 +158,8 @@ struct FetchFile {
     rtt_ms: Option<u64>,
     bandwidth: Option<u64>,
     max_download: Option<u64>,
+    #[serde(default)]
+    follow_other_hosts: bool,
 }
 
 /// The device-side settings of `device.toml` that make a [`Policy`], for commands that need
@@ -247,6 +249,7 @@ impl PolicyConfig {
         fetch.rtt_ms = f.rtt_ms.unwrap_or(fetch.rtt_ms);
         fetch.bandwidth = f.bandwidth.unwrap_or(fetch.bandwidth);
         fetch.max_download = f.max_download;
+        fetch.http.follow_other_hosts = f.follow_other_hosts;
         if fetch.bandwidth == 0 {
             return Err(config_error(path, "fetch.bandwidth must be above 0"));
         }

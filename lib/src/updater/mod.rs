@@ -154,17 +154,10 @@ impl std::fmt::Display for UpdateError {
     }
 }
 
-impl std::error::Error for UpdateError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            UpdateError::Io { source, .. } => Some(source),
-            UpdateError::Fetch { source, .. } => Some(source),
-            UpdateError::Bundle(e) => Some(e),
-            UpdateError::Boot(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// `source()` stays `None`, as for the pipeline's `Error`: each Display above already includes
+// the inner error's message, and a chain printer (anyhow's `{:#}`) would repeat it. Match on
+// the variant to reach the inner error.
+impl std::error::Error for UpdateError {}
 
 impl From<Error> for UpdateError {
     fn from(e: Error) -> Self {
