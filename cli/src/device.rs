@@ -72,15 +72,6 @@ pub struct Device {
 }
 
 impl DeviceArgs {
-    /// Only trusted keys: authenticity without device policy.
-    pub fn keys(pubkey: Vec<PathBuf>, root_key: Vec<PathBuf>) -> DeviceArgs {
-        DeviceArgs {
-            pubkey,
-            root_key,
-            ..DeviceArgs::default()
-        }
-    }
-
     /// Whether any key or config was given.
     pub fn is_configured(&self) -> bool {
         !self.pubkey.is_empty() || !self.root_key.is_empty() || self.config.is_some()
@@ -128,9 +119,10 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens a bundle path or URL and authenticates it with the device's keys only (release keys, and keyset
-/// keys when a configured root signed the bundle's keyset), ignoring every policy rule: for
-/// checking which release a slot holds, whatever its age.
+/// Opens a bundle path or URL and authenticates it under the device's keys and keyset rules
+/// (stored and bundled keysets, keyset rollback and expiry, release-key windows), ignoring the
+/// release rules (hardware, channel, expiry, rollback): for checking which release a slot
+/// holds, whatever its age. The state is read, never saved.
 pub fn open_authentic(
     location: &str,
     fetch: &FetchArgs,
@@ -141,18 +133,14 @@ pub fn open_authentic(
         &fetch.config(&device.fetch)?,
         &crate::location::stage_dir(device.state_dir.as_deref()),
     )?;
+    let state = match &device.state_dir {
+        Some(dir) => DeviceState::load(dir)?,
+        None => DeviceState::default(),
+    };
     let limits = Limits::DEFAULT;
     let bundle = file
         .authenticate(&limits, |unverified| {
-            let mut keys = device.policy.release_keys.clone();
-            if let Some(keyset) = unverified
-                .keyset_file()
-                .filter(|_| !device.policy.root_keys.is_empty())
-            {
-                let verified = abdelta::sign::verify_keyset(keyset, &device.policy.root_keys)?;
-                keys.extend(verified.release_keys().iter().cloned());
-            }
-            unverified.verify(&keys, &limits)
+            abdelta::policy::authenticate(unverified, &device.policy, &state, now(), &limits)
         })
         .with_context(|| format!("bundle {location} rejected"))?;
     Ok(bundle)

@@ -18,22 +18,19 @@ pub struct Args {
     /// The partition or image to check.
     #[arg(long, value_name = "NEW")]
     target: PathBuf,
-    /// Trusted release public key (repeat for several).
-    #[arg(long, value_name = "NAME.pub")]
-    pubkey: Vec<PathBuf>,
-    /// Trusted root public key: release keys come from the bundle's keyset.
-    #[arg(long, value_name = "ROOT.pub")]
-    root_key: Vec<PathBuf>,
+    /// The device's keys (and, with --config or --state-dir, its accepted keyset): the
+    /// keyset rules of an install apply (keyset rollback and expiry, key windows); the
+    /// release rules (hardware, channel, expiry, rollback) do not, since a slot may hold an
+    /// older release.
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // Authenticity only: any trusted key, no device policy (a slot holding an older release
-    // is still that release).
-    let keys_only = DeviceArgs::keys(args.pubkey, args.root_key);
-    let bundle = crate::device::open_authentic(&args.bundle, &args.fetch, &keys_only.device()?)?;
+    let bundle = crate::device::open_authentic(&args.bundle, &args.fetch, &args.device.device()?)?;
     let m = bundle.manifest();
     abdelta::verify::verify_path(m, &args.target)
         .with_context(|| format!("{} is not the signed image", args.target.display()))?;

@@ -136,7 +136,11 @@ fn produce<'s>(
 ) -> Result<Output<'s>, Error> {
     let len = u64::from(entry.len);
     let candidate = match step {
-        Step::Copy { offset } => source_slice(source, *offset, len).map(Cow::Borrowed),
+        // Copied out of the source before the check: the source is a running partition
+        // mapped into memory, and a writer between the check and the write (or the image
+        // hash) would otherwise put bytes on the target that were never checked. The bytes
+        // checked are the bytes written and hashed.
+        Step::Copy { offset } => source_slice(source, *offset, len).map(|b| Cow::Owned(b.to_vec())),
         Step::Patch { base, blob, member } => {
             let content = groups
                 .iter()

@@ -842,3 +842,70 @@ fn t22_bytes_outside_the_signed_manifest_do_not_steer_the_decision() {
     with_junk.extend_from_slice(&payload);
     assert!(check(&with_junk, &rooted(), &mut DeviceState::default(), NOW).is_err());
 }
+
+/// Fault 9: checking which release a slot holds (`verify`) applies the device's keyset rules,
+/// as an install does (an expired keyset, a key outside its window, a keyset older than the
+/// accepted one are refused), but not the release rules: an older release or another
+/// channel is still that release.
+#[test]
+fn fault_09_verify_applies_the_keyset_rules_not_the_release_rules() {
+    use abdelta::format::Keyset;
+    use abdelta::policy::authenticate;
+    let refused = |r: Result<abdelta::VerifiedBundle, Error>| match r {
+        Err(Error::Policy(e)) => e,
+        Err(other) => panic!("expected a policy error, got {other:?}"),
+        Ok(_) => panic!("expected a policy error, got acceptance"),
+    };
+    let (root, _) = roots();
+    let signer = other_key();
+    let open = |b: &[u8], state: &DeviceState, now: u64| {
+        let unverified = UnverifiedBundle::read(&MemBundle(b), &Limits::DEFAULT).unwrap();
+        authenticate(unverified, &rooted(), state, now, &Limits::DEFAULT)
+    };
+    let ks = |version, not_after, expires_at| {
+        sign_keyset(
+            &[&root],
+            &Keyset {
+                expires_at,
+                ..keyset(version, &[(&signer, 0, not_after)], None)
+            },
+        )
+        .unwrap()
+    };
+    let good = bundle(
+        &with_keyset(release(2), ks(2, u64::MAX, NOW + DAY)),
+        &signer,
+    );
+    let fresh = DeviceState::default();
+    assert!(open(&good, &fresh, NOW).is_ok());
+    // A release below what the device accepted, for another hardware: still authentic.
+    let state = DeviceState {
+        highest_seen: 9,
+        installed: Some(9),
+        ..DeviceState::default()
+    };
+    assert!(open(&good, &state, NOW).is_ok());
+    // The keyset expired by the device's clock.
+    assert!(matches!(
+        refused(open(&good, &fresh, NOW + 2 * DAY)),
+        PolicyError::KeysetExpired { .. }
+    ));
+    // The key outside its window.
+    let windowed = bundle(
+        &with_keyset(release(2), ks(3, NOW - DAY, NOW + DAY)),
+        &signer,
+    );
+    assert!(matches!(
+        refused(open(&windowed, &fresh, NOW)),
+        PolicyError::KeyNotValid { .. }
+    ));
+    // A keyset older than the one the device accepted.
+    let accepted = DeviceState {
+        keyset_version: 5,
+        ..DeviceState::default()
+    };
+    assert!(matches!(
+        refused(open(&good, &accepted, NOW)),
+        PolicyError::KeysetRollback { .. }
+    ));
+}

@@ -221,6 +221,35 @@ pub fn authorize(
     // Work on a copy: a refused bundle leaves the caller's state exactly as it was.
     let mut next = state.clone();
     let floor = next.time_floor.max(now);
+    let (bundle, keyset_accepted) = trust(unverified, policy, &mut next, floor, limits)?;
+    release_rules(bundle, policy, state, next, floor, keyset_accepted)
+}
+
+/// Authenticates `unverified` under `policy` with the same keyset rules as [`authorize`]
+/// (stored and bundled keysets, keyset rollback and expiry, release-key windows, at the
+/// trusted-time floor), but none of the release rules (hardware, channel, expiry, rollback)
+/// and without changing `state`: for checking which release a slot holds, whatever its age.
+pub fn authenticate(
+    unverified: UnverifiedBundle,
+    policy: &Policy,
+    state: &DeviceState,
+    now: u64,
+    limits: &Limits,
+) -> Result<VerifiedBundle, Error> {
+    let mut scratch = state.clone();
+    let floor = scratch.time_floor.max(now);
+    trust(unverified, policy, &mut scratch, floor, limits).map(|(bundle, _)| bundle)
+}
+
+/// §9.3 steps 2–7: the keyset in use, the trusted keys, the signature and the signing key's
+/// window. Updates `next` with a newly accepted keyset.
+fn trust(
+    unverified: UnverifiedBundle,
+    policy: &Policy,
+    next: &mut DeviceState,
+    floor: u64,
+    limits: &Limits,
+) -> Result<(VerifiedBundle, Option<u64>), Error> {
     // A stored keyset counts only while a configured root still vouches for it; its version
     // stays the floor for keyset rollback either way. Without root keys, keysets are ignored
     // and only the directly trusted release keys count.
@@ -294,9 +323,27 @@ pub fn authorize(
         }
         (Err(e), _) => return Err(e),
     };
-    let manifest = bundle.manifest();
     let signer = bundle.verified().key_id();
-    check_key_window(policy, keyset.as_ref(), signer, floor, manifest.created_at)?;
+    check_key_window(
+        policy,
+        keyset.as_ref(),
+        signer,
+        floor,
+        bundle.manifest().created_at,
+    )?;
+    Ok((bundle, keyset_accepted))
+}
+
+/// §9.3 steps 8–12: hardware, channel, expiry and rollback; then `state` takes `next`.
+fn release_rules(
+    bundle: VerifiedBundle,
+    policy: &Policy,
+    state: &mut DeviceState,
+    mut next: DeviceState,
+    floor: u64,
+    keyset_accepted: Option<u64>,
+) -> Result<Authorized, Error> {
+    let manifest = bundle.manifest();
     if let Some(device) = &policy.hardware_id
         && !manifest.hardware_compat.contains(device)
     {
