@@ -94,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "seconds": secs,
             "wire": report.wire.map(|s| serde_json::json!({"requests": s.requests, "body_bytes": s.body_bytes, "retries": s.retries})),
             "resumed_bytes": report.wire.map(|_| report.download.staged),
+            "refetched_bytes": report.refetched,
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
             "peak_rss_anon_bytes": peak_anon,

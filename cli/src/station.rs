@@ -174,6 +174,7 @@ pub fn install(args: InstallArgs) -> anyhow::Result<()> {
                         "bundle_bytes_read": report.apply.as_ref().map(|a| a.bundle_bytes_read),
                         "wire": report.wire.map(|w| serde_json::json!({"requests": w.requests, "body_bytes": w.body_bytes, "retries": w.retries})),
                         "resumed_bytes": report.download.staged,
+                        "refetched_bytes": report.refetched,
                     })
                 );
             } else {

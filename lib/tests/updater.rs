@@ -932,3 +932,85 @@ fn fault_11_the_lock_is_waited_for_a_bounded_time() {
         "{waited:?}"
     );
 }
+
+fn refetched(result: Result<Outcome, UpdateError>) -> u64 {
+    match result.unwrap() {
+        Outcome::Rebooting { report, .. } => report.refetched,
+        Outcome::UpToDate { .. } => panic!("up to date"),
+    }
+}
+
+/// Fault 1 (literal): one flipped byte in the download of a blank device's literals fails one
+/// chunk's check; the stage forgets that blob, fetches it again and the install ends verified
+/// in the same run.
+#[test]
+fn fault_01_a_corrupted_literal_on_a_blank_device_heals_in_one_run() {
+    let [r1, r2, _] = releases();
+    let server = Server::scripted(|n| match n {
+        1 => abdelta_testkit::Fault::FlipByte(100_000),
+        _ => abdelta_testkit::Fault::Pass,
+    });
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(None);
+    station.boot(None);
+    let updater = station.updater().unwrap();
+    let (result, _) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    let again = refetched(result);
+    assert!(again > 0 && again < 200_000, "fetched again: {again}");
+    assert_eq!(station.slot("A"), r2);
+}
+
+/// Fault 1 (patch group): one flipped byte in the delta path's patch group makes it fail to
+/// decode; its members fall back to their literals, fetched on demand, in the same run.
+#[test]
+fn fault_01_a_corrupted_patch_group_heals_in_one_run() {
+    let [r1, r2, _] = releases();
+    let server = Server::scripted(|n| match n {
+        1 => abdelta_testkit::Fault::FlipByte(2_000),
+        _ => abdelta_testkit::Fault::Pass,
+    });
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    let (result, _) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert!(refetched(result) > 0);
+    assert_eq!(station.slot("B"), r2);
+}
+
+/// Fault 2: the running slot changes after the plan (a log written to it): the chunks whose
+/// copies no longer verify take their literals, fetched on demand over HTTP.
+#[test]
+fn fault_02_a_source_that_changes_after_planning_falls_back_over_http() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    let offer = updater.check(&url).unwrap();
+    let mut changed = r1.clone();
+    for at in [10_000, 1_900_000] {
+        changed[at] ^= 0xff;
+    }
+    std::fs::write(station.path("slot-a.img"), &changed).unwrap();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &Cancel::default(),
+        &mut |_: &Event| {},
+    );
+    let again = refetched(result);
+    assert!(again > 0, "the fallback literals came on demand");
+    assert_eq!(station.slot("B"), r2);
+}

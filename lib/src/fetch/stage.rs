@@ -249,6 +249,44 @@ impl Stage {
         result.map(|()| received)
     }
 
+    /// Forgets `range`: a blob there failed its decode or check, so its bytes are not to be
+    /// trusted and will be fetched again. The journal is rewritten without it (a new file,
+    /// synced, renamed over the old one), so a crash leaves the old or the new journal.
+    pub fn forget(&mut self, range: Range<u64>) -> io::Result<()> {
+        let kept = subtract(&self.done, std::slice::from_ref(&range));
+        let header = {
+            let mut existing = vec![0u8; HEADER_LEN];
+            File::open(self.dir.join("journal"))?.read_exact(&mut existing)?;
+            existing
+        };
+        let mut journal = header;
+        for r in &kept {
+            let mut at = r.start;
+            while at < r.end {
+                let n = (r.end - at).min(PIECE);
+                journal.extend_from_slice(&journal_record(at, n));
+                at += n;
+            }
+        }
+        let path = self.dir.join("journal");
+        let tmp = self.dir.join("journal.tmp");
+        let mut file = File::create(&tmp)?;
+        file.write_all(&journal)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(&self.dir).and_then(|d| d.sync_all())?;
+        self.journal = OpenOptions::new().append(true).open(&path)?;
+        self.done = kept;
+        Ok(())
+    }
+
+    /// Whether every byte of `range` was received.
+    pub fn holds(&self, range: &Range<u64>) -> bool {
+        self.done
+            .iter()
+            .any(|d| d.start <= range.start && range.end <= d.end)
+    }
+
     /// Removes the stage (after the update verified).
     pub fn remove(self) -> io::Result<()> {
         let dir = self.dir.clone();

@@ -13,7 +13,7 @@ use super::{Cancel, Event, FirmwareStatus, InstallOptions, UpdateError};
 use crate::error::Error;
 use crate::format::Limits;
 use crate::policy::{Decision, DeviceState, Policy, authorize};
-use crate::storage::{BundleSource, FileTarget, SourceImage};
+use crate::storage::{FileTarget, SourceImage};
 use crate::{ApplyReport, Plan};
 
 /// What to write where, under which policy.
@@ -52,6 +52,8 @@ pub struct ImageReport {
     pub verify_time: Duration,
     /// Traffic on the wire, for a URL.
     pub wire: Option<crate::fetch::FetchStats>,
+    /// Bundle bytes fetched beyond the plan (see [`super::InstallReport::refetched`]).
+    pub refetched: u64,
 }
 
 /// How writing an image ended.
@@ -121,11 +123,8 @@ pub fn write_image(
         request.stage_dir,
         request.fetch.range_gap(),
     );
-    download_plan.check_budget(
-        &file,
-        &plan,
-        options.max_download.or(request.fetch.max_download),
-    )?;
+    let budget = options.max_download.or(request.fetch.max_download);
+    download_plan.check_budget(&file, &plan, budget)?;
     let stage = super::stage_with_events(
         &file,
         &bundle,
@@ -140,16 +139,16 @@ pub fn write_image(
             context: format!("opening target {}", request.target.display()),
             source: e,
         })?;
-    let reader: &dyn BundleSource = match &stage {
-        Some(s) => s,
-        None => file.source(),
-    };
-    let apply = super::apply_with_events(
+    let mut stage = stage;
+    let allowance = budget.map(|b| b.saturating_sub(download_plan.cost(&file, &plan)));
+    let (apply, refetched) = super::apply_healing(
         &bundle,
-        reader,
+        &file,
+        &mut stage,
         source.bytes(),
         &mut target,
         &plan,
+        allowance,
         cancel,
         on_event,
     )?;
@@ -170,5 +169,6 @@ pub fn write_image(
         apply,
         verify_time,
         wire: file.wire(),
+        refetched,
     })))
 }

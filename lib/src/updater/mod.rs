@@ -322,7 +322,7 @@ pub enum Outcome {
         /// The release it holds.
         release: u64,
         /// What the install did.
-        report: InstallReport,
+        report: Box<InstallReport>,
     },
 }
 
@@ -335,6 +335,9 @@ pub struct InstallReport {
     pub download: Download,
     /// Traffic on the wire this run, for a URL.
     pub wire: Option<crate::fetch::FetchStats>,
+    /// Bundle bytes fetched beyond the plan: literals of chunks whose copy or patch failed at
+    /// apply time, and blobs fetched again after they failed their check (within the budget).
+    pub refetched: u64,
 }
 
 /// One slot in a [`Status`].
@@ -598,7 +601,7 @@ impl Updater {
                     return Ok(Outcome::Rebooting {
                         slot,
                         release,
-                        report: InstallReport::default(),
+                        report: Box::default(),
                     });
                 }
                 // The slot changed since it verified: write it again.
@@ -624,11 +627,8 @@ impl Updater {
         let Some(plan) = offer.plan.take() else {
             return Err(UpdateError::Config("the offer has no plan".into()));
         };
-        offer.download.check_budget(
-            &offer.file,
-            &plan,
-            options.max_download.or(self.config.fetch.max_download),
-        )?;
+        let budget = options.max_download.or(self.config.fetch.max_download);
+        offer.download.check_budget(&offer.file, &plan, budget)?;
         let hook_env = hooks::HookEnv {
             slot: &slot,
             device: &offer.target.device,
@@ -666,16 +666,16 @@ impl Updater {
                     device: offer.target.device.clone(),
                     why: e.to_string(),
                 })?;
-        let reader: &dyn BundleSource = match &stage {
-            Some(s) => s,
-            None => offer.file.source(),
-        };
-        let report = apply_with_events(
+        let mut stage = stage;
+        let allowance = budget.map(|b| b.saturating_sub(offer.download.cost(&offer.file, &plan)));
+        let (report, refetched) = apply_healing(
             &offer.bundle,
-            reader,
+            &offer.file,
+            &mut stage,
             offer.source.bytes(),
             &mut target,
             &plan,
+            allowance,
             cancel,
             on_event,
         )?;
@@ -702,11 +702,12 @@ impl Updater {
         Ok(Outcome::Rebooting {
             slot,
             release,
-            report: InstallReport {
+            report: Box::new(InstallReport {
                 apply: Some(report),
                 download: offer.download.clone(),
                 wire: offer.file.wire(),
-            },
+                refetched,
+            }),
         })
     }
 
@@ -846,6 +847,90 @@ fn stage_with_events(
     };
     on_event(&Event::status(FirmwareStatus::Downloaded, None));
     Ok(Some(stage))
+}
+
+/// How many times one run fetches a failed blob again before it gives up.
+const MAX_HEALS: u32 = 2;
+
+/// Applies from the stage (or the local bundle), healing what arrived corrupt: a chunk whose
+/// literal fails its decode or check has that blob forgotten by the stage and fetched again,
+/// and the apply restarts, at most [`MAX_HEALS`] times; whatever the stage lacks (a fallback
+/// the plan did not expect) is fetched on demand within `allowance`. Returns the report and
+/// the bytes fetched beyond the plan.
+#[allow(clippy::too_many_arguments)] // one call site per path; a struct would only rename them
+fn apply_healing(
+    bundle: &VerifiedBundle,
+    file: &BundleFile,
+    stage: &mut Option<crate::fetch::Stage>,
+    source: &[u8],
+    target: &mut FileTarget,
+    plan: &Plan,
+    allowance: Option<u64>,
+    cancel: &Cancel,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<(ApplyReport, u64), UpdateError> {
+    let mut refetched = 0u64;
+    let mut heals = 0;
+    loop {
+        let result = match (stage.as_ref(), file.remote()) {
+            (Some(staged), Some(http)) => {
+                let reader = transfer::StagedOrRemote::new(
+                    staged,
+                    http,
+                    allowance.map(|a| a.saturating_sub(refetched)),
+                );
+                let result =
+                    apply_with_events(bundle, &reader, source, target, plan, cancel, on_event);
+                refetched += reader.fetched();
+                result
+            }
+            _ => apply_with_events(
+                bundle,
+                file.source(),
+                source,
+                target,
+                plan,
+                cancel,
+                on_event,
+            ),
+        };
+        let index = match &result {
+            Err(UpdateError::Bundle(
+                Error::ChunkHashMismatch { index } | Error::Blob { index, .. },
+            )) => *index,
+            _ => return result.map(|report| (report, refetched)),
+        };
+        let blob = bundle
+            .manifest()
+            .chunks
+            .get(index)
+            .and_then(|c| match c.fallback {
+                crate::format::Fallback::Literal { blob, .. } => Some(blob),
+                crate::format::Fallback::Zero => None,
+            });
+        let (Some(staged), Some(blob)) = (stage.as_mut(), blob) else {
+            return result.map(|report| (report, refetched));
+        };
+        let start = bundle.blob_offset(&blob);
+        let range = start..start + u64::from(blob.len);
+        if heals == MAX_HEALS || !staged.holds(&range) {
+            // Fetched again and still wrong, or fetched on demand and wrong: the server (or
+            // something between it and the station) serves bytes the signed manifest refutes.
+            return result.map(|report| (report, refetched));
+        }
+        heals += 1;
+        staged.forget(range.clone()).map_err(|e| UpdateError::Io {
+            context: "dropping a corrupt blob from the download stage".into(),
+            source: e,
+        })?;
+        on_event(&Event::status(
+            FirmwareStatus::Installing,
+            Some(format!(
+                "chunk {index}: its blob (bundle bytes {}..{}) arrived corrupt; fetching it again",
+                range.start, range.end
+            )),
+        ));
+    }
 }
 
 /// Applies with `Installing` progress events, stopping between batches when cancelled.

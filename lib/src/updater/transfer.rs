@@ -254,3 +254,56 @@ pub fn download(
         .map_err(|e| UpdateError::from_download(e, dir))?;
     Ok(stage)
 }
+
+/// The stage, with whatever it lacks fetched on demand from the server. The plan downloads
+/// only the blobs it expects to need; a chunk whose copy or patch then fails (the source
+/// changed after planning, a patch group was corrupt in transit) falls back to its literal,
+/// which comes from here. On-demand bytes are counted, and refused past `allowance`.
+pub(crate) struct StagedOrRemote<'a> {
+    stage: &'a Stage,
+    remote: &'a HttpSource,
+    allowance: Option<u64>,
+    fetched: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> StagedOrRemote<'a> {
+    pub(crate) fn new(stage: &'a Stage, remote: &'a HttpSource, allowance: Option<u64>) -> Self {
+        StagedOrRemote {
+            stage,
+            remote,
+            allowance,
+            fetched: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes fetched on demand.
+    pub(crate) fn fetched(&self) -> u64 {
+        self.fetched.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl BundleSource for StagedOrRemote<'_> {
+    fn len(&self) -> u64 {
+        self.stage.len()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let len = buf.len() as u64;
+        let end = offset
+            .checked_add(len)
+            .ok_or(std::io::ErrorKind::InvalidInput)?;
+        if self.stage.holds(&(offset..end)) {
+            return self.stage.read_at(offset, buf);
+        }
+        let total = self.fetched() + len;
+        if self.allowance.is_some_and(|a| total > a) {
+            return Err(std::io::Error::other(format!(
+                "byte budget exceeded: a fallback needs bundle bytes {offset}..{end} beyond what the budget allows"
+            )));
+        }
+        self.remote.read_at(offset, buf)?;
+        self.fetched
+            .fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
