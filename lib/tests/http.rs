@@ -356,6 +356,24 @@ fn f18_redirect_loop_is_capped() {
     );
 }
 
+/// Fault 6 (single range): a server that sends a byte per attempt ends in a reported error,
+/// not in retries without end.
+#[test]
+fn fault_06_a_server_that_sends_a_byte_per_attempt_ends_in_an_error() {
+    let f = fixture();
+    let (addr, count) = proxy(f.server, |n| match n {
+        0 => Fault::Pass,
+        _ => Fault::CutBodyAfter(1),
+    });
+    let started = std::time::Instant::now();
+    match fetch_error(run(addr, fast(), &[])) {
+        FetchError::RetriesExhausted { attempts, .. } => assert_eq!(attempts, fast().max_attempts),
+        other => panic!("{other}"),
+    }
+    assert!(count.requests.load(Ordering::SeqCst) < 40);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
 /// Fault 10: a redirect to another origin is not followed unless configured.
 #[test]
 fn fault_10_a_redirect_to_another_host_is_refused_unless_configured() {

@@ -149,6 +149,9 @@ pub struct FetchStats {
     pub retries: u64,
 }
 
+/// Bytes an attempt must deliver (or all that was left) to count as progress that resets the
+/// retry count.
+const MIN_PROGRESS: u64 = 4 << 10;
 /// Bytes the first request asks for: the envelope and, for small bundles, the whole signed
 /// header, in one round trip; small enough that a run killed during it loses little.
 const PROBE_LEN: u64 = 16 << 10;
@@ -445,8 +448,11 @@ impl HttpSource {
         loop {
             let (n, result) = self.attempt(start + done, len - done, probe, sink);
             done += n;
-            if n > 0 {
-                attempts = 0; // progress: a link that keeps moving is not failing
+            if n >= MIN_PROGRESS.min(len - (done - n)) {
+                // Real progress: a link that keeps moving is not failing. A server that sends
+                // a byte or two per attempt does not reset the count, so it ends in an error
+                // instead of holding the update for days.
+                attempts = 0;
             }
             let outcome = match result {
                 Ok(meta) if probe || done == len => return Ok((done, meta)),
