@@ -1,4 +1,5 @@
-//! Throughput of the hot paths: chunking, hashing, literal decoding and a copy-heavy apply.
+//! Throughput of the hot paths: chunking, hashing, literal decoding, a copy-heavy apply and the
+//! read-back from the medium.
 //! `cargo bench -p abdelta` prints MB/s per case.
 
 use abdelta::chunk::{DEFAULT_CHUNKING, boundaries, chunk_and_hash};
@@ -87,6 +88,18 @@ fn throughput(c: &mut Criterion) {
     let blank = abdelta::plan(&verified, &[]);
     g.bench_function("apply from literals (blank device)", |b| {
         b.iter(|| apply(&blank, &[]))
+    });
+    // The read-back after an apply: the target's cached pages are dropped first, so this is
+    // the medium's read speed (under target/, not a tmpfs, whose pages cannot be dropped).
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("readback");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let path = dir.join("target.img");
+    std::fs::write(&path, &target).expect("write the target");
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .expect("sync the target");
+    g.bench_function("read-back from the medium (cache dropped)", |b| {
+        b.iter(|| abdelta::verify::verify_path(verified.manifest(), &path).expect("verified"))
     });
     g.finish();
 }

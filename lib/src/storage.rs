@@ -294,7 +294,11 @@ impl Target for MemTarget {
     }
 }
 
-/// Reads a whole target for verification: a map of a file or block device's first `size` bytes.
+/// Reads a whole target for verification: a map of a file or block device's first `size`
+/// bytes, as the medium holds them. The range's cached pages are dropped first (they are
+/// clean: the writer synced), so the read-back checks what the storage returns, not what the
+/// page cache still remembers of the writes. Pages another process keeps mapped stay cached;
+/// the kernel offers no way to bypass those short of O_DIRECT.
 pub fn map_prefix(path: &Path, size: u64) -> io::Result<Option<Mmap>> {
     let mut file = File::open(path)?;
     let len = file.seek(SeekFrom::End(0))?;
@@ -307,6 +311,12 @@ pub fn map_prefix(path: &Path, size: u64) -> io::Result<Option<Mmap>> {
     if size == 0 {
         return Ok(None);
     }
+    rustix::fs::fadvise(
+        &file,
+        0,
+        std::num::NonZeroU64::new(size),
+        rustix::fs::Advice::DontNeed,
+    )?;
     let size = usize::try_from(size)
         .map_err(|_| io::Error::other("image larger than the address space"))?;
     // SAFETY: read-only private map of bytes we only hash; see SourceImage::open.
