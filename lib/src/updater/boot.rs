@@ -397,6 +397,160 @@ impl BootBackend for UBoot {
 mod tests {
     use super::*;
 
+    fn grub() -> (tempfile::TempDir, Grub) {
+        let dir = tempfile::tempdir().unwrap();
+        let grub = Grub::new(dir.path().join("grubenv"));
+        (dir, grub)
+    }
+
+    fn bootable(b: &dyn BootBackend) -> Vec<String> {
+        b.view().unwrap().bootable
+    }
+
+    #[test]
+    fn grub_disables_a_slot_before_it_is_written_and_tries_it_once_after() {
+        let (_dir, g) = grub();
+        assert_eq!(
+            g.read().unwrap(),
+            Vec::new(),
+            "no block yet: an empty environment"
+        );
+        assert_eq!(bootable(&g), Vec::<String>::new());
+        g.try_once("B", Some("A")).unwrap();
+        assert_eq!(bootable(&g), ["B", "A"]);
+        // Writing B again: it leaves the environment, A stays.
+        g.disable("B", Some("A")).unwrap();
+        assert_eq!(bootable(&g), ["A"]);
+        g.try_once("B", Some("A")).unwrap();
+        g.confirm("B").unwrap();
+        assert_eq!(bootable(&g), ["B"]);
+        // The primary itself is written (a rescue system): the fallback takes its place.
+        g.disable("B", Some("A")).unwrap();
+        assert_eq!(bootable(&g), ["A"]);
+        g.disable("A", None).unwrap();
+        assert_eq!(bootable(&g), Vec::<String>::new());
+        // Disabling a slot the environment does not name changes nothing.
+        g.confirm("A").unwrap();
+        g.disable("B", Some("A")).unwrap();
+        assert_eq!(bootable(&g), ["A"]);
+        // Other variables are kept.
+        let mut vars = g.read().unwrap();
+        vars.push(("saved_entry".into(), "1".into()));
+        std::fs::write(&g.path, encode_grubenv(&vars).unwrap()).unwrap();
+        g.try_once("B", None).unwrap();
+        assert!(
+            g.read()
+                .unwrap()
+                .contains(&("saved_entry".into(), "1".into()))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_or_damaged_grubenv_is_an_error_not_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Grub::new(dir.path().to_path_buf()); // a directory
+        assert!(g.read().is_err());
+        let path = dir.path().join("grubenv");
+        std::fs::write(&path, b"not a block").unwrap();
+        let err = Grub::new(path).try_once("B", None).unwrap_err();
+        assert!(err.to_string().starts_with("boot switch: "), "{err}");
+    }
+
+    /// Stand-ins for `fw_printenv` and `fw_setenv` over a text file, so the U-Boot scheme is
+    /// tested wherever the tests run (the real tools are exercised in tests/updater.rs).
+    fn uboot(initial: &str) -> (tempfile::TempDir, UBoot) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("env");
+        std::fs::write(&env, initial).unwrap();
+        let script = |name: &str, body: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let env = env.display();
+        let fw_printenv = script("fw_printenv", format!("#!/bin/sh\ncat {env}\n"));
+        let fw_setenv = script(
+            "fw_setenv",
+            format!(
+                "#!/bin/sh\nn=$1; shift\ngrep -v \"^$n=\" {env} > {env}.new\n[ -n \"$*\" ] && echo \"$n=$*\" >> {env}.new\nmv {env}.new {env}\n"
+            ),
+        );
+        let u = UBoot {
+            fw_printenv,
+            fw_setenv,
+            config: None,
+            attempts: 3,
+        };
+        (dir, u)
+    }
+
+    fn vars(u: &UBoot) -> Vec<(String, String)> {
+        let mut v = u.read().unwrap();
+        v.sort();
+        v
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn uboot_counts_attempts_and_never_leaves_nothing_bootable() {
+        let (_dir, u) = uboot("BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n");
+        assert_eq!(bootable(&u), ["A", "B"]);
+        u.disable("B", Some("A")).unwrap();
+        assert_eq!(
+            vars(&u),
+            pairs(&[
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "0"),
+                ("BOOT_ORDER", "A B")
+            ])
+        );
+        assert_eq!(bootable(&u), ["A"]);
+        u.try_once("B", Some("A")).unwrap();
+        assert_eq!(
+            vars(&u),
+            pairs(&[
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "1"),
+                ("BOOT_ORDER", "B A")
+            ])
+        );
+        u.confirm("B").unwrap();
+        assert_eq!(
+            vars(&u),
+            pairs(&[
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "3"),
+                ("BOOT_ORDER", "B A")
+            ])
+        );
+        // The fallback had no attempts left (it was spent): it gets them back first.
+        let (_dir, u) = uboot("BOOT_ORDER=B A\nBOOT_A_LEFT=0\nBOOT_B_LEFT=3\n");
+        u.disable("B", Some("A")).unwrap();
+        assert_eq!(
+            vars(&u),
+            pairs(&[
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "0"),
+                ("BOOT_ORDER", "A B")
+            ])
+        );
+        // A fallback missing from the order is put first; a slot with attempts left but not
+        // in the order is not bootable.
+        let (_dir, u) = uboot("BOOT_ORDER=B\nBOOT_A_LEFT=2\nBOOT_B_LEFT=2\nBOOT_C_LEFT=2\n");
+        assert_eq!(bootable(&u), ["B"]);
+        u.try_once("B", Some("A")).unwrap();
+        assert_eq!(bootable(&u), ["B", "A"]);
+        u.disable("B", Some("A")).unwrap();
+        assert_eq!(bootable(&u), ["A"]);
+    }
+
     #[test]
     fn grubenv_round_trips_and_refuses_damage() {
         let vars = vec![
@@ -412,5 +566,12 @@ mod tests {
         assert!(parse_grubenv(&bad).is_none());
         assert!(encode_grubenv(&[("x".into(), "a\nb".into())]).is_none());
         assert!(encode_grubenv(&[("x".into(), "y".repeat(1000))]).is_none());
+        assert!(encode_grubenv(&[("a=b".into(), "c".into())]).is_none());
+        assert!(encode_grubenv(&[("a\nb".into(), "c".into())]).is_none());
+        assert!(encode_grubenv(&[(String::new(), "c".into())]).is_none());
+        // A block the variables fill exactly fits; one byte more does not.
+        let fill = 1024 - GRUBENV_HEADER.len() - "x=\n".len();
+        assert!(encode_grubenv(&[("x".into(), "y".repeat(fill))]).is_some());
+        assert!(encode_grubenv(&[("x".into(), "y".repeat(fill + 1))]).is_none());
     }
 }

@@ -94,6 +94,81 @@ pub(crate) fn choose_target<'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::SlotRecord;
+
+    fn slots(names: &[&str]) -> Vec<SlotConfig> {
+        names
+            .iter()
+            .map(|n| SlotConfig {
+                name: (*n).to_owned(),
+                device: format!("/dev/{n}").into(),
+            })
+            .collect()
+    }
+
+    fn record(name: &str, state: SlotState, release: Option<u64>) -> SlotRecord {
+        SlotRecord {
+            state,
+            release,
+            ..SlotRecord::empty(name)
+        }
+    }
+
+    #[test]
+    fn the_target_is_a_slot_holding_nothing_good_before_the_oldest_good_one() {
+        let config = slots(&["A", "B", "C"]);
+        let mut state = DeviceState {
+            slots: vec![
+                record("A", SlotState::Good, Some(3)),
+                record("B", SlotState::Good, Some(2)),
+                record("C", SlotState::Empty, None),
+            ],
+            ..DeviceState::default()
+        };
+        let target = |state: &DeviceState, booted| {
+            choose_target(state, &config, booted).map(|s| s.name.clone())
+        };
+        assert_eq!(target(&state, Some("A")).as_deref(), Some("C"));
+        state.slots[2] = record("C", SlotState::Good, Some(4));
+        assert_eq!(
+            target(&state, Some("A")).as_deref(),
+            Some("B"),
+            "the oldest release"
+        );
+        assert_eq!(target(&state, Some("B")).as_deref(), Some("A"));
+    }
+
+    #[test]
+    fn reconcile_forgets_unconfigured_slots_and_counts_failures_per_release() {
+        let config = slots(&["A", "B"]);
+        let mut state = DeviceState {
+            slots: vec![
+                record("A", SlotState::Good, Some(1)),
+                SlotRecord {
+                    boot_id: "old".into(),
+                    ..record("B", SlotState::Pending, Some(3))
+                },
+                record("Z", SlotState::Good, Some(9)),
+            ],
+            boot_failures: Some((2, 5)),
+            ..DeviceState::default()
+        };
+        reconcile(&mut state, &config, Some("A"), "new");
+        let names: Vec<&str> = state.slots.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["A", "B"],
+            "a slot removed from the configuration is forgotten"
+        );
+        assert_eq!(state.slot("B").map(|r| r.state), Some(SlotState::Bad));
+        assert_eq!(
+            state.boot_failures,
+            Some((3, 1)),
+            "another release counts from 1"
+        );
+        assert_eq!(state.installed, Some(1));
+        assert_eq!(count_failure(Some((3, 1)), 3), (3, 2));
+    }
 
     #[test]
     fn the_booted_slot_is_the_last_abdelta_slot_parameter() {
