@@ -307,17 +307,26 @@ fn refuses_to_write_the_source_and_reports_io_and_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Attaches `file` to a loop device, or `None` where this machine does not allow it.
-fn losetup(file: &Path, read_only: bool) -> Option<String> {
+/// Attaches `file` to a loop device, or says why this machine does not allow it.
+fn losetup(file: &Path, read_only: bool) -> Result<String, String> {
     let mut cmd = Command::new("losetup");
     cmd.arg("--find").arg("--show");
     if read_only {
         cmd.arg("--read-only");
     }
-    let out = cmd.arg(file).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = cmd
+        .arg(file)
+        .output()
+        .map_err(|e| format!("losetup: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "losetup {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 struct Loop(String);
@@ -343,9 +352,21 @@ fn apply_and_verify_on_loop_block_devices() {
     old.resize(old.len().div_ceil(512) * 512, 0);
     let slot_a = s.dir.join("slot-a.raw");
     std::fs::write(&slot_a, &old).unwrap();
-    let (Some(source), Some(target)) = (losetup(&slot_a, true), losetup(&backing, false)) else {
-        eprintln!("loop devices not available here (needs root and /dev/loop-control): skipped");
-        return;
+    let (source, target) = match (losetup(&slot_a, true), losetup(&backing, false)) {
+        (Ok(source), Ok(target)) => (source, target),
+        (source, target) => {
+            // Say why, and keep whichever did attach from leaking.
+            let why = [&source, &target]
+                .iter()
+                .filter_map(|r| r.as_ref().err().cloned())
+                .collect::<Vec<_>>()
+                .join("; ");
+            for dev in [source, target].into_iter().flatten() {
+                drop(Loop(dev));
+            }
+            eprintln!("loop-device test SKIPPED, this machine does not allow loop devices: {why}");
+            return;
+        }
     };
     let (source, target) = (Loop(source), Loop(target));
     let source_hash = hash(Path::new(&source.0));

@@ -113,7 +113,7 @@ pub fn apply(data: &[u8]) {
     let source: Vec<u8> = (0..source_len).map(|i| (i % 251) as u8).collect();
     let plan = crate::plan(&bundle, &source);
     let mut target = MemTarget::default();
-    let _ = crate::apply(
+    let applied = crate::apply(
         &bundle,
         &MemBundle(&bytes),
         &source,
@@ -122,6 +122,16 @@ pub fn apply(data: &[u8]) {
         &crate::error::no_progress,
     );
     assert!(target.bytes.len() as u64 <= bundle.manifest().target.size);
+    // Ok means the signed image, whatever the bytes: its hash is the manifest's.
+    if applied.is_ok() {
+        let image = &target.bytes;
+        assert_eq!(image.len() as u64, bundle.manifest().target.size);
+        assert_eq!(
+            crate::chunk::hash_large(image),
+            bundle.manifest().target.hash,
+            "apply returned Ok for an image that is not the signed one"
+        );
+    }
 }
 
 /// Keyset documents and files: accepted documents re-encode to the same bytes; files never
