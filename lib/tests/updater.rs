@@ -1014,3 +1014,77 @@ fn fault_02_a_source_that_changes_after_planning_falls_back_over_http() {
     assert!(again > 0, "the fallback literals came on demand");
     assert_eq!(station.slot("B"), r2);
 }
+
+/// T5 through the install path: the raised rollback floor is saved before anything is
+/// downloaded. A release 7 that authenticates, then stops before its download (here a
+/// refusing hook; a power cut does the same), still makes 6 a rollback afterwards.
+#[test]
+fn t05_the_raised_rollback_floor_is_saved_before_any_download() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url7 = server.publish("r7.abd", &diff(&r1, &r2, 7));
+    let url6 = server.publish("r6.abd", &diff(&r1, &r2, 6));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    station.hooks.pre_install = Some(vec!["/bin/false".into()]);
+    let updater = station.updater().unwrap();
+    let offer = updater.check(&url7).unwrap();
+    let header = offer.download().header_fetched;
+    let before = server.body_bytes();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &Cancel::default(),
+        &mut |_: &Event| {},
+    );
+    assert!(matches!(result, Err(UpdateError::HookRefused { .. })));
+    assert_eq!(
+        server.body_bytes(),
+        before,
+        "nothing downloaded after the header ({header} bytes)"
+    );
+    // A new process, as after a reboot.
+    let updater = station.updater().unwrap();
+    match updater.check(&url6) {
+        Err(UpdateError::Bundle(abdelta::Error::Policy(
+            abdelta::policy::PolicyError::Rollback {
+                release: 6,
+                minimum: 7,
+            },
+        ))) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("release 6 offered after 7 authenticated"),
+    }
+}
+
+/// T18 through the install path: a chunk that fails its check (a local bundle damaged in its
+/// last blob, which no download can heal) fails the install; the slot is recorded empty and
+/// no boot can start it.
+#[test]
+fn t18_a_chunk_that_fails_leaves_the_slot_empty_and_the_boot_unswitched() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(None);
+    station.boot(None);
+    let mut bundle = diff(&r1, &r2, 2);
+    let at = bundle.len() - 100;
+    bundle[at] ^= 0xff;
+    let path = station.path("damaged.abd");
+    std::fs::write(&path, &bundle).unwrap();
+    let updater = station.updater().unwrap();
+    let (result, events) = install(
+        &updater,
+        path.to_str().unwrap(),
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    match result {
+        Err(UpdateError::Bundle(
+            abdelta::Error::ChunkHashMismatch { .. } | abdelta::Error::Blob { .. },
+        )) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events.last(), Some(&FirmwareStatus::InstallationFailed));
+    assert_eq!(station.states()[0], ("A".into(), None, SlotState::Empty));
+    assert_eq!(station.grub(), (None, None));
+    assert_eq!(updater.status().unwrap().firmware, FirmwareStatus::Idle);
+}
