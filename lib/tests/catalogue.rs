@@ -351,7 +351,17 @@ fn bad_09_non_canonical_s_is_rejected() {
     let (b, _) = fixture();
     let (_, manifest, payload) = parts(&b);
     let good = sign_manifest(&key(), &manifest);
-    for s in [L, [0xff; 32]] {
+    // S + L: the same point, [S + L]B = [S]B, so the verification equation still holds. Only
+    // the canonical-S rule refuses it (the malleability a lax verifier lets through).
+    let mut s_plus_l = [0u8; 32];
+    let mut carry = 0u16;
+    for (i, out) in s_plus_l.iter_mut().enumerate() {
+        let sum = u16::from(good.signature[32 + i]) + u16::from(L[i]) + carry;
+        *out = (sum & 0xff) as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0, "S + L < 2^253 fits in 32 bytes");
+    for s in [s_plus_l, L, [0xff; 32]] {
         let mut bad = good;
         bad.signature[32..].copy_from_slice(&s);
         assert_eq!(
@@ -362,7 +372,11 @@ fn bad_09_non_canonical_s_is_rejected() {
 }
 
 #[test]
-fn bad_10_small_order_r_is_rejected() {
+/// With a canonical key that is not of small order (weak keys are refused when loaded:
+/// `keys::small_order_and_non_canonical_public_keys_are_rejected`), a small-order R cannot
+/// satisfy the verification equation of any verifier; this proves such signatures are refused,
+/// and the key rule is what keeps a lax verifier's weak-key forgery out.
+fn bad_10_small_order_r_fails_the_signature_check() {
     let (b, _) = fixture();
     let (_, manifest, payload) = parts(&b);
     let good = sign_manifest(&key(), &manifest);
