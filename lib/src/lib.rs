@@ -56,6 +56,7 @@ pub mod chunk;
 pub mod codec;
 pub mod diff;
 pub mod error;
+mod extents;
 pub mod fetch;
 pub mod format;
 #[cfg(fuzzing)]

@@ -111,6 +111,8 @@ impl BundleSource for MemBundle<'_> {
 pub struct SourceImage {
     map: Option<Mmap>,
     identity: Option<(u64, u64)>,
+    /// Where its bytes lie on the block layer (partition, loop, device-mapper resolved).
+    extents: Vec<crate::extents::Extent>,
 }
 
 impl SourceImage {
@@ -119,10 +121,12 @@ impl SourceImage {
         let mut file = File::open(path)?;
         let len = file.seek(SeekFrom::End(0))?;
         let identity = Some(identity(&file)?);
+        let extents = crate::extents::of(&file.metadata()?);
         if len == 0 {
             return Ok(SourceImage {
                 map: None,
                 identity,
+                extents,
             });
         }
         let len = usize::try_from(len)
@@ -136,6 +140,7 @@ impl SourceImage {
         Ok(SourceImage {
             map: Some(map),
             identity,
+            extents,
         })
     }
 
@@ -144,6 +149,7 @@ impl SourceImage {
         SourceImage {
             map: None,
             identity: None,
+            extents: Vec::new(),
         }
     }
 
@@ -238,6 +244,12 @@ impl FileTarget {
             ));
         }
         let meta = file.metadata()?;
+        if crate::extents::overlap(&crate::extents::of(&meta), &source.extents) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the target overlaps the source partition (through a partition table, a loop device or device-mapper): the running partition is never written",
+            ));
+        }
         if meta.file_type().is_block_device() {
             let capacity = file.seek(SeekFrom::End(0))?;
             if capacity < size {
