@@ -42,6 +42,10 @@ pub struct HttpOptions {
     pub ca_certs_pem: Option<Vec<u8>>,
     /// Average download rate cap in bytes per second (leave bandwidth to the station).
     pub rate_limit: Option<u64>,
+    /// The longest a source may spend on requests, from its opening: past it, every request
+    /// ends in [`FetchError::DeadlinePassed`] (a server slow enough never to stall still
+    /// cannot hold the update lock for days). None: no limit.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for HttpOptions {
@@ -58,6 +62,7 @@ impl Default for HttpOptions {
             max_retry_after: Duration::from_secs(600),
             max_redirects: 5,
             follow_other_hosts: false,
+            deadline: None,
             ca_certs_pem: None,
             rate_limit: None,
         }
@@ -90,6 +95,8 @@ pub enum FetchError {
     Status(u16),
     /// Storing received bytes failed (disk full, I/O error).
     Local(String),
+    /// The source's overall deadline passed.
+    DeadlinePassed(Duration),
     /// Every attempt failed without progress.
     RetriesExhausted {
         /// Attempts made.
@@ -126,6 +133,11 @@ impl std::fmt::Display for FetchError {
             }
             FetchError::Status(code) => write!(f, "HTTP status {code}"),
             FetchError::Local(why) => write!(f, "storing received bytes: {why}"),
+            FetchError::DeadlinePassed(d) => write!(
+                f,
+                "deadline passed: the download took longer than {} s",
+                d.as_secs()
+            ),
             FetchError::RetriesExhausted { attempts, last } => {
                 write!(
                     f,
@@ -176,6 +188,8 @@ pub struct HttpSource {
     single_ranges_only: std::sync::atomic::AtomicBool,
     options: HttpOptions,
     stats: Mutex<FetchStats>,
+    /// When the deadline passes, if there is one.
+    deadline: Option<Instant>,
 }
 
 enum Outcome {
@@ -184,6 +198,64 @@ enum Outcome {
         after: Option<Duration>,
     },
     Fatal(FetchError),
+}
+
+/// The throughput rules of one response body, the same on the single- and the multi-range
+/// path: a minimum rate over each stall window (a trickle is a stall), and the rate limit.
+struct Pace<'o> {
+    options: &'o HttpOptions,
+    deadline: Option<Instant>,
+    started: Instant,
+    window_start: Instant,
+    window_bytes: u64,
+    bytes: u64,
+}
+
+impl<'o> Pace<'o> {
+    fn new(options: &'o HttpOptions, deadline: Option<Instant>) -> Pace<'o> {
+        let now = Instant::now();
+        Pace {
+            options,
+            deadline,
+            started: now,
+            window_start: now,
+            window_bytes: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` bytes that arrived; an error says the transfer stalled. Sleeps to keep to
+    /// the rate limit.
+    fn arrived(&mut self, n: u64) -> Result<(), String> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err("the deadline passed".into());
+        }
+        self.bytes += n;
+        self.window_bytes += n;
+        let window = self.window_start.elapsed();
+        if window >= self.options.stall_window {
+            let floor = self
+                .options
+                .min_bytes_per_second
+                .saturating_mul(window.as_secs().max(1));
+            if self.window_bytes < floor {
+                return Err(format!(
+                    "stalled: {} bytes in {} s",
+                    self.window_bytes,
+                    window.as_secs()
+                ));
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+        }
+        if let Some(rate) = self.options.rate_limit.filter(|&r| r > 0) {
+            let due = Duration::from_secs_f64(self.bytes as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a response said about the file, from the probe.
@@ -361,6 +433,7 @@ impl HttpSource {
             head: Mutex::new(Vec::new()),
             cached,
             single_ranges_only: std::sync::atomic::AtomicBool::new(false),
+            deadline: options.deadline.map(|d| Instant::now() + d),
             options,
             stats: Mutex::new(FetchStats::default()),
         };
@@ -446,6 +519,11 @@ impl HttpSource {
         let mut attempts = 0u32;
         let mut jitter = Instant::now().elapsed().subsec_nanos() | 1;
         loop {
+            if let (Some(deadline), Some(limit)) = (self.deadline, self.options.deadline)
+                && Instant::now() >= deadline
+            {
+                return Err(FetchError::DeadlinePassed(limit));
+            }
             let (n, result) = self.attempt(start + done, len - done, probe, sink);
             done += n;
             if n >= MIN_PROGRESS.min(len - (done - n)) {
@@ -539,8 +617,10 @@ impl HttpSource {
         let limit = expected + 1024 * (ranges.len() as u64 + 1);
         let mut body = std::io::BufReader::new(resp.body_mut().as_reader().take(limit));
         // A failure of our own sink (disk full, a cancellation) ends the download; a failure
-        // of the response only leaves its undelivered ranges to the single-range path.
+        // of the response (it broke off, lied, or trickled below the minimum rate) only leaves
+        // its undelivered ranges to the single-range path.
         let mut sink_error = None;
+        let mut pace = Pace::new(&self.options, self.deadline);
         let mut counting = |offset: u64, bytes: &[u8]| -> std::io::Result<()> {
             let hit = ranges
                 .iter()
@@ -552,7 +632,9 @@ impl HttpSource {
             self.count(|s| s.body_bytes += bytes.len() as u64);
             sink(offset, bytes).inspect_err(|e| {
                 sink_error = Some(std::io::Error::new(e.kind(), e.to_string()));
-            })
+            })?;
+            pace.arrived(bytes.len() as u64)
+                .map_err(std::io::Error::other)
         };
         let parsed = super::multipart::parse(&mut body, &boundary, ranges, self.len, &mut counting);
         match sink_error {
@@ -751,9 +833,7 @@ impl HttpSource {
         want: u64,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> (u64, Result<(), Outcome>) {
-        let started = Instant::now();
-        let mut window_start = started;
-        let mut window_bytes = 0u64;
+        let mut pace = Pace::new(&self.options, self.deadline);
         let mut done = 0u64;
         let mut buf = vec![0u8; 64 << 10];
         while done < want {
@@ -775,26 +855,9 @@ impl HttpSource {
                 return (done, Err(Outcome::Fatal(FetchError::Local(e.to_string()))));
             }
             done += read as u64;
-            window_bytes += read as u64;
             self.count(|s| s.body_bytes += read as u64);
-            let window = window_start.elapsed();
-            if window >= self.options.stall_window {
-                let floor = self
-                    .options
-                    .min_bytes_per_second
-                    .saturating_mul(window.as_secs().max(1));
-                if window_bytes < floor {
-                    let why = format!("stalled: {window_bytes} bytes in {} s", window.as_secs());
-                    return (done, Err(Outcome::Retry { why, after: None }));
-                }
-                window_start = Instant::now();
-                window_bytes = 0;
-            }
-            if let Some(rate) = self.options.rate_limit.filter(|&r| r > 0) {
-                let due = Duration::from_secs_f64(done as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
+            if let Err(why) = pace.arrived(read as u64) {
+                return (done, Err(Outcome::Retry { why, after: None }));
             }
         }
         // The body must end exactly here: an endless or longer body is a lie about the range.

@@ -160,6 +160,7 @@ struct FetchFile {
     max_download: Option<u64>,
     #[serde(default)]
     follow_other_hosts: bool,
+    deadline_seconds: Option<u64>,
 }
 
 /// The device-side settings of `device.toml` that make a [`Policy`], for commands that need
@@ -250,6 +251,7 @@ impl PolicyConfig {
         fetch.bandwidth = f.bandwidth.unwrap_or(fetch.bandwidth);
         fetch.max_download = f.max_download;
         fetch.http.follow_other_hosts = f.follow_other_hosts;
+        fetch.http.deadline = f.deadline_seconds.map(std::time::Duration::from_secs);
         if fetch.bandwidth == 0 {
             return Err(config_error(path, "fetch.bandwidth must be above 0"));
         }
