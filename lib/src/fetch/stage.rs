@@ -317,6 +317,8 @@ impl BundleSource for Stage {
 }
 
 #[cfg(test)]
+// Lists of one byte range are what these functions take and return.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use crate::storage::MemBundle;
@@ -357,5 +359,81 @@ mod tests {
         let other = Stage::open(&dir, &[8u8; 32], bundle.len() as u64).unwrap();
         assert_eq!(other.received(), 0);
         other.remove().unwrap();
+    }
+
+    #[test]
+    fn subtract_keeps_exactly_what_is_not_covered() {
+        assert_eq!(subtract(&[0..10], &[10..20]), vec![0..10]);
+        assert_eq!(subtract(&[0..10], &[5..6]), vec![0..5, 6..10]);
+        assert_eq!(subtract(&[0..10], &[0..10]), Vec::<Range<u64>>::new());
+        assert_eq!(subtract(&[5..15], &[0..6, 14..30]), vec![6..14]);
+        assert_eq!(subtract(&[0..10, 20..30], &[]), vec![0..10, 20..30]);
+    }
+
+    /// A blob that failed its check is forgotten: the journal is rewritten without it, a
+    /// reopened or peeked stage agrees, and the range is missing again.
+    #[test]
+    fn forgotten_ranges_are_missing_again_after_a_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stage");
+        let bundle: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+        let len = bundle.len() as u64;
+        let hash = [3u8; 32];
+        let mut stage = Stage::open(&dir, &hash, len).unwrap();
+        stage
+            .fetch(&MemBundle(&bundle), &[0..300_000], &mut |_| Ok(()))
+            .unwrap();
+        assert!(stage.holds(&(100_000..200_000)));
+        stage.forget(100_000..200_000).unwrap();
+        assert_eq!(stage.received(), 200_000);
+        assert!(!stage.holds(&(100_000..100_001)));
+        assert!(stage.holds(&(0..100_000)) && stage.holds(&(200_000..300_000)));
+        assert_eq!(stage.missing(&[0..300_000]), vec![100_000..200_000]);
+        drop(stage);
+        assert_eq!(
+            Stage::peek(&dir, &hash, len),
+            Some(vec![0..100_000, 200_000..300_000])
+        );
+        assert_eq!(Stage::peek(&dir, &[4u8; 32], len), None);
+        let mut stage = Stage::open(&dir, &hash, len).unwrap();
+        assert_eq!(stage.received(), 200_000);
+        assert_eq!(stage.len(), len);
+        // Appending after a rewrite still journals.
+        stage
+            .fetch(&MemBundle(&bundle), &[0..300_000], &mut |_| Ok(()))
+            .unwrap();
+        drop(stage);
+        assert_eq!(Stage::peek(&dir, &hash, len), Some(vec![0..300_000]));
+        let mut buf = vec![0u8; 1000];
+        let stage = Stage::open(&dir, &hash, len).unwrap();
+        stage.read_at(150_000, &mut buf).unwrap();
+        assert_eq!(buf, bundle[150_000..151_000]);
+        stage.remove().unwrap();
+        assert!(!dir.exists());
+    }
+
+    /// A record whose checksum does not match ends the journal there.
+    #[test]
+    fn a_record_failing_its_checksum_ends_the_journal() {
+        let header = journal_header(&[5u8; 32], 1 << 20);
+        let mut journal = header.clone();
+        journal.extend_from_slice(&journal_record(0, 1000));
+        journal.extend_from_slice(&journal_record(1000, 1000));
+        assert_eq!(read_journal(&journal, &header, 1 << 20).0, vec![0..2000]);
+        let last = journal.len() - 1;
+        journal[last] ^= 1;
+        assert_eq!(read_journal(&journal, &header, 1 << 20).0, vec![0..1000]);
+        // Out of bounds or empty pieces end it too.
+        for (offset, n) in [(0, 0), (0, PIECE + 1), ((1 << 20) - 10, 11)] {
+            let mut bad = header.clone();
+            bad.extend_from_slice(&journal_record(offset, n));
+            assert_eq!(
+                read_journal(&bad, &header, 1 << 20),
+                (Vec::new(), HEADER_LEN)
+            );
+        }
+        let mut exact = header.clone();
+        exact.extend_from_slice(&journal_record((1 << 20) - PIECE, PIECE));
+        assert_eq!(read_journal(&exact, &header, 1 << 20).0.len(), 1);
     }
 }
