@@ -269,19 +269,27 @@ impl UBoot {
         c
     }
 
-    fn read(&self) -> Result<Vec<(String, String)>, BootError> {
+    /// Runs one of the tools; its stdout, or an error naming the call and its stderr.
+    fn run(&self, program: &Path, args: &[&str]) -> Result<Vec<u8>, BootError> {
+        let call = || format!("{} {}", program.display(), args.join(" "));
         let out = self
-            .command(&self.fw_printenv)
+            .command(program)
+            .args(args)
             .output()
-            .map_err(|e| BootError(format!("running {}: {e}", self.fw_printenv.display())))?;
+            .map_err(|e| BootError(format!("running {}: {e}", call())))?;
         if !out.status.success() {
             return Err(BootError(format!(
                 "{} failed: {}",
-                self.fw_printenv.display(),
+                call().trim_end(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        Ok(String::from_utf8_lossy(&out.stdout)
+        Ok(out.stdout)
+    }
+
+    fn read(&self) -> Result<Vec<(String, String)>, BootError> {
+        let out = self.run(&self.fw_printenv, &[])?;
+        Ok(String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
@@ -321,19 +329,7 @@ impl UBoot {
     /// libubootenv (`name=value`) and u-boot-tools (`name value`).
     fn set(&self, changes: &[(String, String)]) -> Result<(), BootError> {
         for (name, value) in changes {
-            let out = self
-                .command(&self.fw_setenv)
-                .arg(name)
-                .arg(value)
-                .output()
-                .map_err(|e| BootError(format!("running {}: {e}", self.fw_setenv.display())))?;
-            if !out.status.success() {
-                return Err(BootError(format!(
-                    "{} {name} {value} failed: {}",
-                    self.fw_setenv.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+            self.run(&self.fw_setenv, &[name, value])?;
         }
         Ok(())
     }

@@ -125,7 +125,7 @@ pub fn write_image(
     );
     let budget = options.max_download.or(request.fetch.max_download);
     download_plan.check_budget(&file, &plan, budget)?;
-    let stage = super::stage_with_events(
+    let stage = super::pipeline::stage_with_events(
         &file,
         &bundle,
         &download_plan.ranges,
@@ -140,15 +140,14 @@ pub fn write_image(
             source: e,
         })?;
     let mut stage = stage;
-    let allowance = budget.map(|b| b.saturating_sub(download_plan.cost(&file, &plan)));
-    let (apply, refetched) = super::apply_healing(
+    let (apply, refetched) = super::pipeline::apply_healing(
         &bundle,
         &file,
         &mut stage,
         source.bytes(),
         &mut target,
         &plan,
-        allowance,
+        (&download_plan, budget),
         cancel,
         on_event,
     )?;

@@ -17,13 +17,14 @@
 
 mod boot;
 mod config;
+mod error;
 mod events;
 mod hooks;
 mod image;
+mod pipeline;
 mod slots;
 mod transfer;
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,7 @@ pub use boot::{
     parse_grubenv,
 };
 pub use config::{FetchConfig, Hooks, MAX_BOOT_FAILURES, PolicyConfig, SlotConfig, UpdaterConfig};
+pub use error::UpdateError;
 pub use events::{Event, FirmwareStatus};
 pub use hooks::HookKind;
 pub use image::{ImageOutcome, ImageReport, ImageRequest, write_image};
@@ -40,181 +42,10 @@ pub use slots::{CMDLINE_KEY, booted_from_cmdline};
 pub use transfer::{BundleFile, Download, LOCK_WAIT, download, is_url, lock, stage_dir};
 
 use crate::error::Error;
-use crate::fetch::FetchError;
 use crate::format::Limits;
 use crate::policy::{Decision, DeviceState, SlotState, authorize};
-use crate::storage::{BundleSource, FileTarget, SourceImage};
-use crate::{ApplyReport, Plan, Progress, VerifiedBundle};
-
-/// Why an updater operation failed; [`UpdateError::firmware_status`] gives the status to
-/// report.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum UpdateError {
-    /// The device configuration is invalid (the message names the setting).
-    Config(String),
-    /// Another update holds the lock at this path.
-    Busy(PathBuf),
-    /// A local file or device could not be read or written.
-    Io {
-        /// What was being done.
-        context: String,
-        /// The operating system's error.
-        source: io::Error,
-    },
-    /// The bundle could not be downloaded; the next run resumes.
-    Fetch {
-        /// What was being fetched.
-        context: String,
-        /// Why.
-        source: FetchError,
-    },
-    /// The bundle or the written slot broke a rule: format, signature, device policy, chunk
-    /// or image hash, budget.
-    Bundle(Error),
-    /// The operation needs the booted slot and the kernel command line names none.
-    NotBooted,
-    /// The kernel command line names a slot the configuration does not have.
-    UnknownSlot(String),
-    /// A slot's device is missing or not a device or file; nothing is created.
-    SlotDevice {
-        /// The slot.
-        slot: String,
-        /// Its device.
-        device: PathBuf,
-        /// Why it is refused.
-        why: String,
-    },
-    /// The bootloader could not be read or switched.
-    Boot(BootError),
-    /// A hook refused the install.
-    HookRefused {
-        /// Which hook.
-        hook: HookKind,
-        /// Its command.
-        command: String,
-        /// Its exit status and last line of stderr.
-        why: String,
-    },
-    /// This release failed to come up confirmed too many times in a row on this station; it
-    /// is refused until a newer release comes.
-    KeepsFailing {
-        /// The release.
-        release: u64,
-        /// Failed boots in a row.
-        failures: u64,
-    },
-    /// The install was cancelled; what was staged is kept for the next run.
-    Cancelled {
-        /// Whether it was cancelled while downloading (else while writing the slot).
-        downloading: bool,
-    },
-}
-
-impl std::fmt::Display for UpdateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpdateError::Config(why) => write!(f, "device configuration: {why}"),
-            UpdateError::Busy(path) => {
-                write!(f, "busy: another abdelta update holds {}", path.display())
-            }
-            UpdateError::Io { context, source } => write!(f, "{context}: {source}"),
-            UpdateError::Fetch { context, source } => write!(f, "{context}: {source}"),
-            UpdateError::Bundle(e) => write!(f, "{e}"),
-            UpdateError::NotBooted => write!(
-                f,
-                "no booted slot: the kernel command line has no {CMDLINE_KEY}NAME"
-            ),
-            UpdateError::UnknownSlot(name) => write!(
-                f,
-                "unknown slot: the kernel command line names slot {name:?}, which the configuration does not have"
-            ),
-            UpdateError::SlotDevice { slot, device, why } => {
-                write!(f, "slot {slot}: device {}: {why}", device.display())
-            }
-            UpdateError::Boot(e) => write!(f, "{e}"),
-            UpdateError::HookRefused { hook, command, why } => write!(
-                f,
-                "{} hook refused the install: {command}: {why}",
-                hook.name()
-            ),
-            UpdateError::KeepsFailing { release, failures } => write!(
-                f,
-                "boot failures: release {release} did not come up confirmed {failures} times in a row; waiting for a newer release"
-            ),
-            UpdateError::Cancelled { downloading: true } => write!(
-                f,
-                "cancelled during the download: what arrived is staged, the next install resumes"
-            ),
-            UpdateError::Cancelled { downloading: false } => write!(
-                f,
-                "cancelled while writing the slot: it is marked empty and not bootable; the next install rewrites it"
-            ),
-        }
-    }
-}
-
-// `source()` stays `None`, as for the pipeline's `Error`: each Display above already includes
-// the inner error's message, and a chain printer (anyhow's `{:#}`) would repeat it. Match on
-// the variant to reach the inner error.
-impl std::error::Error for UpdateError {}
-
-impl From<Error> for UpdateError {
-    fn from(e: Error) -> Self {
-        UpdateError::Bundle(e)
-    }
-}
-
-impl From<BootError> for UpdateError {
-    fn from(e: BootError) -> Self {
-        UpdateError::Boot(e)
-    }
-}
-
-impl UpdateError {
-    /// The OCPP firmware status that reports this failure.
-    pub fn firmware_status(&self) -> FirmwareStatus {
-        match self {
-            UpdateError::Fetch { .. } | UpdateError::Cancelled { downloading: true } => {
-                if matches!(self, UpdateError::Cancelled { .. }) {
-                    FirmwareStatus::DownloadPaused
-                } else {
-                    FirmwareStatus::DownloadFailed
-                }
-            }
-            UpdateError::Bundle(e) => match e {
-                Error::Sign(_)
-                | Error::Format(_)
-                | Error::BundleLength { .. }
-                | Error::PayloadLengthMismatch => FirmwareStatus::InvalidSignature,
-                Error::TargetHashMismatch { .. } | Error::TargetTooSmall { .. } => {
-                    FirmwareStatus::InstallVerificationFailed
-                }
-                Error::BudgetExceeded { .. } => FirmwareStatus::DownloadFailed,
-                _ => FirmwareStatus::InstallationFailed,
-            },
-            _ => FirmwareStatus::InstallationFailed,
-        }
-    }
-
-    /// Maps a download failure: the transport's own error when there is one.
-    fn from_download(e: io::Error, dir: &Path) -> UpdateError {
-        let context = format!("downloading into {}", dir.display());
-        match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<FetchError>())
-        {
-            Some(fetch) => UpdateError::Fetch {
-                context,
-                source: fetch.clone(),
-            },
-            None => UpdateError::Fetch {
-                context,
-                source: FetchError::Local(e.to_string()),
-            },
-        }
-    }
-}
+use crate::storage::{FileTarget, SourceImage};
+use crate::{ApplyReport, Plan, VerifiedBundle};
 
 /// Asks a running install to stop: checked as bytes arrive and between batches of chunks.
 /// Clones share the flag.
@@ -641,7 +472,7 @@ impl Updater {
             &hook_env,
         )?;
         let stage_path = self.stage();
-        let stage = stage_with_events(
+        let stage = pipeline::stage_with_events(
             &offer.file,
             &offer.bundle,
             &offer.download.ranges,
@@ -667,15 +498,14 @@ impl Updater {
                     why: e.to_string(),
                 })?;
         let mut stage = stage;
-        let allowance = budget.map(|b| b.saturating_sub(offer.download.cost(&offer.file, &plan)));
-        let (report, refetched) = apply_healing(
+        let (report, refetched) = pipeline::apply_healing(
             &offer.bundle,
             &offer.file,
             &mut stage,
             offer.source.bytes(),
             &mut target,
             &plan,
-            allowance,
+            (&offer.download, budget),
             cancel,
             on_event,
         )?;
@@ -806,165 +636,6 @@ impl Updater {
             firmware: FirmwareStatus::InstallationFailed,
             fallback,
         })
-    }
-}
-
-/// For a URL, brings `ranges` into the stage at `dir` with `Downloading` (and progress) then
-/// `Downloaded` events; a cancellation stops the download, keeping what arrived. A local
-/// bundle needs no stage.
-fn stage_with_events(
-    file: &BundleFile,
-    bundle: &VerifiedBundle,
-    ranges: &[std::ops::Range<u64>],
-    dir: &Path,
-    cancel: &Cancel,
-    on_event: &mut (dyn FnMut(&Event) + Send),
-) -> Result<Option<crate::fetch::Stage>, UpdateError> {
-    let Some(http) = file.remote() else {
-        return Ok(None);
-    };
-    on_event(&Event::status(FirmwareStatus::Downloading, None));
-    let result = download(http, bundle, ranges, dir, &mut |done, total| {
-        if cancel.is_cancelled() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-        }
-        on_event(&Event {
-            status: FirmwareStatus::Downloading,
-            progress: Some(Progress {
-                phase: "download",
-                done,
-                total,
-            }),
-            detail: None,
-        });
-        Ok(())
-    });
-    let stage = match result {
-        Err(_) if cancel.is_cancelled() => {
-            return Err(UpdateError::Cancelled { downloading: true });
-        }
-        other => other?,
-    };
-    on_event(&Event::status(FirmwareStatus::Downloaded, None));
-    Ok(Some(stage))
-}
-
-/// How many times one run fetches a failed blob again before it gives up.
-const MAX_HEALS: u32 = 2;
-
-/// Applies from the stage (or the local bundle), healing what arrived corrupt: a chunk whose
-/// literal fails its decode or check has that blob forgotten by the stage and fetched again,
-/// and the apply restarts, at most [`MAX_HEALS`] times; whatever the stage lacks (a fallback
-/// the plan did not expect) is fetched on demand within `allowance`. Returns the report and
-/// the bytes fetched beyond the plan.
-#[allow(clippy::too_many_arguments)] // one call site per path; a struct would only rename them
-fn apply_healing(
-    bundle: &VerifiedBundle,
-    file: &BundleFile,
-    stage: &mut Option<crate::fetch::Stage>,
-    source: &[u8],
-    target: &mut FileTarget,
-    plan: &Plan,
-    allowance: Option<u64>,
-    cancel: &Cancel,
-    on_event: &mut (dyn FnMut(&Event) + Send),
-) -> Result<(ApplyReport, u64), UpdateError> {
-    let mut refetched = 0u64;
-    let mut heals = 0;
-    loop {
-        let result = match (stage.as_ref(), file.remote()) {
-            (Some(staged), Some(http)) => {
-                let reader = transfer::StagedOrRemote::new(
-                    staged,
-                    http,
-                    allowance.map(|a| a.saturating_sub(refetched)),
-                );
-                let result =
-                    apply_with_events(bundle, &reader, source, target, plan, cancel, on_event);
-                refetched += reader.fetched();
-                result
-            }
-            _ => apply_with_events(
-                bundle,
-                file.source(),
-                source,
-                target,
-                plan,
-                cancel,
-                on_event,
-            ),
-        };
-        let index = match &result {
-            Err(UpdateError::Bundle(
-                Error::ChunkHashMismatch { index } | Error::Blob { index, .. },
-            )) => *index,
-            _ => return result.map(|report| (report, refetched)),
-        };
-        let blob = bundle
-            .manifest()
-            .chunks
-            .get(index)
-            .and_then(|c| match c.fallback {
-                crate::format::Fallback::Literal { blob, .. } => Some(blob),
-                crate::format::Fallback::Zero => None,
-            });
-        let (Some(staged), Some(blob)) = (stage.as_mut(), blob) else {
-            return result.map(|report| (report, refetched));
-        };
-        let start = bundle.blob_offset(&blob);
-        let range = start..start + u64::from(blob.len);
-        if heals == MAX_HEALS || !staged.holds(&range) {
-            // Fetched again and still wrong, or fetched on demand and wrong: the server (or
-            // something between it and the station) serves bytes the signed manifest refutes.
-            return result.map(|report| (report, refetched));
-        }
-        heals += 1;
-        staged.forget(range.clone()).map_err(|e| UpdateError::Io {
-            context: "dropping a corrupt blob from the download stage".into(),
-            source: e,
-        })?;
-        on_event(&Event::status(
-            FirmwareStatus::Installing,
-            Some(format!(
-                "chunk {index}: its blob (bundle bytes {}..{}) arrived corrupt; fetching it again",
-                range.start, range.end
-            )),
-        ));
-    }
-}
-
-/// Applies with `Installing` progress events, stopping between batches when cancelled.
-fn apply_with_events(
-    bundle: &VerifiedBundle,
-    reader: &dyn BundleSource,
-    source: &[u8],
-    target: &mut FileTarget,
-    plan: &Plan,
-    cancel: &Cancel,
-    on_event: &mut (dyn FnMut(&Event) + Send),
-) -> Result<ApplyReport, UpdateError> {
-    // Apply reports progress through a shared callback; the agent's is `FnMut`.
-    let events = std::sync::Mutex::new(on_event);
-    let applied = crate::apply::apply_until(
-        bundle,
-        reader,
-        source,
-        target,
-        plan,
-        &|p| {
-            if let Ok(mut emit) = events.lock() {
-                emit(&Event {
-                    status: FirmwareStatus::Installing,
-                    progress: Some(p),
-                    detail: None,
-                });
-            }
-        },
-        &|| cancel.is_cancelled(),
-    );
-    match applied {
-        Err(Error::Cancelled) => Err(UpdateError::Cancelled { downloading: false }),
-        other => Ok(other?),
     }
 }
 
