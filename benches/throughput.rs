@@ -70,7 +70,7 @@ fn throughput(c: &mut Criterion) {
     let mut out = MemTarget {
         bytes: Vec::with_capacity(target.len()),
     };
-    let mut apply = |plan: &abdelta::Plan, source: &[u8]| {
+    let mut apply = |plan: &abdelta::Plan, source: &dyn abdelta::storage::Source| {
         out.bytes.clear();
         abdelta::apply(
             &verified,
@@ -85,14 +85,24 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("apply copy-heavy into memory", |b| {
         b.iter(|| apply(&plan, &data))
     });
+    // The same from a source on disk, as a station reads its running partition.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("readback");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let source_path = dir.join("source.img");
+    std::fs::write(&source_path, &data).expect("write the source");
+    let on_disk = abdelta::storage::SourceImage::open(&source_path).expect("open the source");
+    g.bench_function("plan from a file source", |b| {
+        b.iter(|| abdelta::plan(&verified, &on_disk).steps.len())
+    });
+    g.bench_function("apply copy-heavy from a file source", |b| {
+        b.iter(|| apply(&plan, &on_disk))
+    });
     let blank = abdelta::plan(&verified, &[]);
     g.bench_function("apply from literals (blank device)", |b| {
-        b.iter(|| apply(&blank, &[]))
+        b.iter(|| apply(&blank, &Vec::new()))
     });
     // The read-back after an apply: the target's cached pages are dropped first, so this is
     // the medium's read speed (under target/, not a tmpfs, whose pages cannot be dropped).
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("readback");
-    std::fs::create_dir_all(&dir).expect("bench dir");
     let path = dir.join("target.img");
     std::fs::write(&path, &target).expect("write the target");
     std::fs::File::open(&path)

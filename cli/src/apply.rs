@@ -95,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "wire": report.wire.map(|s| serde_json::json!({"requests": s.requests, "body_bytes": s.body_bytes, "retries": s.retries})),
             "resumed_bytes": report.wire.map(|_| report.download.staged),
             "refetched_bytes": report.refetched,
+            "source_read_errors": source_errors_json(&apply.source_errors),
             "peak_rss_bytes": memory("VmHWM"),
             "rss_anon_bytes": memory("RssAnon"),
             "peak_rss_anon_bytes": peak_anon,
@@ -118,6 +119,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 first(&plan.fell_back)
             );
         }
+        print_source_errors(&apply.source_errors, report.refetched);
     }
     Ok(())
+}
+
+/// Failed reads of the running partition, for `--json`.
+pub fn source_errors_json(errors: &abdelta::plan::SourceErrors) -> serde_json::Value {
+    serde_json::json!({"count": errors.count, "first": errors.first})
+}
+
+/// Says on stderr that the running partition failed reads and what the fallback cost.
+pub fn print_source_errors(errors: &abdelta::plan::SourceErrors, refetched: u64) {
+    if let Some(first) = &errors.first {
+        let cost = match refetched {
+            0 => String::new(),
+            n => format!(" ({} fetched beyond the plan)", human(n)),
+        };
+        eprintln!(
+            "warning: {} read(s) of the running partition failed (first: {first}); those chunks are rebuilt from the bundle{cost}",
+            errors.count,
+        );
+    }
 }

@@ -501,10 +501,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         format!("{:.2} s", apply_time.as_secs_f64()),
     );
     row("diff peak memory (RSS)", human(num(&d, "peak_rss_bytes")));
-    row(
-        "apply peak RSS (incl. mapped source pages)",
-        human(num(&a, "peak_rss_bytes")),
-    );
+    row("apply peak RSS", human(num(&a, "peak_rss_bytes")));
     row(
         "apply anonymous memory at the end",
         human(num(&a, "rss_anon_bytes")),

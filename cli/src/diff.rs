@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use abdelta::SecretKey;
 use abdelta::diff::DiffOptions;
-use abdelta::storage::SourceImage;
+use abdelta::storage::MappedImage;
 use anyhow::Context;
 
 use crate::ui::{Bar, human};
@@ -65,11 +65,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let key =
         SecretKey::from_pem(&pem).with_context(|| format!("loading {}", args.key.display()))?;
     let source = match &args.from {
-        Some(p) => SourceImage::open(p).with_context(|| format!("opening {}", p.display()))?,
-        None => SourceImage::empty(),
+        Some(p) => MappedImage::open(p).with_context(|| format!("opening {}", p.display()))?,
+        None => MappedImage::empty(),
     };
     let target =
-        SourceImage::open(&args.to).with_context(|| format!("opening {}", args.to.display()))?;
+        MappedImage::open(&args.to).with_context(|| format!("opening {}", args.to.display()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

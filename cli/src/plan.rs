@@ -51,7 +51,7 @@ impl PlanArgs {
         budget: Option<u64>,
     ) -> anyhow::Result<(abdelta::Plan, Download)> {
         let bundle = &opened.authorized.bundle;
-        let plan = abdelta::plan(bundle, source.bytes());
+        let plan = abdelta::plan(bundle, source);
         let download =
             Download::price(&opened.file, bundle, &plan, stage, opened.fetch.range_gap());
         download.check_budget(&opened.file, &plan, self.max_download.or(budget))?;
@@ -95,6 +95,7 @@ pub fn plan_json(plan: &abdelta::Plan, download: &Download) -> serde_json::Value
             .map(|b| u64::from(b.len))
             .sum::<u64>(),
         "relocated_chunks": plan.relocated.len(),
+        "source_read_errors": crate::apply::source_errors_json(&plan.source_errors),
     })
 }
 
@@ -144,6 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             first(&plan.fell_back)
         );
     }
+    crate::apply::print_source_errors(&plan.source_errors, 0);
     Ok(())
 }
 

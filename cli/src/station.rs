@@ -175,9 +175,13 @@ pub fn install(args: InstallArgs) -> anyhow::Result<()> {
                         "wire": report.wire.map(|w| serde_json::json!({"requests": w.requests, "body_bytes": w.body_bytes, "retries": w.retries})),
                         "resumed_bytes": report.download.staged,
                         "refetched_bytes": report.refetched,
+                        "source_read_errors": report.apply.as_ref().map(|a| crate::apply::source_errors_json(&a.source_errors)),
                     })
                 );
             } else {
+                if let Some(apply) = &report.apply {
+                    crate::apply::print_source_errors(&apply.source_errors, report.refetched);
+                }
                 println!(
                     "release {release} written to slot {slot} and verified; the next boot starts it once: reboot, then confirm with `abdelta mark-good`"
                 );

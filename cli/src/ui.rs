@@ -91,7 +91,7 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// A memory figure of this process from /proc/self/status, in bytes, where Linux reports it:
-/// `VmHWM` (peak resident set, including mapped file pages such as the source partition) or
+/// `VmHWM` (peak resident set, including mapped file pages) or
 /// `RssAnon` (anonymous memory resident now: buffers, tables, heap).
 pub fn memory(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -103,7 +103,7 @@ pub fn memory(field: &str) -> Option<u64> {
 }
 
 /// The peak of this process's anonymous resident memory (`RssAnon`: buffers, tables, heap;
-/// not the mapped source partition's pages), sampled every 10 ms by a background thread
+/// not mapped file pages), sampled every 10 ms by a background thread
 /// until [`AnonPeak::stop`]. Linux keeps a peak only for the whole resident set (`VmHWM`).
 pub struct AnonPeak {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -14,8 +14,8 @@ use crate::bundle::VerifiedBundle;
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::{BlobRef, ChunkEntry, Fallback, GroupLayout, Hash};
-use crate::plan::{Plan, Step, StepCounts, StepKind};
-use crate::storage::{BundleSource, Target};
+use crate::plan::{Plan, SourceErrorLog, SourceErrors, Step, StepCounts, StepKind, join_base};
+use crate::storage::{BundleSource, Source, Target, read_range};
 
 /// Bytes that passed their chunk's check in the signed manifest, with where they go. Only
 /// this module makes one, after the check, so a [`Target`] can never be handed unverified
@@ -53,6 +53,8 @@ pub struct ApplyReport {
     /// Chunks whose planned copy or patch failed its check during apply (the source changed
     /// after planning, or a patch group was corrupt) and were rebuilt from their fallback recipe.
     pub fell_back: Vec<usize>,
+    /// Reads of the source that failed during apply; their chunks are among `fell_back`.
+    pub source_errors: SourceErrors,
     /// Bytes read from the bundle (header and blobs).
     pub bundle_bytes_read: u64,
     /// Bytes written to the target.
@@ -90,11 +92,6 @@ struct Output<'s> {
     kind: StepKind,
 }
 
-fn source_slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
-    let start = usize::try_from(offset).ok()?;
-    source.get(start..start.checked_add(usize::try_from(len).ok()?)?)
-}
-
 /// Produces a chunk from the recipe that needs no source (literal or zero-fill).
 fn produce_fallback<'s>(
     bundle: &VerifiedBundle,
@@ -125,22 +122,25 @@ fn produce_fallback<'s>(
 
 /// Produces and verifies one chunk by its planned step, falling back to the source-free
 /// recipe when the planned copy or patch does not verify.
-fn produce<'s>(
+#[allow(clippy::too_many_arguments)]
+fn produce<'s, S: Source + ?Sized>(
     bundle: &VerifiedBundle,
     reader: &dyn BundleSource,
-    source: &'s [u8],
+    source: &S,
     entry: &ChunkEntry,
     index: usize,
     step: &Step,
     groups: &Groups,
+    errors: &SourceErrorLog,
 ) -> Result<Output<'s>, Error> {
     let len = u64::from(entry.len);
     let candidate = match step {
-        // Copied out of the source before the check: the source is a running partition
-        // mapped into memory, and a writer between the check and the write (or the image
-        // hash) would otherwise put bytes on the target that were never checked. The bytes
-        // checked are the bytes written and hashed.
-        Step::Copy { offset } => source_slice(source, *offset, len).map(|b| Cow::Owned(b.to_vec())),
+        // Read out of the source before the check: the source is a running partition, and
+        // the bytes checked are the bytes written and hashed, whatever a writer does to it
+        // meanwhile. A read that fails (the medium, a source that shrank) falls back.
+        Step::Copy { offset } => errors
+            .read(read_range(source, *offset, len))
+            .map(Cow::Owned),
         Step::Patch { base, blob, member } => {
             let content = groups
                 .iter()
@@ -156,7 +156,7 @@ fn produce<'s>(
             });
             let mut out = vec![0u8; entry.len as usize];
             parts
-                .zip(crate::plan::join_base(source, base))
+                .and_then(|parts| Some((parts, errors.read(join_base(source, base))?)))
                 .and_then(|(parts, base)| codec::decode_bsdiff_content(&base, parts, &mut out).ok())
                 .map(|()| Cow::Owned(out))
         }
@@ -180,10 +180,10 @@ fn produce<'s>(
 
 /// Rebuilds the target: runs `plan` chunk by chunk, verifies each chunk before writing it,
 /// checks the whole image's hash, and syncs the target.
-pub fn apply(
+pub fn apply<S: Source + ?Sized>(
     bundle: &VerifiedBundle,
     reader: &dyn BundleSource,
-    source: &[u8],
+    source: &S,
     target: &mut dyn Target,
     plan: &Plan,
     progress: ProgressFn<'_>,
@@ -194,10 +194,10 @@ pub fn apply(
 /// [`apply`], asking `stop` between batches of chunks (at most [`BATCH_BYTES`] apart): when
 /// it answers true, the apply ends with [`Error::Cancelled`], every chunk written so far
 /// verified, nothing made durable.
-pub fn apply_until(
+pub fn apply_until<S: Source + ?Sized>(
     bundle: &VerifiedBundle,
     reader: &dyn BundleSource,
-    source: &[u8],
+    source: &S,
     target: &mut dyn Target,
     plan: &Plan,
     progress: ProgressFn<'_>,
@@ -214,6 +214,7 @@ pub fn apply_until(
         bundle_bytes_read: plan.header_bytes,
         ..ApplyReport::default()
     };
+    let errors = SourceErrorLog::default();
     let mut image_hasher = blake3::Hasher::new();
     let work: Vec<(usize, &ChunkEntry, &Step)> = manifest
         .chunks
@@ -281,7 +282,9 @@ pub fn apply_until(
         }
         let outputs = batch
             .par_iter()
-            .map(|&(i, entry, step)| produce(bundle, reader, source, entry, i, step, &groups))
+            .map(|&(i, entry, step)| {
+                produce(bundle, reader, source, entry, i, step, &groups, &errors)
+            })
             .collect::<Result<Vec<Output<'_>>, Error>>()?;
         for (&(i, _, _), output) in batch.iter().zip(outputs) {
             target
@@ -309,6 +312,7 @@ pub fn apply_until(
         });
     }
     target.sync().map_err(Error::io("syncing the target"))?;
+    report.source_errors = errors.finish();
     report.elapsed = started.elapsed();
     Ok(report)
 }

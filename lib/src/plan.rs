@@ -6,13 +6,17 @@
 //! content-defined chunks with the manifest's parameters and the chunk looked up by hash.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::ops::Range;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
 use crate::chunk::{chunk_and_hash, source_hash, source_part};
 use crate::format::{BlobRef, ChunkEntry, Fallback, Manifest, Recipe, SourceHash};
+use crate::storage::{Source, read_range};
 
 /// How one chunk will be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +120,44 @@ pub struct Plan {
     pub blob_bytes: u64,
     /// Chunk counts by step.
     pub counts: StepCounts,
+    /// Reads of the source that failed while planning.
+    pub source_errors: SourceErrors,
+}
+
+/// Reads of the source that failed (an I/O error of the medium, a source that shrank): the
+/// chunks concerned took recipes that need no source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceErrors {
+    /// How many reads failed.
+    pub count: u64,
+    /// The first failure, with where it was.
+    pub first: Option<String>,
+}
+
+/// Collects failed source reads from parallel workers.
+#[derive(Default)]
+pub(crate) struct SourceErrorLog {
+    count: AtomicU64,
+    first: OnceLock<String>,
+}
+
+impl SourceErrorLog {
+    /// The bytes a read returned, or `None` when the source does not hold them or the read
+    /// failed, which is logged.
+    pub(crate) fn read<T>(&self, read: std::io::Result<Option<T>>) -> Option<T> {
+        read.unwrap_or_else(|error| {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            self.first.get_or_init(|| error.to_string());
+            None
+        })
+    }
+
+    pub(crate) fn finish(self) -> SourceErrors {
+        SourceErrors {
+            count: self.count.into_inner(),
+            first: self.first.into_inner(),
+        }
+    }
 }
 
 impl Plan {
@@ -137,39 +179,62 @@ impl Plan {
     }
 }
 
-/// A patch base's bytes: borrowed from the source when it is one range, else its ranges
-/// joined (bounded by the manifest's base-length limit). `None` when a range lies outside the
-/// source.
-pub(crate) fn join_base<'s>(
-    source: &'s [u8],
+/// A patch base's bytes, its ranges joined (bounded by the manifest's base-length limit):
+/// `Ok(None)` when a range lies outside the source, `Err` when a read inside it failed.
+pub(crate) fn join_base<S: Source + ?Sized>(
+    source: &S,
     base: &crate::format::PatchBase,
-) -> Option<std::borrow::Cow<'s, [u8]>> {
-    match base.ranges() {
-        [(offset, len)] => slice(source, *offset, *len).map(std::borrow::Cow::Borrowed),
-        ranges => {
-            let mut joined = Vec::with_capacity(usize::try_from(base.joined_len()).ok()?);
-            for &(offset, len) in ranges {
-                joined.extend_from_slice(slice(source, offset, len)?);
-            }
-            Some(std::borrow::Cow::Owned(joined))
+) -> std::io::Result<Option<Vec<u8>>> {
+    if let [(offset, len)] = base.ranges() {
+        return read_range(source, *offset, *len);
+    }
+    let capacity = usize::try_from(base.joined_len()).map_err(|_| ErrorKind::InvalidInput)?;
+    let mut joined = Vec::with_capacity(capacity);
+    for &(offset, len) in base.ranges() {
+        match read_range(source, offset, len)? {
+            Some(bytes) => joined.extend_from_slice(&bytes),
+            None => return Ok(None),
         }
     }
+    Ok(Some(joined))
 }
 
-fn slice(source: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
-    let start = usize::try_from(offset).ok()?;
-    let len = usize::try_from(len).ok()?;
-    source.get(start..start.checked_add(len)?)
-}
+/// Bytes of the source indexed at a time; at least twice the longest chunk, so each window
+/// ends at least one whole chunk.
+const INDEX_WINDOW: u64 = 8 << 20;
 
 /// An index of the source's content-defined chunks by source hash (the first 8 bytes of the
-/// chunk hash, which a chunk's check starts with whatever its form).
-fn index_source(source: &[u8], manifest: &Manifest) -> HashMap<SourceHash, u64> {
+/// chunk hash, which a chunk's check starts with whatever its form). The source is read in
+/// windows; each window's last chunk, which the window's end may have cut short, is chunked
+/// again at the start of the next, so the spans are those of the whole source at once.
+fn index_source<S: Source + ?Sized>(
+    source: &S,
+    manifest: &Manifest,
+) -> std::io::Result<HashMap<SourceHash, u64>> {
     let mut index = HashMap::new();
-    for span in chunk_and_hash(source, manifest.chunking) {
-        index.entry(source_part(&span.hash)).or_insert(span.offset);
+    let window = INDEX_WINDOW.max(2 * u64::from(manifest.chunking.max));
+    let len = source.size();
+    let mut at = 0u64;
+    while at < len {
+        let bytes = read_range(source, at, window.min(len - at))?.unwrap_or_default();
+        let end = at + bytes.len() as u64;
+        let mut spans = chunk_and_hash(&bytes, manifest.chunking);
+        let next = match spans.last() {
+            Some(last) if end < len => at + last.offset,
+            _ => end,
+        };
+        if end < len {
+            spans.pop();
+        }
+        for span in spans {
+            index
+                .entry(source_part(&span.hash))
+                .or_insert(at + span.offset);
+        }
+        // A window holds at least two chunks, so the next starts further on.
+        at = next.max(at + 1);
     }
-    index
+    Ok(index)
 }
 
 enum Choice {
@@ -182,11 +247,16 @@ enum Choice {
     NeedsIndex,
 }
 
-fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<SourceHash, u64>>) -> Choice {
+fn choose<S: Source + ?Sized>(
+    entry: &ChunkEntry,
+    source: &S,
+    index: Option<&HashMap<SourceHash, u64>>,
+    errors: &SourceErrorLog,
+) -> Choice {
     let mut fell_back = false;
     if let Some(index) = index
         && let Some(&at) = entry.check.index_key().and_then(|key| index.get(&key))
-        && slice(source, at, entry.len.into()).is_some_and(|b| b.len() == entry.len as usize)
+        && at.saturating_add(entry.len.into()) <= source.size()
     {
         // Index entries were hashed when built; the copy is checked again, in full, at apply.
         let hinted = entry.copy == Some(at);
@@ -199,7 +269,8 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<SourceHash, 
     for recipe in entry.recipes() {
         match recipe {
             Recipe::Copy { offset } => {
-                if slice(source, offset, entry.len.into()).is_some_and(|b| entry.check.admits(b)) {
+                let held = errors.read(read_range(source, offset, entry.len.into()));
+                if held.is_some_and(|b| entry.check.admits(&b)) {
                     return Choice::Ready {
                         step: Step::Copy { offset },
                         fell_back,
@@ -212,9 +283,8 @@ fn choose(entry: &ChunkEntry, source: &[u8], index: Option<&HashMap<SourceHash, 
                 fell_back = true;
             }
             Recipe::Patch(patch) => {
-                if join_base(source, &patch.base)
-                    .is_some_and(|b| source_hash(&b) == patch.base.hash)
-                {
+                let base = errors.read(join_base(source, &patch.base));
+                if base.is_some_and(|b| source_hash(&b) == patch.base.hash) {
                     let step = Step::Patch {
                         base: patch.base,
                         blob: patch.blob,
@@ -289,24 +359,28 @@ fn drop_costly_groups(
     chosen
 }
 
-/// Plans how to rebuild the bundle's target from `source` (empty for a blank device).
-pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
+/// Plans how to rebuild the bundle's target from `source` (empty for a blank device). A read
+/// of the source that fails leaves the chunks concerned to recipes that need no source, and is
+/// counted in [`Plan::source_errors`].
+pub fn plan<S: Source + ?Sized>(bundle: &VerifiedBundle, source: &S) -> Plan {
     let manifest = bundle.manifest();
+    let errors = SourceErrorLog::default();
     let first: Vec<Choice> = manifest
         .chunks
         .par_iter()
-        .map(|c| choose(c, source, None))
+        .map(|c| choose(c, source, None, &errors))
         .collect();
     let index = first
         .iter()
         .any(|c| matches!(c, Choice::NeedsIndex))
-        .then(|| index_source(source, manifest));
+        .then(|| errors.read(index_source(source, manifest).map(Some)))
+        .map(Option::unwrap_or_default);
     let chosen: Vec<(Step, bool, bool)> = first
         .into_par_iter()
         .zip(manifest.chunks.par_iter())
         .map(|(choice, entry)| {
             let choice = match choice {
-                Choice::NeedsIndex => choose(entry, source, index.as_ref()),
+                Choice::NeedsIndex => choose(entry, source, index.as_ref(), &errors),
                 ready => ready,
             };
             match choice {
@@ -362,5 +436,6 @@ pub fn plan(bundle: &VerifiedBundle, source: &[u8]) -> Plan {
         header_bytes,
         blob_bytes,
         counts,
+        source_errors: errors.finish(),
     }
 }

@@ -1,7 +1,10 @@
-//! Where bytes live: the bundle as a random-access byte source, the running partition mapped
-//! read-only, and the target that receives only verified chunks.
+//! Where bytes live: the bundle as a random-access byte source, the running partition read
+//! with checked positioned reads, the target that receives only verified chunks, and (on the
+//! release side) images mapped whole for the generator.
 //!
-//! This is the one module allowed `unsafe`, for the read-only mmap of the source.
+//! This is the one module allowed `unsafe`, for the generator's read-only maps. The device
+//! path never maps what it reads: a mapped file that shrinks, or a page the medium fails to
+//! return, raises SIGBUS, where a read returns an error the apply can fall back from.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
@@ -13,7 +16,7 @@ use memmap2::Mmap;
 
 use crate::apply::VerifiedChunk;
 
-/// Random access to a bundle's bytes (a file here; HTTP ranges later).
+/// Random access to a bundle's bytes: a local file, memory, or HTTP ranges.
 pub trait BundleSource: Sync {
     /// Total length, if known.
     fn len(&self) -> u64;
@@ -96,64 +99,148 @@ impl BundleSource for MemBundle<'_> {
         self.0.len() as u64
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-        let bytes = self
-            .0
-            .get(start..)
-            .and_then(|rest| rest.get(..buf.len()))
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
-        buf.copy_from_slice(bytes);
-        Ok(())
+        read_slice(self.0, offset, buf)
     }
 }
 
-/// The running partition (or an image file), opened read-only and mapped. Never written.
+/// Copies the bytes of `bytes` at `offset` into `buf`, or fails when they run out.
+fn read_slice(bytes: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+    let found = bytes
+        .get(start..)
+        .and_then(|rest| rest.get(..buf.len()))
+        .ok_or(io::ErrorKind::UnexpectedEof)?;
+    buf.copy_from_slice(found);
+    Ok(())
+}
+
+/// The bytes a device rebuilds from (its running partition), read with checked, positioned
+/// reads. A read may fail (an I/O error of the medium, a source that shrank): the plan and the
+/// apply then take the recipes that need no source for the chunks concerned.
+pub trait Source: Sync {
+    /// Length in bytes when opened (named apart from `len`, which byte containers have).
+    fn size(&self) -> u64;
+    /// Fills `buf` with the bytes at `offset`, or fails.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// Bytes in memory are a source (tests, fuzzing, an agent holding the image).
+impl<T: AsRef<[u8]> + Sync + ?Sized> Source for T {
+    fn size(&self) -> u64 {
+        self.as_ref().len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        read_slice(self.as_ref(), offset, buf)
+    }
+}
+
+/// The `len` bytes at `offset`, when the source holds them: `Ok(None)` when the range runs
+/// past its end (a smaller source, or another version), `Err` when a read inside it failed.
+pub(crate) fn read_range<S: Source + ?Sized>(
+    source: &S,
+    offset: u64,
+    len: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    let end = offset.checked_add(len);
+    if end.is_none_or(|end| end > source.size()) {
+        return Ok(None);
+    }
+    let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut buf = vec![0u8; len];
+    source.read_at(offset, &mut buf).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("reading the source at byte {offset} ({len} bytes): {error}"),
+        )
+    })?;
+    Ok(Some(buf))
+}
+
+/// The running partition (or an image file), opened read-only. Never written, never mapped.
 pub struct SourceImage {
-    map: Option<Mmap>,
+    file: Option<File>,
+    len: u64,
     identity: Option<(u64, u64)>,
     /// Where its bytes lie on the block layer (partition, loop, device-mapper resolved).
     extents: Vec<crate::extents::Extent>,
 }
 
 impl SourceImage {
-    /// Maps a file or block device read-only.
+    /// Opens a file or block device read-only.
     pub fn open(path: &Path) -> io::Result<SourceImage> {
         let mut file = File::open(path)?;
         let len = file.seek(SeekFrom::End(0))?;
         let identity = Some(identity(&file)?);
         let extents = crate::extents::of(&file.metadata()?);
-        if len == 0 {
-            return Ok(SourceImage {
-                map: None,
-                identity,
-                extents,
-            });
-        }
-        let len = usize::try_from(len)
-            .map_err(|_| io::Error::other("source larger than the address space"))?;
-        // SAFETY: the map is read-only and private to this process. The file may still change
-        // underneath (it is a running partition, or an image someone else writes): that can
-        // change the bytes we read but not memory safety of `&[u8]` access on Linux, and every
-        // byte taken from it is hash-checked before it reaches the target. A file truncated
-        // underneath would raise SIGBUS; A/B partitions are block devices, which cannot shrink.
-        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
         Ok(SourceImage {
-            map: Some(map),
+            file: Some(file),
+            len,
             identity,
             extents,
         })
     }
 
-    /// No source: a blank device (USB flashing), or the generator building a full bundle.
+    /// No source: a blank device (USB flashing).
     pub fn empty() -> SourceImage {
         SourceImage {
-            map: None,
+            file: None,
+            len: 0,
             identity: None,
             extents: Vec::new(),
         }
     }
+}
 
-    /// The source bytes.
+impl Source for SourceImage {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let Some(file) = &self.file else {
+            return read_slice(&[], offset, buf);
+        };
+        file.read_exact_at(buf, offset).map_err(|error| {
+            if error.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(
+                    error.kind(),
+                    "the source ended early: it shrank after it was opened",
+                )
+            } else {
+                error
+            }
+        })
+    }
+}
+
+/// An image mapped whole, read-only: the generator's view of the releases it compares (on the
+/// release side, where images are files nobody changes while a bundle is made).
+pub struct MappedImage {
+    map: Option<Mmap>,
+}
+
+impl MappedImage {
+    /// Maps a file or block device read-only.
+    pub fn open(path: &Path) -> io::Result<MappedImage> {
+        let mut file = File::open(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
+        if len == 0 {
+            return Ok(MappedImage { map: None });
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::other("image larger than the address space"))?;
+        // SAFETY: the map is read-only and private to this process. The release tooling's
+        // images are files nobody writes while a bundle is generated; a file truncated
+        // underneath would raise SIGBUS, which is why the device path never maps its source.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
+        Ok(MappedImage { map: Some(map) })
+    }
+
+    /// No image: the generator building a full bundle.
+    pub fn empty() -> MappedImage {
+        MappedImage { map: None }
+    }
+
+    /// The image's bytes.
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
     }
@@ -306,12 +393,12 @@ impl Target for MemTarget {
     }
 }
 
-/// Reads a whole target for verification: a map of a file or block device's first `size`
-/// bytes, as the medium holds them. The range's cached pages are dropped first (they are
-/// clean: the writer synced), so the read-back checks what the storage returns, not what the
-/// page cache still remembers of the writes. Pages another process keeps mapped stay cached;
-/// the kernel offers no way to bypass those short of O_DIRECT.
-pub fn map_prefix(path: &Path, size: u64) -> io::Result<Option<Mmap>> {
+/// Opens a target for its read-back: a file or block device holding at least `size` bytes,
+/// whose cached pages over that range are dropped first (they are clean: the writer synced),
+/// so the read-back checks what the storage returns, not what the page cache still remembers
+/// of the writes. Pages another process keeps mapped stay cached; the kernel offers no way to
+/// bypass those short of O_DIRECT.
+pub fn open_readback(path: &Path, size: u64) -> io::Result<File> {
     let mut file = File::open(path)?;
     let len = file.seek(SeekFrom::End(0))?;
     if len < size {
@@ -320,18 +407,8 @@ pub fn map_prefix(path: &Path, size: u64) -> io::Result<Option<Mmap>> {
             format!("{} holds {len} bytes, the image has {size}", path.display()),
         ));
     }
-    if size == 0 {
-        return Ok(None);
+    if let Some(size) = std::num::NonZeroU64::new(size) {
+        rustix::fs::fadvise(&file, 0, Some(size), rustix::fs::Advice::DontNeed)?;
     }
-    rustix::fs::fadvise(
-        &file,
-        0,
-        std::num::NonZeroU64::new(size),
-        rustix::fs::Advice::DontNeed,
-    )?;
-    let size = usize::try_from(size)
-        .map_err(|_| io::Error::other("image larger than the address space"))?;
-    // SAFETY: read-only private map of bytes we only hash; see SourceImage::open.
-    let map = unsafe { memmap2::MmapOptions::new().len(size).map(&file)? };
-    Ok(Some(map))
+    Ok(file)
 }

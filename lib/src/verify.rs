@@ -1,6 +1,7 @@
 //! Verifying a partition or image against a signed manifest: the whole-image hash, and on a
 //! mismatch, which chunks differ. Read-only.
 
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -8,7 +9,7 @@ use rayon::prelude::*;
 use crate::chunk::hash_large;
 use crate::error::Error;
 use crate::format::Manifest;
-use crate::storage::map_prefix;
+use crate::storage::open_readback;
 
 /// At most this many bad chunk indices are listed in an error.
 const LISTED_BAD_CHUNKS: usize = 16;
@@ -36,19 +37,54 @@ pub fn verify_bytes(manifest: &Manifest, image: &[u8]) -> Result<(), Error> {
     })
 }
 
-/// Checks the first `target.size` bytes of a file or block device against the manifest.
+/// Bytes read and hashed at a time in a read-back.
+const READ_BLOCK: usize = 8 << 20;
+
+/// Checks the first `target.size` bytes of a file or block device against the manifest, as
+/// the medium returns them (see [`open_readback`]). Read with checked reads: a medium that
+/// fails to return a block ends in an error naming where, never a signal.
 pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
-    let map = map_prefix(path, manifest.target.size).map_err(|source| {
+    let size = manifest.target.size;
+    let io = |at: u64| {
+        move |source| Error::Io {
+            context: format!("reading {} at byte {at}", path.display()),
+            source,
+        }
+    };
+    let file = open_readback(path, size).map_err(|source| {
         if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::TargetTooSmall {
-                size: manifest.target.size,
-            }
+            Error::TargetTooSmall { size }
         } else {
-            Error::Io {
-                context: format!("reading {}", path.display()),
-                source,
-            }
+            io(0)(source)
         }
     })?;
-    verify_bytes(manifest, map.as_deref().unwrap_or(&[]))
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; usize::try_from(size).unwrap_or(READ_BLOCK).min(READ_BLOCK)];
+    let mut at = 0u64;
+    while at < size {
+        let n = usize::try_from(size - at)
+            .unwrap_or(READ_BLOCK)
+            .min(READ_BLOCK);
+        let block = buf.get_mut(..n).unwrap_or_default();
+        file.read_exact_at(block, at).map_err(io(at))?;
+        hasher.update_rayon(block);
+        at += n as u64;
+    }
+    if *hasher.finalize().as_bytes() == manifest.target.hash {
+        return Ok(());
+    }
+    // Which chunks differ: each read again and checked on its own.
+    let mut bad = Vec::new();
+    for (i, c) in manifest.chunks.iter().enumerate() {
+        let mut chunk = vec![0u8; c.len as usize];
+        file.read_exact_at(&mut chunk, c.offset)
+            .map_err(io(c.offset))?;
+        if !c.check.admits(&chunk) {
+            bad.push(i);
+        }
+    }
+    Err(Error::TargetHashMismatch {
+        bad_count: bad.len(),
+        bad_chunks: bad.into_iter().take(LISTED_BAD_CHUNKS).collect(),
+    })
 }

@@ -677,7 +677,7 @@ fn t17_signature_covers_every_byte_of_a_target_larger_than_2_gib() {
     let file = std::fs::File::create(&path).unwrap();
     file.set_len(len).unwrap();
     drop(file);
-    let image = abdelta::storage::SourceImage::open(&path).unwrap();
+    let image = abdelta::storage::MappedImage::open(&path).unwrap();
     let mut out = Vec::new();
     abdelta::diff(
         &[],

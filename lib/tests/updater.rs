@@ -1015,6 +1015,46 @@ fn fault_02_a_source_that_changes_after_planning_falls_back_over_http() {
     assert_eq!(station.slot("B"), r2);
 }
 
+/// Fault 5 through the install path: the running slot is an image file that shrinks between
+/// the check and the install. Its reads past the new end fail; those chunks take their
+/// literals, fetched on demand over HTTP, and slot B ends verified (before: SIGBUS, exit 135).
+#[test]
+fn fault_05_a_source_that_shrinks_during_the_install_falls_back_over_http() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    let offer = updater.check(&url).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(station.path("slot-a.img"))
+        .unwrap()
+        .set_len(MIB as u64)
+        .unwrap();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &Cancel::default(),
+        &mut |_: &Event| {},
+    );
+    match result.unwrap() {
+        Outcome::Rebooting { report, .. } => {
+            assert!(report.refetched > 0, "the fallback literals came on demand");
+            let first = report
+                .apply
+                .unwrap()
+                .source_errors
+                .first
+                .unwrap_or_default();
+            assert!(first.contains("shrank"), "{first}");
+        }
+        Outcome::UpToDate { .. } => panic!("up to date"),
+    }
+    assert_eq!(station.slot("B"), r2);
+}
+
 /// T5 through the install path: the raised rollback floor is saved before anything is
 /// downloaded. A release 7 that authenticates, then stops before its download (here a
 /// refusing hook; a power cut does the same), still makes 6 a rollback afterwards.

@@ -115,7 +115,7 @@ pub fn write_image(
         })?,
         None => SourceImage::empty(),
     };
-    let plan = crate::plan(&bundle, source.bytes());
+    let plan = crate::plan(&bundle, &source);
     let download_plan = Download::price(
         &file,
         &bundle,
@@ -144,7 +144,7 @@ pub fn write_image(
         &bundle,
         &file,
         &mut stage,
-        source.bytes(),
+        &source,
         &mut target,
         &plan,
         (&download_plan, budget),

@@ -374,7 +374,7 @@ impl Updater {
             }
             _ => SourceImage::empty(),
         };
-        let plan = (action == Action::Install).then(|| crate::plan(&bundle, source.bytes()));
+        let plan = (action == Action::Install).then(|| crate::plan(&bundle, &source));
         let download = plan.as_ref().map_or_else(Download::default, |plan| {
             Download::price(&file, &bundle, plan, &stage, self.config.fetch.range_gap())
         });
@@ -443,7 +443,7 @@ impl Updater {
                     }
                     None => SourceImage::empty(),
                 };
-                let plan = crate::plan(&offer.bundle, offer.source.bytes());
+                let plan = crate::plan(&offer.bundle, &offer.source);
                 offer.download = Download::price(
                     &offer.file,
                     &offer.bundle,
@@ -502,7 +502,7 @@ impl Updater {
             &offer.bundle,
             &offer.file,
             &mut stage,
-            offer.source.bytes(),
+            &offer.source,
             &mut target,
             &plan,
             (&offer.download, budget),

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::transfer::{self, BundleFile, Download, download};
 use super::{Cancel, Event, FirmwareStatus, UpdateError};
 use crate::error::Error;
-use crate::storage::{BundleSource, FileTarget};
+use crate::storage::{BundleSource, FileTarget, Source};
 use crate::{ApplyReport, Plan, Progress, VerifiedBundle};
 
 /// For a URL, brings `ranges` into the stage at `dir` with `Downloading` (and progress) then
@@ -63,7 +63,7 @@ pub(super) fn apply_healing(
     bundle: &VerifiedBundle,
     file: &BundleFile,
     stage: &mut Option<crate::fetch::Stage>,
-    source: &[u8],
+    source: &dyn Source,
     target: &mut FileTarget,
     plan: &Plan,
     (download, budget): (&Download, Option<u64>),
@@ -140,7 +140,7 @@ pub(super) fn apply_healing(
 fn apply_with_events(
     bundle: &VerifiedBundle,
     reader: &dyn BundleSource,
-    source: &[u8],
+    source: &dyn Source,
     target: &mut FileTarget,
     plan: &Plan,
     cancel: &Cancel,
