@@ -1128,3 +1128,141 @@ fn t18_a_chunk_that_fails_leaves_the_slot_empty_and_the_boot_unswitched() {
     assert_eq!(station.grub(), (None, None));
     assert_eq!(updater.status().unwrap().firmware, FirmwareStatus::Idle);
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` bytes at `at`, where the machine allows it (root, a mount
+    /// namespace that permits it); else says why and returns `None`.
+    fn mount(at: &Path, size: usize) -> Option<Tmpfs> {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(at.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs here: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: no mount command: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` with a file there until the kernel says ENOSPC.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0xa5u8; 64 << 10];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    f.sync_all().ok();
+}
+
+/// Frees `bytes` of the filler made by [`fill`].
+fn free(path: &Path, bytes: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(bytes)).unwrap();
+}
+
+/// Fault injection with the kernel's own ENOSPC (where root may mount a tmpfs for the state
+/// directory, which holds the device state and the stage): a full disk refuses the install
+/// with a message naming it and writes nothing to the slot; a disk that fills during the
+/// download stops it with what arrived kept; freed, the next run converges and fetches again
+/// at most one piece of what had arrived.
+#[test]
+fn fault_enospc_in_the_state_directory_ends_clearly_and_heals() {
+    let [r1, r2, _] = releases();
+    // Paced like a link, so what the proxy counts is what the client read, not what loopback
+    // socket buffers held when the client stopped reading.
+    let server = Server::with(abdelta_testkit::Fault::Throttle(4 << 20));
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(None);
+    station.boot(None);
+    let state = station.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let Some(_mounted) = Tmpfs::mount(&state, 4 << 20) else {
+        return;
+    };
+    let filler = state.join("filler");
+    fill(&filler);
+    let untouched = |station: &Station| {
+        assert!(station.slot("A").is_empty(), "the slot was not written");
+        assert_eq!(station.grub().0, None, "no boot was switched");
+    };
+    let attempt = |station: &Station| -> Result<Outcome, UpdateError> {
+        let updater = station.updater()?;
+        let offer = updater.check(&url)?;
+        updater.install(
+            offer,
+            &InstallOptions::default(),
+            &Cancel::default(),
+            &mut |_: &Event| {},
+        )
+    };
+    // Full: refused before the download, naming the cause.
+    let full = attempt(&station).unwrap_err();
+    assert!(
+        full.to_string().contains("No space left on device"),
+        "{full}"
+    );
+    untouched(&station);
+    // Room for the state and part of the download.
+    free(&filler, 300 << 10);
+    let before = server.body_bytes();
+    let partway = attempt(&station).unwrap_err();
+    assert!(
+        partway.to_string().contains("No space left on device"),
+        "{partway}"
+    );
+    untouched(&station);
+    let arrived = server.body_bytes() - before;
+    // Freed: the rerun converges and fetches again at most the piece in flight.
+    std::fs::remove_file(&filler).unwrap();
+    let updater = station.updater().unwrap();
+    let offer = updater.check(&url).unwrap();
+    let (staged, to_download) = (offer.download().staged, offer.download().to_download);
+    // The failed run fetched the signed header whole (the full disk kept no copy of it).
+    let header = offer.plan().unwrap().header_bytes;
+    assert!(staged > 0, "what arrived before the disk filled was kept");
+    let before = server.body_bytes();
+    let result = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &Cancel::default(),
+        &mut |_: &Event| {},
+    );
+    assert!(
+        matches!(result, Ok(Outcome::Rebooting { .. })),
+        "{result:?}"
+    );
+    assert_eq!(station.slot("A"), r2);
+    let again = arrived.saturating_sub(staged + header);
+    println!(
+        "ENOSPC: {arrived} bytes sent before the disk filled ({header} of header), {staged} kept, {again} lost; the rerun fetched {} (planned {to_download})",
+        server.body_bytes() - before
+    );
+    // The piece in flight, plus what the transport had buffered when the client hung up.
+    assert!(again <= 2 * abdelta::fetch::stage::PIECE, "lost: {again}");
+}
