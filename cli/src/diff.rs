@@ -15,9 +15,11 @@ use crate::ui::{Bar, human};
 /// Flags of `abdelta diff`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The image devices run now (omit for a full bundle that needs no source).
+    /// The image devices run now (omit for a full bundle that needs no source). Repeat for
+    /// earlier releases, newest first (at most 7 more): a device still on one of them
+    /// downloads patches against its own release, and nothing of the others'.
     #[arg(long, value_name = "OLD")]
-    from: Option<PathBuf>,
+    from: Vec<PathBuf>,
     /// The new image.
     #[arg(long, value_name = "NEW")]
     to: PathBuf,
@@ -64,10 +66,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.key.display()))?;
     let key =
         SecretKey::from_pem(&pem).with_context(|| format!("loading {}", args.key.display()))?;
-    let source = match &args.from {
-        Some(p) => MappedImage::open(p).with_context(|| format!("opening {}", p.display()))?,
+    let open =
+        |p: &PathBuf| MappedImage::open(p).with_context(|| format!("opening {}", p.display()));
+    let source = match args.from.first() {
+        Some(p) => open(p)?,
         None => MappedImage::empty(),
     };
+    let earlier = args
+        .from
+        .iter()
+        .skip(1)
+        .map(open)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let earlier: Vec<&[u8]> = earlier.iter().map(MappedImage::bytes).collect();
     let target =
         MappedImage::open(&args.to).with_context(|| format!("opening {}", args.to.display()))?;
     let now = SystemTime::now()
@@ -109,8 +120,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::new(file);
     let bar = Bar::new(args.json);
-    let report = abdelta::diff(
+    let report = abdelta::diff::diff_bases(
         source.bytes(),
+        &earlier,
         target.bytes(),
         &options,
         &key,
@@ -135,6 +147,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "literal_only_chunks": report.literal_only,
             "patch_bytes": report.patch_bytes,
             "patch_groups": report.groups,
+            "earlier_release_chunks": report.alternates,
+            "earlier_release_patch_bytes": report.alternate_bytes,
             "literal_bytes": report.literal_bytes,
             "expected_download_bytes": report.expected_download,
             "seconds": secs,
@@ -153,8 +167,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.groups,
             report.literal_only,
             human(report.expected_download),
-            human(report.bundle_len - report.patch_bytes),
+            human(report.bundle_len - report.patch_bytes - report.alternate_bytes),
         );
+        if !earlier.is_empty() {
+            println!(
+                "{} chunks patched against {} earlier release(s) too: {}",
+                report.alternates,
+                earlier.len(),
+                human(report.alternate_bytes),
+            );
+        }
     }
     Ok(())
 }

@@ -44,6 +44,8 @@ fn summary(m: &Manifest) -> serde_json::Value {
         "hardware_compat": m.hardware_compat,
         "channel": m.channel,
         "source": m.source.map(|s| serde_json::json!({"size": s.size, "blake3": hex(&s.hash)})),
+        "earlier_releases": m.bases.iter().map(|b| serde_json::json!({"size": b.size, "blake3": hex(&b.hash)})).collect::<Vec<_>>(),
+        "chunks_with_earlier_release_patches": m.chunks.iter().filter(|c| !c.alternates.is_empty()).count(),
         "target": {"size": m.target.size, "blake3": hex(&m.target.hash)},
         "chunking": {"min": m.chunking.min, "avg": m.chunking.avg, "max": m.chunking.max},
         "payload_bytes": m.payload_len,
@@ -141,6 +143,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match &m.source {
         Some(s) => println!("source          {} blake3 {}", human(s.size), hex(&s.hash)),
         None => println!("source          (none: full bundle)"),
+    }
+    for (k, b) in m.bases.iter().enumerate() {
+        println!(
+            "earlier {}       {} blake3 {} (patched for {} chunks)",
+            k + 1,
+            human(b.size),
+            hex(&b.hash),
+            m.chunks
+                .iter()
+                .filter(|c| c.alternates.iter().any(|a| usize::from(a.base) == k + 1))
+                .count()
+        );
     }
     println!(
         "target          {} blake3 {}",

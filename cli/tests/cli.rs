@@ -571,3 +571,67 @@ fn a_second_update_on_the_same_state_is_refused_while_one_runs() {
     drop(held);
     ok(&abdelta(&apply));
 }
+
+/// `diff --from NEWEST --from EARLIER`: one bundle; a device still on the earlier release
+/// plans patches against its own partition (far fewer bytes than the single-base bundle
+/// costs it) and rebuilds the new image; `inspect` lists the earlier release.
+#[test]
+fn one_bundle_serves_a_device_one_release_behind() {
+    let s = setup();
+    // r0 → old (r1) → new (r2): old changed a few hundred bytes of r0.
+    let mut r0 = std::fs::read(&s.old).unwrap();
+    for at in (0..r0.len()).step_by(3_001) {
+        r0[at] = r0[at].wrapping_add(1);
+    }
+    let r0_path = s.dir.join("r0.img");
+    std::fs::write(&r0_path, &r0).unwrap();
+    let fleet = s.dir.join("fleet.abd");
+    ok(&abdelta(&[
+        &"diff",
+        &"--from",
+        &s.old,
+        &"--from",
+        &r0_path,
+        &"--to",
+        &s.new,
+        &"--key",
+        &s.key,
+        &"--release-version",
+        &"2",
+        &"--compat",
+        &"evse-ac22-rev3",
+        &"--literal-level",
+        &"3",
+        &"-o",
+        &fleet,
+    ]));
+    let planned = |bundle: &Path| {
+        let out = ok(&abdelta(&[
+            &"plan",
+            &bundle,
+            &"--source",
+            &r0_path,
+            &"--pubkey",
+            &s.pubkey,
+            &"--json",
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["download_bytes"].as_u64().unwrap()
+    };
+    let (shared, alone) = (planned(&fleet), planned(&s.bundle));
+    assert!(shared * 4 < alone, "fleet {shared} vs single-base {alone}");
+    let target = s.dir.join("from-r0.img");
+    ok(&abdelta(&[
+        &"apply",
+        &fleet,
+        &"--source",
+        &r0_path,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+    ]));
+    assert_eq!(hash(&target), hash(&s.new));
+    let text = ok(&abdelta(&[&"inspect", &fleet, &"--pubkey", &s.pubkey]));
+    assert!(text.contains("earlier 1"), "{text}");
+}

@@ -1,6 +1,7 @@
 //! Writes the fuzz seed corpus (`fuzz/corpus/<target>/`) from the test vectors and from small
 //! bundles made here within the fuzz hooks' limits (so the `apply` target starts from bundles
-//! it accepts: copies, patch groups, zero runs and literals against the hook's own source), so
+//! it accepts: copies, patch groups, alternates, zero runs and literals against the hook's own
+//! source), so
 //! no opaque binary seeds are committed: `cargo run -p abdelta --example fuzz_seeds`.
 
 use std::path::{Path, PathBuf};
@@ -188,6 +189,24 @@ fn small_bundles() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     };
     let key = abdelta::SecretKey::from_seed(&[7; 32]);
     let mut out = Vec::new();
+    // A fleet bundle whose source is a later release than the hook's, which it lists as an
+    // extra base: the hook's device takes the alternates.
+    let mut later = source.clone();
+    for i in (2_000..50_000).step_by(1_009) {
+        later[i] ^= 0x5a;
+    }
+    let mut fleet = Vec::new();
+    abdelta::diff::diff_bases(
+        &later,
+        &[&source],
+        &target,
+        &options,
+        &key,
+        &mut fleet,
+        &abdelta::error::no_progress,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    out.push(("small-fleet".to_string(), fleet));
     for (name, from) in [("small-delta", &source[..]), ("small-full", &[][..])] {
         let mut bundle = Vec::new();
         abdelta::diff(

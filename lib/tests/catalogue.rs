@@ -101,7 +101,7 @@ fn resigned_columns(bytes: &[u8], edit: impl FnOnce(&mut [Vec<u8>])) -> Vec<u8> 
 }
 
 /// The chunk table's columns, in order (SPEC.md §5.2); the ones the tests edit.
-const COLUMNS: usize = 14;
+const COLUMNS: usize = 15;
 const LENGTHS: usize = 0;
 const MASKS: usize = 1;
 const CHECKS: usize = 2;
@@ -181,7 +181,7 @@ fn bad_03_wrong_magic_or_a_compressed_stream_is_bad_magic() {
 #[test]
 fn bad_04_unknown_version_or_a_critical_flag_is_unsupported() {
     let (b, _) = fixture();
-    for version in [0u16, 1, 2, 3, 4, 5, 6, 7, 8, 10, u16::MAX] {
+    for version in [0u16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, u16::MAX] {
         let bad = with_envelope(&b, |h| h[8..10].copy_from_slice(&version.to_le_bytes()));
         assert_eq!(
             format_error(&bad),
@@ -652,8 +652,8 @@ fn bad_24_unknown_enum_values_are_unsupported() {
     // The first chunk's recipe mask, with an undefined bit.
     let mut mask = 0;
     let bad = resigned_columns(&b, |columns| {
-        assert_eq!(columns[MASKS][0] & 0xf0, 0);
-        columns[MASKS][0] |= 0x10;
+        assert_eq!(columns[MASKS][0] & 0xe0, 0);
+        columns[MASKS][0] |= 0x20;
         mask = columns[MASKS][0];
     });
     assert_eq!(
@@ -747,7 +747,7 @@ fn bad_25_duplicate_ids_overlong_varint_bad_text_and_max_plus_one_strings() {
 #[test]
 fn bad_26_chunk_count_2_pow_32_in_a_tiny_manifest() {
     // SPEC.md §5.1: at most ⌊rest / 4⌋, rest counted from the count's first byte. Here the
-    // count and 14 empty columns follow the header.
+    // count and 15 empty columns follow the header.
     let (b, _) = fixture();
     let with_count = |count: u64| {
         resigned_bytes(&b, |m| {
@@ -766,19 +766,19 @@ fn bad_26_chunk_count_2_pow_32_in_a_tiny_manifest() {
             ..
         }
     ));
-    // 15 bytes (a 1-byte count and the columns) hold 3 entries, never 4; 3 passes the bound
+    // 16 bytes (a 1-byte count and the columns) hold 4 entries, never 5; 4 passes the bound
     // and fails at the first entry's length.
     assert_eq!(
-        format_error(&with_count(4)),
+        format_error(&with_count(5)),
         FormatError::OutOfRange {
             field: "chunk count",
-            value: 4,
+            value: 5,
             min: 0,
-            max: 3
+            max: 4
         }
     );
     assert_eq!(
-        format_error(&with_count(3)),
+        format_error(&with_count(4)),
         FormatError::Truncated {
             field: "chunk length"
         }
@@ -1093,7 +1093,7 @@ fn bad_32_every_chunk_table_column_is_consumed_exactly() {
     assert_eq!(
         format_error(&bad),
         FormatError::Truncated {
-            field: "literal lengths column"
+            field: "alternates column"
         }
     );
 }
@@ -1132,8 +1132,8 @@ fn bad_31_a_chunk_check_follows_its_recipes() {
                 bad.validate(&Limits::DEFAULT),
                 Err(FormatError::Malformed {
                     field: "chunk check",
-                    rule: "a zero-fill chunk has no hash, a chunk with a copy recipe a source \
-                           hash, any other a chunk hash"
+                    rule: "a zero-fill chunk has no hash, a chunk with a copy recipe and no \
+                           patch a source hash, any other a chunk hash"
                 })
             );
         }

@@ -98,9 +98,22 @@ fn edit_manifest(parts: &Parts, edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
 /// Files to write (name, bytes).
 type Files = Vec<(String, Vec<u8>)>;
 
-/// The vector files, and for each bundle whether it is applied against source.bin.
-fn generate() -> (Files, Vec<(String, bool)>) {
+/// An earlier release than source.bin: a few bytes changed and a block inserted.
+fn earlier(source: &[u8]) -> Vec<u8> {
+    let mut rng = Rng(1999);
+    let mut out = source.to_vec();
+    for at in (5_000..out.len()).step_by(20_000) {
+        out[at] ^= 0x21;
+    }
+    out.splice(70_000..70_000, rng.text(1_500));
+    out
+}
+
+/// The vector files, and for each bundle the image it is applied against (`none`: a blank
+/// device).
+fn generate() -> (Files, Vec<(String, &'static str)>) {
     let (source, target) = images();
+    let earlier = earlier(&source);
     let mut delta = Vec::new();
     abdelta::diff(
         &source,
@@ -114,20 +127,33 @@ fn generate() -> (Files, Vec<(String, bool)>) {
     let mut full = Vec::new();
     abdelta::diff(&[], &target, &options(), &key(), &mut full, &no_progress).unwrap();
     let parts = split(&delta);
-    let mut bundles: Vec<(&str, bool, Vec<u8>)> = vec![
-        ("ok_delta", true, delta.clone()),
-        ("ok_delta_blank_device", false, delta.clone()),
-        ("ok_full", false, full.clone()),
+    let mut fleet = Vec::new();
+    abdelta::diff::diff_bases(
+        &source,
+        &[&earlier],
+        &target,
+        &options(),
+        &key(),
+        &mut fleet,
+        &no_progress,
+    )
+    .unwrap();
+    let mut bundles: Vec<(&str, &'static str, Vec<u8>)> = vec![
+        ("ok_delta", "source.bin", delta.clone()),
+        ("ok_delta_blank_device", "none", delta.clone()),
+        ("ok_full", "none", full.clone()),
+        ("ok_fleet", "source.bin", fleet.clone()),
+        ("ok_fleet_earlier_device", "earlier.bin", fleet),
     ];
     let mut flip = |name: &'static str, at: usize, xor: u8| {
         let mut b = delta.clone();
         b[at] ^= xor;
-        bundles.push((name, true, b));
+        bundles.push((name, "source.bin", b));
     };
     flip("envelope_bad_magic", 1, 0x01);
-    // The versions either side of FORMAT_VERSION (9).
-    flip("envelope_version_8", 8, 0x01);
-    flip("envelope_version_10", 8, 0x03);
+    // The versions either side of FORMAT_VERSION (10).
+    flip("envelope_version_9", 8, 0x03);
+    flip("envelope_version_11", 8, 0x01);
     flip("envelope_reserved_nonzero", 22, 0x01);
     flip("envelope_keyset_len_too_large", 20, 0x01);
     flip(
@@ -136,8 +162,9 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         0x04,
     );
     flip("manifest_flipped_bit", ENVELOPE_LEN + 5, 0x80);
-    let mut push =
-        |name: &'static str, source: bool, bytes: Vec<u8>| bundles.push((name, source, bytes));
+    let mut push = |name: &'static str, source: bool, bytes: Vec<u8>| {
+        bundles.push((name, if source { "source.bin" } else { "none" }, bytes))
+    };
     let mut zstd_magic = delta.clone();
     zstd_magic[..4].copy_from_slice(&[0x28, 0xb5, 0x2f, 0xfd]);
     push("envelope_zstd_magic", true, zstd_magic);
@@ -283,6 +310,7 @@ fn generate() -> (Files, Vec<(String, bool)>) {
         expected.push((format!("{name}.abd"), uses_source));
     }
     files.push(("source.bin".into(), source.clone()));
+    files.push(("earlier.bin".into(), earlier));
     files.push(("target.bin".into(), target.clone()));
     files.push((
         "release.pub".into(),
@@ -355,19 +383,14 @@ fn outcome(bundle: &[u8], source: &[u8]) -> String {
     }
 }
 
-fn expected_txt(files: &[(String, Vec<u8>)], uses: &[(String, bool)]) -> String {
-    let source = &files.iter().find(|(n, _)| n == "source.bin").unwrap().1;
+fn expected_txt(files: &[(String, Vec<u8>)], uses: &[(String, &'static str)]) -> String {
     let mut out = String::from(
         "# vector, source it is applied against, outcome (see lib/tests/vectors.rs)\n",
     );
-    for (name, uses_source) in uses {
+    for (name, src) in uses {
         let bytes = &files.iter().find(|(n, _)| n == name).unwrap().1;
-        let src: &[u8] = if *uses_source { source } else { &[] };
-        out.push_str(&format!(
-            "{name} {} {}\n",
-            if *uses_source { "source.bin" } else { "none" },
-            outcome(bytes, src)
-        ));
+        let image: &[u8] = files.iter().find(|(n, _)| n == src).map_or(&[], |(_, b)| b);
+        out.push_str(&format!("{name} {src} {}\n", outcome(bytes, image)));
     }
     out
 }
@@ -409,7 +432,6 @@ fn every_vector_gives_its_outcome() {
     }
     let dir = dir();
     let text = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
-    let source = std::fs::read(dir.join("source.bin")).unwrap();
     let target = std::fs::read(dir.join("target.bin")).unwrap();
     let target_hash = hex(blake3::hash(&target).as_bytes());
     let mut seen = 0;
@@ -421,8 +443,11 @@ fn every_vector_gives_its_outcome() {
             fields.next().unwrap(),
         );
         let bundle = std::fs::read(dir.join(name)).unwrap();
-        let src: &[u8] = if src == "none" { &[] } else { &source };
-        assert_eq!(outcome(&bundle, src), want, "vector {name}");
+        let image = match src {
+            "none" => Vec::new(),
+            file => std::fs::read(dir.join(file)).unwrap(),
+        };
+        assert_eq!(outcome(&bundle, &image), want, "vector {name}");
         if name.starts_with("ok_") {
             assert!(
                 want.ends_with(&target_hash),

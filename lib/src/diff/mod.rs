@@ -25,7 +25,7 @@ use crate::chunk::{
 };
 use crate::codec::{self, GroupExtra, PatchContent};
 use crate::error::{Error, Progress, ProgressFn};
-use crate::format::manifest::{Fallback, LiteralCodec, Patch, PatchCodec};
+use crate::format::manifest::{Alternate, Fallback, LiteralCodec, Patch, PatchCodec};
 use crate::format::{
     BlobRef, ChunkCheck, ChunkEntry, Chunking, Envelope, GroupMember, ImageId, Limits,
     MAX_BASE_RANGES, Manifest, PatchBase,
@@ -92,6 +92,10 @@ pub struct DiffReport {
     pub groups: usize,
     /// Sum of literal blob lengths: what a blank device downloads besides the header.
     pub literal_bytes: u64,
+    /// Chunks with patches against earlier releases (extra bases).
+    pub alternates: usize,
+    /// Sum of those patches' group blob lengths.
+    pub alternate_bytes: u64,
     /// Total bundle size.
     pub bundle_len: u64,
     /// Bytes a device holding exactly the source reads: header, patches, needed literals.
@@ -228,6 +232,8 @@ fn patch_content(
 struct Group {
     members: Vec<(usize, GroupMember)>,
     blob: Vec<u8>,
+    /// For an extra base's group, each member's patch base (set after grouping).
+    bases: Vec<PatchBase>,
 }
 
 /// Joins neighbouring patch contents (in target order) into groups of about
@@ -338,7 +344,11 @@ fn group(
             Some((*i, member))
         })
         .collect::<Option<Vec<_>>>()?;
-    (!blob.is_empty() && blob.len() <= max_blob as usize).then_some(Group { members, blob })
+    (!blob.is_empty() && blob.len() <= max_blob as usize).then_some(Group {
+        members,
+        blob,
+        bases: Vec::new(),
+    })
 }
 
 /// How far a patch base window reaches beyond its chunk's aligned bytes on each side, in
@@ -450,8 +460,85 @@ pub fn diff(
     out: &mut dyn Write,
     progress: ProgressFn<'_>,
 ) -> Result<DiffReport, Error> {
+    diff_bases(source, &[], target, options, key, out, progress)
+}
+
+/// The patches of one extra base (an earlier release than the source), by chunk: for the
+/// chunks a device holding that base could not rebuild from the source's recipes, nor find
+/// by content in its own partition, a patch against that base when one is smaller than the
+/// chunk as new data.
+fn alternates(
+    base: &[u8],
+    spans: &[ChunkSpan],
+    target: &[u8],
+    encoded: &[Encoded],
+    chunking: Chunking,
+    max_base: u64,
+) -> Vec<Encoded> {
+    let base_spans = chunk_and_hash(base, chunking);
+    let index = SourceIndex::build(base, &base_spans);
+    spans
+        .par_iter()
+        .zip(encoded)
+        .map(|(span, primary)| {
+            let none = Encoded {
+                copy: None,
+                zero: false,
+                patch: None,
+                literal: None,
+            };
+            if primary.zero || index.chunks.contains_key(&span.hash) {
+                return none;
+            }
+            // The source's patch serves this base too when its base bytes are the same here
+            // (an unchanged region) or it has none (new data).
+            if let Some((primary_base, _)) = &primary.patch {
+                let same = primary_base.ranges().is_empty()
+                    || join_windows(base, primary_base.ranges())
+                        .is_some_and(|b| source_hash(&b) == primary_base.hash);
+                if same {
+                    return none;
+                }
+            }
+            let data = span.bytes(target);
+            let windows = base_windows(&index, data, span.len, base.len() as u64, max_base);
+            let raw = codec::raw_content(data);
+            let estimate = |c: &PatchContent| codec::estimate_group_len(&c.joined(true));
+            match patch_content(base, &windows, data) {
+                Some((b, content)) if estimate(&content) < estimate(&raw) => Encoded {
+                    patch: Some((b, content)),
+                    ..none
+                },
+                _ => none,
+            }
+        })
+        .collect()
+}
+
+/// [`diff`] with patches against earlier releases too: a device holding any of `bases` (older
+/// than `source`, at most [`crate::format::manifest::MAX_EXTRA_BASES`]) rebuilds the changed
+/// chunks from its own partition, where the source's patches would not apply, and reads
+/// nothing of the other bases' patches. With no extra base the bundle is [`diff`]'s.
+pub fn diff_bases(
+    source: &[u8],
+    bases: &[&[u8]],
+    target: &[u8],
+    options: &DiffOptions,
+    key: &SecretKey,
+    out: &mut dyn Write,
+    progress: ProgressFn<'_>,
+) -> Result<DiffReport, Error> {
     let limits = Limits::DEFAULT;
-    if target.len() as u64 > limits.max_image_len || source.len() as u64 > limits.max_image_len {
+    if bases.len() as u64 > crate::format::manifest::MAX_EXTRA_BASES
+        || (!bases.is_empty() && source.is_empty())
+    {
+        return Err(Error::InvalidInput(format!(
+            "at most {} earlier releases besides the source, and only with a source",
+            crate::format::manifest::MAX_EXTRA_BASES
+        )));
+    }
+    let too_large = |image: &[u8]| image.len() as u64 > limits.max_image_len;
+    if too_large(target) || too_large(source) || bases.iter().any(|b| too_large(b)) {
         return Err(Error::InvalidInput(format!(
             "image larger than the format's {}-byte limit",
             limits.max_image_len
@@ -526,6 +613,31 @@ pub fn diff(
         .collect();
     drop(index);
 
+    // Per extra base: its patches, then their groups.
+    let mut extra_groups: Vec<Vec<Group>> = Vec::with_capacity(bases.len());
+    for (k, base) in bases.iter().enumerate() {
+        progress(Progress {
+            phase: "patch earlier releases",
+            done: k as u64,
+            total: bases.len() as u64,
+        });
+        let patches = alternates(base, &spans, target, &encoded, options.chunking, max_base);
+        let groups = group_patches(&patches, &limits);
+        // Keep each member's base with it: groups carry only chunk indexes and lengths.
+        let with_bases = groups
+            .into_iter()
+            .map(|mut g| {
+                g.bases = g
+                    .members
+                    .iter()
+                    .filter_map(|&(i, _)| patches.get(i)?.patch.as_ref().map(|(b, _)| *b))
+                    .collect();
+                g
+            })
+            .collect();
+        extra_groups.push(with_bases);
+    }
+
     progress(Progress {
         phase: "compress patch groups",
         done: 0,
@@ -554,10 +666,41 @@ pub fn diff(
         }
     }
     report.patch_bytes = offset;
-    // A device with the expected source reads every group.
+    // A device with the expected source reads every group of the source's patches.
     report.expected_download = offset;
+    let mut alternate_refs: Vec<Vec<Alternate>> = vec![Vec::new(); spans.len()];
+    for (k, groups) in extra_groups.iter().enumerate() {
+        let base = u8::try_from(k + 1).unwrap_or(u8::MAX); // at most MAX_EXTRA_BASES
+        for group in groups {
+            let blob = BlobRef {
+                offset,
+                len: group.blob.len() as u32, // at most max_blob_len
+            };
+            offset += u64::from(blob.len);
+            report.alternate_bytes += u64::from(blob.len);
+            for (&(i, member), patch_base) in group.members.iter().zip(&group.bases) {
+                if let Some(list) = alternate_refs.get_mut(i) {
+                    list.push(Alternate {
+                        base,
+                        patch: Patch {
+                            codec: PatchCodec::Grouped,
+                            base: *patch_base,
+                            blob,
+                            member,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    let literals_at = offset;
     let mut chunks = Vec::with_capacity(spans.len());
-    for ((span, e), patch_ref) in spans.iter().zip(&encoded).zip(patch_refs) {
+    for (((span, e), patch_ref), alternates) in spans
+        .iter()
+        .zip(&encoded)
+        .zip(patch_refs)
+        .zip(alternate_refs)
+    {
         let fallback = match &e.literal {
             Some(blob) if !e.zero => {
                 let r = BlobRef {
@@ -591,10 +734,15 @@ pub fn diff(
                 report.expected_download += u64::from(blob.len);
             }
         }
-        let check = match (e.zero, e.copy) {
-            (true, _) => ChunkCheck::Zero,
-            (false, Some(_)) => ChunkCheck::Source(source_part(&span.hash)),
-            (false, None) => ChunkCheck::Hash(span.hash),
+        if !alternates.is_empty() {
+            report.alternates += 1;
+        }
+        // A chunk also patched against an earlier release is checked by its whole chunk
+        // hash: downloaded patch output must not pass on a source hash.
+        let check = match (e.zero, e.copy, alternates.is_empty()) {
+            (true, _, _) => ChunkCheck::Zero,
+            (false, Some(_), true) => ChunkCheck::Source(source_part(&span.hash)),
+            _ => ChunkCheck::Hash(span.hash),
         };
         chunks.push(ChunkEntry {
             offset: span.offset,
@@ -602,10 +750,11 @@ pub fn diff(
             check,
             copy: e.copy,
             patch,
+            alternates,
             fallback,
         });
     }
-    report.literal_bytes = offset - report.patch_bytes;
+    report.literal_bytes = offset - literals_at;
 
     let mut manifest = Manifest {
         key_id: key.public().key_id().0,
@@ -615,6 +764,13 @@ pub fn diff(
         hardware_compat,
         channel: options.channel.clone(),
         source: source_id,
+        bases: bases
+            .iter()
+            .map(|b| ImageId {
+                size: b.len() as u64,
+                hash: hash_large(b),
+            })
+            .collect(),
         target: target_id,
         chunking: options.chunking,
         payload_len: offset,
@@ -647,7 +803,7 @@ pub fn diff(
         if let Some(keyset) = &options.keyset {
             out.write_all(keyset)?;
         }
-        for group in &groups {
+        for group in groups.iter().chain(extra_groups.iter().flatten()) {
             out.write_all(&group.blob)?;
         }
         for e in &encoded {

@@ -14,7 +14,7 @@ use super::cursor::{put_bytes, put_relative, put_varint};
 use super::{ChunkHash, Cursor, FORMAT_VERSION, FormatError, Hash, Limits, SourceHash};
 use crate::chunk::{chunk_hash, source_hash, source_part};
 
-/// The only signature algorithm of format versions 1 and 2: pure Ed25519 over a domain-separated message.
+/// The only signature algorithm: pure Ed25519 over a domain-separated message (SPEC.md §4).
 pub const SIG_ALG_ED25519: u8 = 1;
 /// Most hardware-compatibility ids in one manifest.
 pub const MAX_COMPAT_IDS: u64 = 16;
@@ -25,6 +25,11 @@ const RECIPE_COPY: u8 = 0x01;
 const RECIPE_PATCH: u8 = 0x02;
 const RECIPE_LITERAL: u8 = 0x04;
 const RECIPE_ZERO: u8 = 0x08;
+const RECIPE_ALTERNATES: u8 = 0x10;
+
+/// Most extra bases one manifest may carry (SPEC.md §5.1): with the source, patches against
+/// up to eight earlier releases.
+pub const MAX_EXTRA_BASES: u64 = 7;
 
 /// Size and BLAKE3 hash of a whole image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +233,18 @@ pub struct Patch {
     pub member: GroupMember,
 }
 
+/// A patch against one of the manifest's extra bases (an earlier release than the source): a
+/// device holding that release rebuilds the chunk from it where the source's recipes do not
+/// apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alternate {
+    /// Which extra base, `1..=` their count (0 is the source, whose patch is
+    /// [`ChunkEntry::patch`]).
+    pub base: u8,
+    /// The patch, its ranges in that base's bytes.
+    pub patch: Patch,
+}
+
 /// The recipe that needs no source: every chunk has exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fallback {
@@ -311,6 +328,8 @@ pub struct ChunkEntry {
     pub copy: Option<u64>,
     /// Patch against the generator's source, if one was worth shipping.
     pub patch: Option<Patch>,
+    /// Patches against the extra bases, in ascending base order.
+    pub alternates: Vec<Alternate>,
     /// The recipe that always works.
     pub fallback: Fallback,
 }
@@ -319,12 +338,28 @@ impl ChunkEntry {
     /// The recipes in order of preference.
     pub fn recipes(&self) -> impl Iterator<Item = Recipe> + '_ {
         let copy = self.copy.map(|offset| Recipe::Copy { offset });
-        let patch = self.patch.map(Recipe::Patch);
+        let patches = self.patches().map(|(_, p)| Recipe::Patch(*p));
         let last = match self.fallback {
             Fallback::Literal { codec, blob } => Recipe::Literal { codec, blob },
             Fallback::Zero => Recipe::Zero,
         };
-        copy.into_iter().chain(patch).chain(std::iter::once(last))
+        copy.into_iter().chain(patches).chain(std::iter::once(last))
+    }
+
+    /// Every patch with the base it reads (0: the source), the source's first.
+    pub fn patches(&self) -> impl Iterator<Item = (u8, &Patch)> + '_ {
+        let alternates = self.alternates.iter().map(|a| (a.base, &a.patch));
+        self.patch.iter().map(|p| (0, p)).chain(alternates)
+    }
+
+    fn patches_mut(&mut self) -> impl Iterator<Item = &mut Patch> + '_ {
+        let alternates = self.alternates.iter_mut().map(|a| &mut a.patch);
+        self.patch.iter_mut().chain(alternates)
+    }
+
+    /// Whether the chunk's check is its source hash: it has a copy recipe and no patch.
+    fn checked_by_source_hash(&self) -> bool {
+        self.copy.is_some() && self.patches().next().is_none()
     }
 
     /// One past the chunk's last byte in the target.
@@ -351,6 +386,9 @@ pub struct Manifest {
     pub channel: String,
     /// The source image the copies and patches were made against, if any.
     pub source: Option<ImageId>,
+    /// Earlier releases the alternates patch against (extra base `i` is `bases[i − 1]`); only
+    /// with a source.
+    pub bases: Vec<ImageId>,
     /// The target image.
     pub target: ImageId,
     /// Chunking parameters used for the target.
@@ -555,6 +593,20 @@ impl Manifest {
                 });
             }
         };
+        let base_count = c.varint_in("extra base count", 0, MAX_EXTRA_BASES)?;
+        if base_count > 0 && source.is_none() {
+            return Err(FormatError::Malformed {
+                field: "extra bases",
+                rule: "extra bases need a source image",
+            });
+        }
+        let mut bases = Vec::new();
+        for _ in 0..base_count {
+            bases.push(ImageId {
+                size: c.varint_in("extra base size", 0, limits.max_image_len)?,
+                hash: read_hash(&mut c, "extra base hash")?,
+            });
+        }
         let target = ImageId {
             size: c.varint_in("target size", 0, limits.max_image_len)?,
             hash: read_hash(&mut c, "target hash")?,
@@ -576,7 +628,7 @@ impl Manifest {
                 &mut cols,
                 limits,
                 offset,
-                source.as_ref(),
+                (source.as_ref(), &bases),
                 payload_len,
                 &mut origins,
             )?;
@@ -605,6 +657,7 @@ impl Manifest {
             hardware_compat,
             channel,
             source,
+            bases,
             target,
             chunking,
             payload_len,
@@ -623,8 +676,8 @@ impl Manifest {
             let zero = chunk.fallback == Fallback::Zero;
             let fits = match chunk.check {
                 ChunkCheck::Zero => zero,
-                ChunkCheck::Source(_) => !zero && chunk.copy.is_some(),
-                ChunkCheck::Hash(_) => !zero && chunk.copy.is_none(),
+                ChunkCheck::Source(_) => !zero && chunk.checked_by_source_hash(),
+                ChunkCheck::Hash(_) => !zero && !chunk.checked_by_source_hash(),
             };
             if !fits {
                 return Err(FormatError::Malformed {
@@ -647,7 +700,7 @@ impl Manifest {
         // (blob, whether it is a group's): members of one group share its blob.
         let mut blobs: Vec<(BlobRef, bool)> = Vec::new();
         for chunk in &self.chunks {
-            if let Some(patch) = &chunk.patch {
+            for (_, patch) in chunk.patches() {
                 blobs.push((patch.blob, true));
             }
             if let Fallback::Literal { blob, .. } = chunk.fallback {
@@ -675,7 +728,14 @@ impl Manifest {
     pub fn link_groups(&mut self, limits: &Limits) -> Result<(), FormatError> {
         // Per group blob: the total of each stream, then the running offsets.
         let mut totals: HashMap<BlobRef, [u64; 4]> = HashMap::new();
-        for patch in self.chunks.iter().filter_map(|c| c.patch.as_ref()) {
+        let mut bases: HashMap<BlobRef, u8> = HashMap::new();
+        for (base, patch) in self.chunks.iter().flat_map(ChunkEntry::patches) {
+            if *bases.entry(patch.blob).or_insert(base) != base {
+                return Err(FormatError::Malformed {
+                    field: "patch group",
+                    rule: "the members of a group patch against one base",
+                });
+            }
             let t = totals.entry(patch.blob).or_insert([0; 4]);
             for (total, len) in t.iter_mut().zip(patch.member.lens()) {
                 *total += u64::from(len);
@@ -696,7 +756,7 @@ impl Manifest {
         }
         // Every offset is below group_len, at most max_group_len (a u32): checked just above.
         let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-        for patch in self.chunks.iter_mut().filter_map(|c| c.patch.as_mut()) {
+        for patch in self.chunks.iter_mut().flat_map(ChunkEntry::patches_mut) {
             let (Some(at), Some(&[ctrl, gaps, values, extra])) =
                 (next.get_mut(&patch.blob), totals.get(&patch.blob))
             else {
@@ -721,8 +781,8 @@ impl Manifest {
         let mut groups: Vec<(BlobRef, GroupLayout)> = self
             .chunks
             .iter()
-            .filter_map(|c| c.patch.as_ref())
-            .map(|p| (p.blob, p.member.group))
+            .flat_map(ChunkEntry::patches)
+            .map(|(_, p)| (p.blob, p.member.group))
             .collect();
         groups.sort_unstable();
         groups.dedup();
@@ -757,6 +817,11 @@ impl Manifest {
                 out.extend_from_slice(&s.hash);
             }
         }
+        put_varint(&mut out, self.bases.len() as u64);
+        for base in &self.bases {
+            put_varint(&mut out, base.size);
+            out.extend_from_slice(&base.hash);
+        }
         put_varint(&mut out, self.target.size);
         out.extend_from_slice(&self.target.hash);
         put_varint(&mut out, self.chunking.min.into());
@@ -775,6 +840,9 @@ impl Manifest {
             if chunk.patch.is_some() {
                 mask |= RECIPE_PATCH;
             }
+            if !chunk.alternates.is_empty() {
+                mask |= RECIPE_ALTERNATES;
+            }
             mask |= match chunk.fallback {
                 Fallback::Literal { .. } => RECIPE_LITERAL,
                 Fallback::Zero => RECIPE_ZERO,
@@ -789,31 +857,20 @@ impl Manifest {
                 put_relative(&mut cols.copy_offsets, offset, chunk.offset);
             }
             if let Some(patch) = &chunk.patch {
-                cols.patch_codecs.push(patch.codec as u8);
-                put_varint(&mut cols.base_counts, patch.base.ranges().len() as u64);
-                for &(offset, len) in patch.base.ranges() {
-                    put_relative(&mut cols.base_offsets, offset, chunk.offset);
-                    put_varint(&mut cols.base_lengths, len);
-                }
-                if !patch.base.ranges().is_empty() {
-                    cols.base_hashes.extend_from_slice(&patch.base.hash);
-                }
-                let groups = &mut cols.patch_groups;
-                if origins.group == Some(patch.blob) {
-                    put_varint(groups, 0);
-                } else {
-                    put_varint(groups, 1);
-                    put_relative(groups, patch.blob.offset, origins.group_end());
-                    put_varint(groups, patch.blob.len.into());
-                    origins.group = Some(patch.blob);
-                }
-                for len in [
-                    patch.member.ctrl_len,
-                    patch.member.extra_len,
-                    patch.member.gaps_len,
-                    patch.member.values_len,
-                ] {
-                    put_varint(&mut cols.members, len.into());
+                put_patch(&mut cols, patch, chunk.offset, &mut origins.groups[0]);
+            }
+            if !chunk.alternates.is_empty() {
+                put_varint(&mut cols.alternates, chunk.alternates.len() as u64);
+                for alternate in &chunk.alternates {
+                    put_varint(&mut cols.alternates, alternate.base.into());
+                    let origin = origins.groups.get_mut(usize::from(alternate.base));
+                    let mut none = None;
+                    put_patch(
+                        &mut cols,
+                        &alternate.patch,
+                        chunk.offset,
+                        origin.unwrap_or(&mut none),
+                    );
                 }
             }
             if let Fallback::Literal { codec, blob } = &chunk.fallback {
@@ -832,11 +889,42 @@ impl Manifest {
     }
 }
 
+/// Appends one patch's fields to their columns; `origin` is the previous patch's group blob
+/// against the same base, which group 0 names again.
+fn put_patch(cols: &mut Columns<Vec<u8>>, patch: &Patch, at: u64, origin: &mut Option<BlobRef>) {
+    cols.patch_codecs.push(patch.codec as u8);
+    put_varint(&mut cols.base_counts, patch.base.ranges().len() as u64);
+    for &(offset, len) in patch.base.ranges() {
+        put_relative(&mut cols.base_offsets, offset, at);
+        put_varint(&mut cols.base_lengths, len);
+    }
+    if !patch.base.ranges().is_empty() {
+        cols.base_hashes.extend_from_slice(&patch.base.hash);
+    }
+    let groups = &mut cols.patch_groups;
+    if *origin == Some(patch.blob) {
+        put_varint(groups, 0);
+    } else {
+        put_varint(groups, 1);
+        put_relative(groups, patch.blob.offset, origin.map_or(0, |b| b.end()));
+        put_varint(groups, patch.blob.len.into());
+        *origin = Some(patch.blob);
+    }
+    for len in [
+        patch.member.ctrl_len,
+        patch.member.extra_len,
+        patch.member.gaps_len,
+        patch.member.values_len,
+    ] {
+        put_varint(&mut cols.members, len.into());
+    }
+}
+
 /// The smallest chunk entry: a 3-byte length and the mask of a zero chunk.
 const MIN_ENTRY_LEN: usize = 3 + 1;
 
 /// Which check a chunk carries (SPEC.md §5.2).
-const CHECK_RULE: &str = "a zero-fill chunk has no hash, a chunk with a copy recipe a source hash, any other a chunk hash";
+const CHECK_RULE: &str = "a zero-fill chunk has no hash, a chunk with a copy recipe and no patch a source hash, any other a chunk hash";
 
 /// Declares [`Columns`] and the conversions to and from an array in encoding order, from
 /// one list of (field, name for errors).
@@ -853,14 +941,14 @@ macro_rules! columns {
         }
 
         /// Column names for errors, in encoding order.
-        const COLUMN_NAMES: [&str; 14] = [$($name,)*];
+        const COLUMN_NAMES: [&str; COLUMN_COUNT] = [$($name,)*];
 
         impl<C> Columns<C> {
-            fn from_order([$($field,)*]: [C; 14]) -> Self {
+            fn from_order([$($field,)*]: [C; COLUMN_COUNT]) -> Self {
                 Columns { $($field,)* }
             }
 
-            fn in_order(self) -> [C; 14] {
+            fn in_order(self) -> [C; COLUMN_COUNT] {
                 [$(self.$field,)*]
             }
         }
@@ -882,7 +970,11 @@ columns! {
     literal_codecs: "literal codecs column",
     literal_offsets: "literal offsets column",
     literal_lengths: "literal lengths column",
+    alternates: "alternates column",
 }
+
+/// Columns of the chunk table.
+const COLUMN_COUNT: usize = 15;
 
 impl<C: Default> Default for Columns<C> {
     fn default() -> Self {
@@ -893,7 +985,7 @@ impl<C: Default> Default for Columns<C> {
 impl<'a> Columns<&'a [u8]> {
     /// The columns that follow the chunk count, each a length-prefixed run of bytes.
     fn read(c: &mut Cursor<'a>) -> Result<Self, FormatError> {
-        let mut columns = [&[][..]; 14];
+        let mut columns = [&[][..]; COLUMN_COUNT];
         for (column, name) in columns.iter_mut().zip(COLUMN_NAMES) {
             *column = c.bytes(name, u64::MAX)?;
         }
@@ -969,14 +1061,9 @@ impl Columns<Cursor<'_>> {
 /// previous literal blob. The reference layout makes nearly every offset 0.
 #[derive(Default)]
 struct Origins {
-    group: Option<BlobRef>,
+    /// Per base (0: the source, then the extra bases), its previous patch's group blob.
+    groups: [Option<BlobRef>; 1 + MAX_EXTRA_BASES as usize],
     literal_end: u64,
-}
-
-impl Origins {
-    fn group_end(&self) -> u64 {
-        self.group.map_or(0, |b| b.end())
-    }
 }
 
 fn group_member(c: &mut Cursor<'_>, len: u32) -> Result<GroupMember, FormatError> {
@@ -1027,7 +1114,7 @@ fn decode_chunk(
     cols: &mut Columns<Cursor<'_>>,
     limits: &Limits,
     offset: u64,
-    source: Option<&ImageId>,
+    (source, bases): (Option<&ImageId>, &[ImageId]),
     payload_len: u64,
     origins: &mut Origins,
 ) -> Result<ChunkEntry, FormatError> {
@@ -1039,7 +1126,8 @@ fn decode_chunk(
         rule: "fits u32",
     })?;
     let mask = cols.masks.u8("recipe mask")?;
-    if mask & !(RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO) != 0 {
+    let known = RECIPE_COPY | RECIPE_PATCH | RECIPE_LITERAL | RECIPE_ZERO | RECIPE_ALTERNATES;
+    if mask & !known != 0 {
         return Err(FormatError::Unsupported {
             field: "recipe mask",
             value: mask.into(),
@@ -1053,7 +1141,7 @@ fn decode_chunk(
     }
     let check = if mask & RECIPE_ZERO != 0 {
         ChunkCheck::Zero
-    } else if mask & RECIPE_COPY != 0 {
+    } else if mask & RECIPE_COPY != 0 && mask & RECIPE_ALTERNATES == 0 {
         ChunkCheck::Source(cols.checks.array::<8>("chunk source hash")?)
     } else {
         ChunkCheck::Hash(cols.checks.array::<16>("chunk hash")?)
@@ -1077,88 +1165,47 @@ fn decode_chunk(
     } else {
         None
     };
+    let at = PatchAt {
+        offset,
+        len,
+        payload_len,
+    };
     let patch = if mask & RECIPE_PATCH != 0 {
         let src = needs_source("patch recipe")?;
-        let codec = match cols.patch_codecs.u8("patch codec")? {
-            3 => PatchCodec::Grouped,
-            v => {
-                return Err(FormatError::Unsupported {
-                    field: "patch codec",
-                    value: v.into(),
-                });
-            }
-        };
-        let count =
-            cols.base_counts
-                .varint_in("patch base range count", 0, MAX_BASE_RANGES as u64)?;
-        let mut ranges = [(0u64, 0u64); MAX_BASE_RANGES];
-        let mut total: u64 = 0;
-        for range in ranges.iter_mut().take(count as usize) {
-            let base_offset = cols.base_offsets.relative("patch base offset", offset)?;
-            let base_len =
-                cols.base_lengths
-                    .varint_in("patch base length", 1, limits.max_patch_base_len)?;
-            if base_offset
-                .checked_add(base_len)
-                .is_none_or(|end| end > src.size)
-            {
-                return Err(FormatError::Malformed {
-                    field: "patch recipe",
-                    rule: "patch base must lie inside the source",
-                });
-            }
-            total = total.saturating_add(base_len);
-            *range = (base_offset, base_len);
-        }
-        if total > limits.max_patch_base_len {
-            return Err(FormatError::OutOfRange {
-                field: "patch base length",
-                value: total,
-                min: 1,
-                max: limits.max_patch_base_len,
-            });
-        }
-        let hash = match count {
-            0 => EMPTY_BASE_HASH,
-            _ => cols.base_hashes.array::<8>("patch base hash")?,
-        };
-        // count is 0..=MAX_BASE_RANGES, checked above.
-        let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
-            FormatError::Malformed {
-                field: "patch recipe",
-                rule: "0 to 4 base ranges",
-            },
-        )?;
-        let groups = &mut cols.patch_groups;
-        let blob = match groups.varint_in("patch group", 0, 1)? {
-            0 => origins.group.ok_or(FormatError::Malformed {
-                field: "patch group",
-                rule: "0 (the previous patch's group) needs a previous patch",
-            })?,
-            _ => {
-                let at = groups.relative("blob offset", origins.group_end())?;
-                let len = groups.varint_in("blob length", 1, limits.max_blob_len.into())?;
-                let blob = blob(at, len, payload_len)?;
-                if origins.group == Some(blob) {
-                    return Err(FormatError::Malformed {
-                        field: "patch group",
-                        rule: "the previous patch's group is named by 0",
-                    });
-                }
-                blob
-            }
-        };
-        origins.group = Some(blob);
-        let member = group_member(&mut cols.members, len)?;
-        Some(Patch {
-            codec,
-            base,
-            blob,
-            member,
-        })
+        let [origin, ..] = &mut origins.groups;
+        Some(decode_patch(cols, limits, at, src.size, origin)?)
     } else {
         None
     };
+    let mut alternates = Vec::new();
+    if mask & RECIPE_ALTERNATES != 0 {
+        let most = bases.len() as u64;
+        let count = cols.alternates.varint_in("alternate count", 1, most)?;
+        let mut previous = 0u64;
+        for _ in 0..count {
+            // Strictly ascending, so at most one alternate per base.
+            let base = cols
+                .alternates
+                .varint_in("alternate base", previous + 1, most)?;
+            previous = base;
+            // 1..=bases.len() (at most MAX_EXTRA_BASES), checked just above.
+            let size = bases.get(base as usize - 1).map_or(0, |b| b.size);
+            let origin = origins
+                .groups
+                .get_mut(base as usize)
+                .ok_or(FormatError::OutOfRange {
+                    field: "alternate base",
+                    value: base,
+                    min: 1,
+                    max: most,
+                })?;
+            let patch = decode_patch(cols, limits, at, size, origin)?;
+            alternates.push(Alternate {
+                base: u8::try_from(base).unwrap_or(u8::MAX),
+                patch,
+            });
+        }
+    }
     let fallback = match mask & (RECIPE_LITERAL | RECIPE_ZERO) {
         RECIPE_LITERAL => {
             let codec = match cols.literal_codecs.u8("literal codec")? {
@@ -1200,6 +1247,108 @@ fn decode_chunk(
         check,
         copy,
         patch,
+        alternates,
         fallback,
+    })
+}
+
+/// Where the chunk being decoded lies, for its patches' fields.
+#[derive(Clone, Copy)]
+struct PatchAt {
+    offset: u64,
+    len: u32,
+    payload_len: u64,
+}
+
+/// One patch's fields from their columns, its base ranges inside a base of `base_size` bytes;
+/// `origin` is the previous patch's group blob against the same base, which group 0 names.
+fn decode_patch(
+    cols: &mut Columns<Cursor<'_>>,
+    limits: &Limits,
+    at: PatchAt,
+    base_size: u64,
+    origin: &mut Option<BlobRef>,
+) -> Result<Patch, FormatError> {
+    let PatchAt {
+        offset,
+        len,
+        payload_len,
+    } = at;
+    let codec = match cols.patch_codecs.u8("patch codec")? {
+        3 => PatchCodec::Grouped,
+        v => {
+            return Err(FormatError::Unsupported {
+                field: "patch codec",
+                value: v.into(),
+            });
+        }
+    };
+    let count = cols
+        .base_counts
+        .varint_in("patch base range count", 0, MAX_BASE_RANGES as u64)?;
+    let mut ranges = [(0u64, 0u64); MAX_BASE_RANGES];
+    let mut total: u64 = 0;
+    for range in ranges.iter_mut().take(count as usize) {
+        let base_offset = cols.base_offsets.relative("patch base offset", offset)?;
+        let base_len =
+            cols.base_lengths
+                .varint_in("patch base length", 1, limits.max_patch_base_len)?;
+        if base_offset
+            .checked_add(base_len)
+            .is_none_or(|end| end > base_size)
+        {
+            return Err(FormatError::Malformed {
+                field: "patch recipe",
+                rule: "patch base must lie inside the source",
+            });
+        }
+        total = total.saturating_add(base_len);
+        *range = (base_offset, base_len);
+    }
+    if total > limits.max_patch_base_len {
+        return Err(FormatError::OutOfRange {
+            field: "patch base length",
+            value: total,
+            min: 1,
+            max: limits.max_patch_base_len,
+        });
+    }
+    let hash = match count {
+        0 => EMPTY_BASE_HASH,
+        _ => cols.base_hashes.array::<8>("patch base hash")?,
+    };
+    // count is 0..=MAX_BASE_RANGES, checked above.
+    let base = PatchBase::new(ranges.get(..count as usize).unwrap_or(&[]), hash).ok_or(
+        FormatError::Malformed {
+            field: "patch recipe",
+            rule: "0 to 4 base ranges",
+        },
+    )?;
+    let groups = &mut cols.patch_groups;
+    let blob = match groups.varint_in("patch group", 0, 1)? {
+        0 => origin.ok_or(FormatError::Malformed {
+            field: "patch group",
+            rule: "0 (the previous patch's group) needs a previous patch",
+        })?,
+        _ => {
+            let at = groups.relative("blob offset", origin.map_or(0, |b| b.end()))?;
+            let len = groups.varint_in("blob length", 1, limits.max_blob_len.into())?;
+            let blob = blob(at, len, payload_len)?;
+            if *origin == Some(blob) {
+                return Err(FormatError::Malformed {
+                    field: "patch group",
+                    rule: "the previous patch's group is named by 0",
+                });
+            }
+            blob
+        }
+    };
+    *origin = Some(blob);
+    let member = group_member(&mut cols.members, len)?;
+    Ok(Patch {
+        codec,
+        base,
+        blob,
+        member,
     })
 }

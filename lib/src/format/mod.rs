@@ -32,7 +32,7 @@ pub type ChunkHash = [u8; 16];
 pub type SourceHash = [u8; 8];
 
 /// The format version this library writes and reads.
-pub const FORMAT_VERSION: u16 = 9;
+pub const FORMAT_VERSION: u16 = 10;
 
 /// Hard limits checked before any allocation. Decoders take them as a value so tests and
 /// fuzzers can shrink them; devices use [`Limits::DEFAULT`].
@@ -59,7 +59,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of format version 9 (SPEC.md §Limits).
+    /// The limits of this format version (SPEC.md §7).
     pub const DEFAULT: Limits = Limits {
         max_manifest_len: 16 << 20,
         max_signatures: 8,
