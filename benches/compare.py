@@ -57,6 +57,12 @@ def sh(cmd, **kw):
 
 
 def install():
+    install_peers()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "abdelta-cli"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, str(ROOT / "benches/corpus.py")], check=True)
+
+
+def install_peers():
     need = [t for t in ["xdelta3", "bsdiff", "zstd", "casync", "zck"] if not shutil.which(t)]
     if need or not os.path.exists("/usr/bin/time"):
         subprocess.run(["apt-get", "update", "-qq"], check=True)
@@ -68,8 +74,6 @@ def install():
     except ImportError:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hdiffpatch", "detools"],
                        check=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "abdelta-cli"], cwd=ROOT, check=True)
-    subprocess.run([sys.executable, str(ROOT / "benches/corpus.py")], check=True)
 
 
 TIMEOUT = 1800  # seconds per command: a peer that takes longer is reported as timed out

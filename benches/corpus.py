@@ -14,6 +14,15 @@ override with ABDELTA_CORPUS; nothing is written into the repository):
   libcrypto/    a native binary pair: libcrypto.so.3 from the two libssl3 releases.
   numpy-so/     a native binary pair: numpy 1.26.3 -> 1.26.4 _multiarray_umath .so.
 
+Release chains (r0, r1, r2: three consecutive releases), added after the generator was tuned,
+for the one-bundle-per-fleet measurement (a device one release behind) and pairs two releases
+apart (`--chains` builds only these):
+
+  arrow-chain/  libarrow.so.1500 from pyarrow 15.0.0, 15.0.1, 15.0.2 (x86_64, 62 MB: a large
+                native library whose code moves between releases).
+  numpy-arm64/  numpy 1.26.2, 1.26.3, 1.26.4 _multiarray_umath .so for aarch64 (stations
+                often run ARM).
+
 Deterministic where the mirrors allow: package versions are chosen by rule and recorded in
 <pair>/versions.txt, file contents and times come from the packages, and mkfs runs with a fixed
 UUID, hash seed and clock. The mirrors move (a new security update changes release 2), so each
@@ -228,16 +237,55 @@ def build(force=False):
     print(f"corpus complete in {CACHE}")
 
 
+# Release chains: (directory, package, versions r0 r1 r2, pip platforms, file inside the wheel).
+CHAINS = [
+    ("arrow-chain", "pyarrow", ["15.0.0", "15.0.1", "15.0.2"],
+     ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"],
+     "pyarrow/libarrow.so.1500"),
+    ("numpy-arm64", "numpy", ["1.26.2", "1.26.3", "1.26.4"],
+     ["manylinux2014_aarch64", "manylinux_2_17_aarch64"],
+     "numpy/core/_multiarray_umath.cpython-311-aarch64-linux-gnu.so"),
+]
+
+
+def build_chains(force=False):
+    """The release chains: r0, r1, r2 of one file each, from wheels on PyPI."""
+    wheels = CACHE / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    for name, package, versions_, platforms, member in CHAINS:
+        out = CACHE / name
+        if not force and (out / "r2").exists():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        for i, version in enumerate(versions_):
+            tag = platforms[0].split("_", 1)[1]
+            hits = [w for w in wheels.glob(f"{package}-{version}-*{tag}*.whl")]
+            if not hits:
+                plats = [a for p in platforms for a in ("--platform", p)]
+                run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                     "--only-binary=:all:", "--python-version", "3.11", *plats,
+                     "-d", str(wheels), f"{package}=={version}"])
+                hits = [w for w in wheels.glob(f"{package}-{version}-*{tag}*.whl")]
+            with zipfile.ZipFile(hits[0]) as z, open(out / f"r{i}", "wb") as f:
+                f.write(z.read(member))
+        (out / "versions.txt").write_text(
+            "".join(f"r{i}\t{package}\t{v}\n" for i, v in enumerate(versions_)))
+        print(f"built {out}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list", action="store_true", help="print the pairs and exit")
     ap.add_argument("--force", action="store_true", help="rebuild even if complete")
+    ap.add_argument("--chains", action="store_true", help="build only the release chains")
     args = ap.parse_args()
     if args.list:
-        for p in sorted(CACHE.glob("*/new*")):
+        for p in sorted(CACHE.glob("*/new*")) + sorted(CACHE.glob("*/r2")):
             print(p.parent.name, p.parent)
         return
-    build(args.force)
+    build_chains(args.force)
+    if not args.chains:
+        build(args.force)
 
 
 if __name__ == "__main__":

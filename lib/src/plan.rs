@@ -108,7 +108,8 @@ impl StepCounts {
 pub struct Plan {
     /// One step per chunk, in target order.
     pub steps: Vec<Step>,
-    /// Chunks whose first recipe was not usable with this source (drift, or another version).
+    /// Chunks whose first recipe was not usable with this source (drift, or another version)
+    /// and that take neither a patch against the earlier release it holds nor a relocated copy.
     pub fell_back: Vec<usize>,
     /// Chunks whose copy was found by content search rather than at the hinted offset.
     pub relocated: Vec<usize>,
@@ -290,9 +291,12 @@ fn choose<S: Source + ?Sized>(
                         blob: patch.blob,
                         member: patch.member,
                     };
+                    // A patch against the earlier release this device runs is what the bundle
+                    // planned for it, not a fallback.
+                    let planned = entry.alternates.iter().any(|a| a.patch == patch);
                     return Choice::Ready {
                         step,
-                        fell_back,
+                        fell_back: fell_back && !planned,
                         relocated: false,
                     };
                 }
