@@ -335,6 +335,83 @@ fn fallback_step(entry: &ChunkEntry) -> Step {
     }
 }
 
+/// The patch step of `patch`.
+fn patch_step(patch: &crate::format::Patch) -> Step {
+    Step::Patch {
+        base: patch.base,
+        blob: patch.blob,
+        member: patch.member,
+    }
+}
+
+/// In a bundle with alternates a chunk may have several usable patches (its base bytes are
+/// the same in two releases), each a member of another group. Picks, per such chunk, the usable
+/// patch whose group this device can use most (the literal bytes of the members it can use,
+/// per byte of the group's blob), so that a device reads the groups made for its own release
+/// rather than a few members of another release's.
+fn prefer_useful_groups<S: Source + ?Sized>(
+    manifest: &Manifest,
+    source: &S,
+    mut chosen: Vec<(Step, bool, bool)>,
+    errors: &SourceErrorLog,
+) -> Vec<(Step, bool, bool)> {
+    let usable = |p: &crate::format::Patch| {
+        errors
+            .read(join_base(source, &p.base))
+            .is_some_and(|b| source_hash(&b) == p.base.hash)
+    };
+    let candidates: Vec<Vec<Step>> = manifest
+        .chunks
+        .par_iter()
+        .zip(chosen.par_iter())
+        .map(|(entry, (step, ..))| {
+            if !matches!(step, Step::Patch { .. }) || entry.patches().nth(1).is_none() {
+                return Vec::new();
+            }
+            entry
+                .patches()
+                .filter(|(_, p)| usable(p))
+                .map(|(_, p)| patch_step(p))
+                .collect()
+        })
+        .collect();
+    let mut worth: HashMap<BlobRef, u64> = HashMap::new();
+    for ((entry, (step, ..)), cands) in manifest.chunks.iter().zip(&chosen).zip(&candidates) {
+        let literal = fallback_step(entry).blob().map_or(0, |b| u64::from(b.len));
+        let groups = match cands.is_empty() {
+            true => std::slice::from_ref(step),
+            false => cands.as_slice(),
+        };
+        for blob in groups.iter().filter_map(|s| match s {
+            Step::Patch { blob, .. } => Some(*blob),
+            _ => None,
+        }) {
+            *worth.entry(blob).or_insert(0) += literal;
+        }
+    }
+    // Usable bytes per blob byte, compared without division.
+    let score = |s: &Step| match s {
+        Step::Patch { blob, .. } => (worth.get(blob).copied().unwrap_or(0), u64::from(blob.len)),
+        _ => (0, 1),
+    };
+    for ((step, ..), cands) in chosen.iter_mut().zip(candidates) {
+        let mut best: Option<(Step, (u64, u64))> = None;
+        for cand in cands {
+            let (w, len) = score(&cand);
+            let better = best.is_none_or(|(_, (bw, blen))| {
+                u128::from(w) * u128::from(blen) > u128::from(bw) * u128::from(len)
+            });
+            if better {
+                best = Some((cand, (w, len)));
+            }
+        }
+        if let Some((cand, _)) = best {
+            *step = cand;
+        }
+    }
+    chosen
+}
+
 /// A group's blob serves all its members whose base this source holds; when it costs more than
 /// those members' literals (a source of another version, or one that drifted, leaves few of
 /// them usable), they take their literals instead.
@@ -398,6 +475,7 @@ pub fn plan<S: Source + ?Sized>(bundle: &VerifiedBundle, source: &S) -> Plan {
         })
         .collect();
 
+    let chosen = prefer_useful_groups(manifest, source, chosen, &errors);
     let chosen = drop_costly_groups(manifest, chosen);
     let mut counts = StepCounts::default();
     let mut fell_back = Vec::new();

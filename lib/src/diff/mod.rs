@@ -463,10 +463,10 @@ pub fn diff(
     diff_bases(source, &[], target, options, key, out, progress)
 }
 
-/// The patches of one extra base (an earlier release than the source), by chunk: for the
-/// chunks a device holding that base could not rebuild from the source's recipes, nor find
-/// by content in its own partition, a patch against that base when one is smaller than the
-/// chunk as new data.
+/// The patches of one extra base (an earlier release than the source), by chunk: for each
+/// changed chunk that a device holding that base cannot find by content in its own partition,
+/// a patch against that base, or the chunk as new data (an empty base) when that compresses
+/// smaller.
 fn alternates(
     base: &[u8],
     spans: &[ChunkSpan],
@@ -490,26 +490,20 @@ fn alternates(
             if primary.zero || index.chunks.contains_key(&span.hash) {
                 return none;
             }
-            // The source's patch serves this base too when its base bytes are the same here
-            // (an unchanged region) or it has none (new data).
-            if let Some((primary_base, _)) = &primary.patch {
-                let same = primary_base.ranges().is_empty()
-                    || join_windows(base, primary_base.ranges())
-                        .is_some_and(|b| source_hash(&b) == primary_base.hash);
-                if same {
-                    return none;
-                }
-            }
+            // Even where the source's patch would serve this base too (its base bytes are the
+            // same here, or it has none), the alternate keeps this base's devices within their
+            // own groups: reading a few members of the source's groups costs them more.
             let data = span.bytes(target);
             let windows = base_windows(&index, data, span.len, base.len() as u64, max_base);
             let raw = codec::raw_content(data);
             let estimate = |c: &PatchContent| codec::estimate_group_len(&c.joined(true));
-            match patch_content(base, &windows, data) {
-                Some((b, content)) if estimate(&content) < estimate(&raw) => Encoded {
-                    patch: Some((b, content)),
-                    ..none
-                },
-                _ => none,
+            let patch = match patch_content(base, &windows, data) {
+                Some((b, content)) if estimate(&content) < estimate(&raw) => (b, content),
+                _ => (PatchBase::empty(), raw),
+            };
+            Encoded {
+                patch: Some(patch),
+                ..none
             }
         })
         .collect()
