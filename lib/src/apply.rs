@@ -59,6 +59,10 @@ pub struct ApplyReport {
     pub bundle_bytes_read: u64,
     /// Bytes written to the target.
     pub bytes_written: u64,
+    /// The most chunk bytes produced in one batch (at most [`BATCH_BYTES`] plus one chunk).
+    pub peak_batch_bytes: u64,
+    /// The most decoded patch groups held at once (at most two).
+    pub peak_groups: usize,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -178,6 +182,65 @@ fn produce<'s, S: Source + ?Sized>(
     Ok(output)
 }
 
+/// The next batch of chunks to produce.
+#[derive(Debug, PartialEq, Eq)]
+struct Batch {
+    /// How many chunks it takes from the front of the rest.
+    take: usize,
+    /// Their bytes.
+    bytes: u64,
+    /// The groups they read, at most [`LIVE_GROUPS`].
+    needed: Vec<(BlobRef, GroupLayout)>,
+}
+
+/// The next batch from the front of `rest`: at most [`BATCH_CHUNKS`] chunks, stopping once
+/// [`BATCH_BYTES`] are reached and before a chunk that would need a group beyond
+/// [`LIVE_GROUPS`]; never empty while chunks remain.
+fn next_batch(rest: &[(usize, &ChunkEntry, &Step)]) -> Batch {
+    let mut batch = Batch {
+        take: 0,
+        bytes: 0,
+        needed: Vec::new(),
+    };
+    for (_, entry, step) in rest.iter().take(BATCH_CHUNKS) {
+        if batch.bytes >= BATCH_BYTES {
+            break;
+        }
+        if let Some(group) = group_of(step)
+            && !batch.needed.contains(&group)
+        {
+            if batch.needed.len() == LIVE_GROUPS && batch.take > 0 {
+                break;
+            }
+            batch.needed.push(group);
+        }
+        batch.bytes += u64::from(entry.len);
+        batch.take += 1;
+    }
+    batch
+}
+
+/// Keeps, of the decoded `groups`, those the batch starting at chunk `first` needs, then those
+/// later chunks still need while there is room within [`LIVE_GROUPS`]; the batch's missing
+/// groups are decoded after.
+fn keep_groups(
+    groups: &mut Groups,
+    needed: &[(BlobRef, GroupLayout)],
+    last_use: &HashMap<BlobRef, usize>,
+    first: usize,
+) {
+    let mut room = LIVE_GROUPS.saturating_sub(needed.len());
+    groups.retain(|(blob, _)| {
+        if needed.iter().any(|(b, ..)| b == blob) {
+            return true;
+        }
+        let later = last_use.get(blob).is_some_and(|&last| last >= first);
+        let keep = later && room > 0;
+        room -= usize::from(keep);
+        keep
+    });
+}
+
 /// Rebuilds the target: runs `plan` chunk by chunk, verifies each chunk before writing it,
 /// checks the whole image's hash, and syncs the target.
 pub fn apply<S: Source + ?Sized>(
@@ -237,39 +300,16 @@ pub fn apply_until<S: Source + ?Sized>(
         if stop() {
             return Err(Error::Cancelled);
         }
-        let mut take = 0;
-        let mut bytes = 0u64;
-        let mut needed: Vec<(BlobRef, GroupLayout)> = Vec::new();
-        for (_, entry, step) in rest.iter().take(BATCH_CHUNKS) {
-            if bytes >= BATCH_BYTES {
-                break;
-            }
-            if let Some(group) = group_of(step)
-                && !needed.contains(&group)
-            {
-                if needed.len() == LIVE_GROUPS && take > 0 {
-                    break;
-                }
-                needed.push(group);
-            }
-            bytes += u64::from(entry.len);
-            take += 1;
-        }
+        let Batch {
+            take,
+            bytes,
+            needed,
+        } = next_batch(rest);
         let (batch, tail) = rest.split_at(take);
         rest = tail;
-        // Keep the groups this batch needs, then those later chunks still need while there is
-        // room; then decode the ones the batch lacks.
+        report.peak_batch_bytes = report.peak_batch_bytes.max(bytes);
         let first = batch.first().map_or(0, |&(i, _, _)| i);
-        let mut room = LIVE_GROUPS.saturating_sub(needed.len());
-        groups.retain(|(blob, _)| {
-            if needed.iter().any(|(b, ..)| b == blob) {
-                return true;
-            }
-            let later = last_use.get(blob).is_some_and(|&last| last >= first);
-            let keep = later && room > 0;
-            room -= usize::from(keep);
-            keep
-        });
+        keep_groups(&mut groups, &needed, &last_use, first);
         for (blob, layout) in needed {
             if groups.iter().any(|(b, _)| *b == blob) {
                 continue;
@@ -280,6 +320,7 @@ pub fn apply_until<S: Source + ?Sized>(
             let content = codec::decode_group(&encoded, &layout).ok();
             groups.push((blob, content));
         }
+        report.peak_groups = report.peak_groups.max(groups.len());
         let outputs = batch
             .par_iter()
             .map(|&(i, entry, step)| {
@@ -315,4 +356,102 @@ pub fn apply_until<S: Source + ?Sized>(
     report.source_errors = errors.finish();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{ChunkCheck, GroupMember, PatchBase};
+
+    fn entry(len: u32) -> ChunkEntry {
+        ChunkEntry {
+            offset: 0,
+            len,
+            check: ChunkCheck::Zero,
+            copy: None,
+            patch: None,
+            alternates: Vec::new(),
+            fallback: Fallback::Zero,
+        }
+    }
+
+    fn patch(group: u64) -> Step {
+        let layout = GroupLayout {
+            len: 1,
+            ..GroupLayout::default()
+        };
+        Step::Patch {
+            base: PatchBase::empty(),
+            blob: BlobRef {
+                offset: group * 10,
+                len: 10,
+            },
+            member: GroupMember {
+                group: layout,
+                ..GroupMember::default()
+            },
+        }
+    }
+
+    fn batch(steps: &[(u32, Step)]) -> Batch {
+        let entries: Vec<ChunkEntry> = steps.iter().map(|(len, _)| entry(*len)).collect();
+        let work: Vec<(usize, &ChunkEntry, &Step)> = entries
+            .iter()
+            .zip(steps)
+            .enumerate()
+            .map(|(i, (e, (_, s)))| (i, e, s))
+            .collect();
+        next_batch(&work)
+    }
+
+    #[test]
+    fn a_batch_stops_before_a_third_group() {
+        let b = batch(&[
+            (100, patch(0)),
+            (100, Step::Zero),
+            (100, patch(1)),
+            (100, patch(0)),
+            (100, patch(2)),
+            (100, patch(1)),
+        ]);
+        assert_eq!((b.take, b.bytes, b.needed.len()), (4, 400, 2));
+        // A first chunk always goes, even when it alone needs a group.
+        assert_eq!(batch(&[(100, patch(5))]).take, 1);
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_bytes_or_its_chunk_count() {
+        let big = 4 << 20;
+        let b = batch(&vec![(big, Step::Zero); 10]);
+        assert_eq!((b.take, b.bytes), (4, 4 * u64::from(big)));
+        let b = batch(&vec![(1, Step::Zero); 100]);
+        assert_eq!((b.take, b.bytes), (BATCH_CHUNKS, BATCH_CHUNKS as u64));
+    }
+
+    #[test]
+    fn groups_later_chunks_need_are_kept_while_there_is_room() {
+        let blob = |g| match patch(g) {
+            Step::Patch { blob, member, .. } => (blob, member.group),
+            _ => unreachable!(),
+        };
+        let held = |gs: &[u64]| -> Groups { gs.iter().map(|&g| (blob(g).0, None)).collect() };
+        let last_use: HashMap<BlobRef, usize> =
+            [(blob(0).0, 50), (blob(1).0, 5), (blob(2).0, 60)].into();
+        // The batch at chunk 10 needs group 3: one place left; 0 and 2 are needed later, 1 not.
+        let mut groups = held(&[0, 1, 2]);
+        keep_groups(&mut groups, &[blob(3)], &last_use, 10);
+        assert_eq!(groups, held(&[0]));
+        // It needs nothing: both later groups stay.
+        let mut groups = held(&[0, 1, 2]);
+        keep_groups(&mut groups, &[], &last_use, 10);
+        assert_eq!(groups, held(&[0, 2]));
+        // Needed groups stay whatever their last use; a group used last by this very chunk
+        // counts as needed later.
+        let mut groups = held(&[1, 2]);
+        keep_groups(&mut groups, &[blob(1), blob(3)], &last_use, 5);
+        assert_eq!(groups, held(&[1]));
+        let mut groups = held(&[1]);
+        keep_groups(&mut groups, &[], &last_use, 5);
+        assert_eq!(groups, held(&[1]));
+    }
 }

@@ -16,6 +16,10 @@ fn check(a: &[u8], b: &[u8]) -> abdelta::ApplyReport {
     );
     assert_eq!(out.len(), b.len());
     assert!(out == b, "rebuilt image differs");
+    // Memory stays bounded: one batch of chunk bytes, at most two decoded groups.
+    assert!(report.peak_batch_bytes <= abdelta::apply::BATCH_BYTES + (4 << 20));
+    assert!(report.peak_batch_bytes > 0 || b.is_empty());
+    assert!(report.peak_groups <= 2);
     // The source is never written.
     assert_eq!(blake3::hash(a), before);
     // Blank device: the same bundle rebuilds b without source bytes (literals, and patches
