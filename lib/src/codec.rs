@@ -291,8 +291,20 @@ pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
         Ok::<(), std::io::Error>(())
     })
     .ok()?;
+    content_of_matches(base, data, &matches)
+}
+
+/// The bsdiff-class content of `data` from bsdiff matches against `base` (each: differences
+/// over `add_length` bytes, then extra bytes up to `copy_end`), split and joined as
+/// [`bsdiff_content`] does. Public for the matcher comparison (`examples/matchers.rs`).
+#[doc(hidden)]
+pub fn content_of_matches(
+    base: &[u8],
+    data: &[u8],
+    matches: &[bidiff::Match],
+) -> Option<PatchContent> {
     let mut records = Records::default();
-    for m in &matches {
+    for m in matches {
         let old = base.get(m.add_old_start..)?.get(..m.add_length)?;
         let new = data.get(m.add_new_start..)?.get(..m.add_length)?;
         let mut at = 0;
