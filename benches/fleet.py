@@ -9,7 +9,10 @@ For each chain, side by side in one run:
     bundle rebuilds r2 on both;
   - fresh pairwise patches for each device's pair (r1 -> r2, r0 -> r2): HDiffPatch (LZMA,
     level 9, 64 MiB window, as in compare.py), xdelta3 -9, zstd -19 --patch-from;
-  - the ratio of abdelta's download to the smallest pairwise patch, per device.
+  - the ratio of abdelta's download to the smallest pairwise patch, per device;
+  - a device on a release the bundle does not list (r0, with the single-base bundle r1 -> r2)
+    against the chunk-reuse tools serving r2 from one artifact: casync (the index and the
+    chunks r0's own chunking lacks) and zchunk (what zck_delta_size reports).
 
   python3 benches/fleet.py            # every chain; prints a Markdown table
   python3 benches/fleet.py arrow-chain
@@ -103,7 +106,12 @@ def run_chain(name):
                 "device": label, "single": alone, "fleet": shared, "ok": ok1 and ok2,
                 "peers": peers, "ratio": shared / best,
             })
-    return {"single_gen": g1, "fleet_gen": g2, "rows": rows}
+        # The unlisted device against the chunk-reuse tools, each one artifact for every device.
+        unlisted = rows[1]["single"]
+        reuse = compare.Run("casync", r0, r2, work).gen_casync()[2]
+        zck = compare.Run("zchunk", r0, r2, work).gen_zchunk()[2]
+    return {"single_gen": g1, "fleet_gen": g2, "rows": rows,
+            "unlisted": (unlisted, reuse, zck)}
 
 
 def main():
@@ -121,6 +129,13 @@ def main():
             print(f"| {name} | {row['device']} | {row['single']:,} | {row['fleet']:,}"
                   f"{'' if row['ok'] else ' (WRONG OUTPUT)'} | {p['HDiffPatch'][0]:,} | "
                   f"{p['xdelta3'][0]:,} | {p['zstd'][0]:,} | {row['ratio']:.3f}× |")
+    print()
+    print("| chain | device on an unlisted release (r0): abdelta r1 → r2 bundle | casync | "
+          "zchunk |")
+    print("|---|--:|--:|--:|")
+    for name, res in results.items():
+        a, c, z = res["unlisted"]
+        print(f"| {name} | {a:,} | {c:,} | {z:,} |")
     print()
     print("| chain | bundle, one base | bundle, two bases | generation, one base | "
           "generation, two bases | zstd --patch-from r1→r2 | peak RSS, two bases |")

@@ -26,6 +26,15 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let input = &args.input;
+    if let Some(source) = &input.source
+        && same_file(source, &args.target)
+    {
+        return Err(crate::Usage(format!(
+            "--target {} is the --source: the running partition is never written; name the other slot",
+            args.target.display()
+        ))
+        .into());
+    }
     let device = input.device.device()?;
     if device.state_dir.is_none() {
         eprintln!(
@@ -114,8 +123,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         if !plan.fell_back.is_empty() {
             println!(
-                "{} chunks fell back from the source: {:?}",
-                plan.fell_back.len(),
+                "{} fell back from the source: {:?}",
+                crate::ui::count(plan.fell_back.len(), "chunk", "chunks"),
                 first(&plan.fell_back)
             );
         }
@@ -140,5 +149,15 @@ pub fn print_source_errors(errors: &abdelta::plan::SourceErrors, refetched: u64)
             "warning: {} read(s) of the running partition failed (first: {first}); those chunks are rebuilt from the bundle{cost}",
             errors.count,
         );
+    }
+}
+
+/// Whether two paths name the same file or device (the library refuses it too, and any overlap
+/// through the block layer; this names the usage mistake).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
     }
 }

@@ -98,9 +98,11 @@ impl DeviceArgs {
         policy.require_expiry |= self.require_expiry;
         policy.max_clock_skew = self.max_clock_skew.or(policy.max_clock_skew);
         if policy.release_keys.is_empty() && policy.root_keys.is_empty() {
-            anyhow::bail!(
+            return Err(crate::Usage(
                 "no trusted key: pass --pubkey NAME.pub or --root-key ROOT.pub (or set them in --config)"
-            );
+                    .into(),
+            )
+            .into());
         }
         Ok(Device {
             policy,

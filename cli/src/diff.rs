@@ -171,9 +171,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         if !earlier.is_empty() {
             println!(
-                "{} chunks patched against {} earlier release(s) too: {}",
-                report.alternates,
-                earlier.len(),
+                "{} patched against {} too: {}",
+                crate::ui::count(report.alternates, "chunk", "chunks"),
+                crate::ui::count(earlier.len(), "earlier release", "earlier releases"),
                 human(report.alternate_bytes),
             );
         }

@@ -68,6 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|r| hex(&r.key_id))
         .collect();
     let bundle_len = file.source().len();
+    // The check that failed, when one was asked for: the exit status says so after the report.
+    let mut failed: Option<abdelta::Error> = None;
     let (manifest, signature, policy) = if !args.device.is_configured() {
         let m = unverified.decode_unverified(&limits)?;
         (
@@ -98,12 +100,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 (a.bundle.manifest().clone(), signer, verdict.to_owned())
             }
             Err(e) => {
-                let m = manifest.ok_or_else(|| anyhow::anyhow!("{e}"))?;
-                if matches!(e, abdelta::Error::Policy(_)) {
+                let Some(m) = manifest else {
+                    return Err(e.into());
+                };
+                let report = if matches!(e, abdelta::Error::Policy(_)) {
                     (m, "valid".to_owned(), format!("FAILS: {e}"))
                 } else {
                     (m, format!("FAILS: {e}"), "not checked".to_owned())
-                }
+                };
+                failed = Some(e);
+                report
             }
         }
     };
@@ -114,9 +120,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         obj.insert("signature_key_ids".into(), signers.clone().into());
         obj.insert("bundle_bytes".into(), bundle_len.into());
     }
+    let outcome = match failed {
+        Some(e) => {
+            Err(anyhow::Error::new(e).context("the bundle fails a check inspect was asked to make"))
+        }
+        None => Ok(()),
+    };
     if args.json {
         println!("{value}");
-        return Ok(());
+        return outcome;
     }
     let m = &manifest;
     println!("bundle          {} ({})", args.bundle, human(bundle_len));
@@ -135,10 +147,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &m.channel
         }
     );
-    println!("created         {} (Unix seconds)", m.created_at);
+    println!("created         {}", date(m.created_at));
     println!(
         "expires         {}",
-        m.expires_at.map_or("never".to_owned(), |t| t.to_string())
+        m.expires_at.map_or("never".to_owned(), date)
     );
     match &m.source {
         Some(s) => println!("source          {} blake3 {}", human(s.size), hex(&s.hash)),
@@ -171,5 +183,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("recipes         {}", value["recipes"]);
     println!("patch groups    {}", value["patch_groups"]);
     println!("payload         {}", human(m.payload_len));
-    Ok(())
+    outcome
+}
+
+/// A signed time as a UTC date, with its Unix seconds.
+fn date(seconds: u64) -> String {
+    let at = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds));
+    match at {
+        Some(t) => format!("{} ({seconds})", humantime::format_rfc3339_seconds(t)),
+        None => format!("{seconds} (Unix seconds)"),
+    }
 }

@@ -33,9 +33,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         options.create_new(true);
     }
-    let mut file = options
-        .open(&key_path)
-        .with_context(|| format!("creating {}", key_path.display()))?;
+    let mut file = match options.open(&key_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(crate::Usage(format!(
+                "{} exists: keygen never overwrites a key unless asked (--force), or choose another name",
+                key_path.display()
+            ))
+            .into());
+        }
+        other => other.with_context(|| format!("creating {}", key_path.display()))?,
+    };
     file.write_all(key.to_pem()?.as_bytes())?;
     file.sync_all()?;
     std::fs::write(&pub_path, key.public().to_pem()?)

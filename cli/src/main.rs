@@ -20,9 +20,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Exit codes, listed in every `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 a check failed (signature, format, hash, policy: the message names the rule); 2 usage or configuration error; 3 I/O, network or environment error.";
+
 /// Signed, chunked A/B delta updates for field devices.
 #[derive(Parser)]
-#[command(name = "abdelta", version, about, long_about = None)]
+#[command(
+    name = "abdelta",
+    version,
+    about = "Signed, chunked A/B delta updates for field devices: release tooling (keygen, keyset, diff, inspect), manual updates (plan, apply, verify) and the station's updater (install, check, status, mark-good, mark-bad)",
+    long_about = None,
+    after_help = EXIT_CODES,
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,9 +76,25 @@ const EXIT_IO: u8 = 3;
 /// Exit code for a usage or configuration error.
 const EXIT_USAGE: u8 = 2;
 
+/// A usage mistake the flags parser cannot see (no trusted key, the target named as the
+/// source): exit code 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 fn exit_code(error: &anyhow::Error) -> u8 {
     use abdelta::updater::UpdateError;
     for cause in error.chain() {
+        if cause.downcast_ref::<Usage>().is_some() {
+            return EXIT_USAGE;
+        }
         if let Some(e) = cause.downcast_ref::<UpdateError>() {
             return match e {
                 UpdateError::Bundle(abdelta::Error::Io { .. }) => EXIT_IO,
@@ -103,7 +128,19 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    // Every subcommand's help ends with the exit codes too.
+    for sub in command.get_subcommands_mut() {
+        *sub = sub.clone().after_help(EXIT_CODES);
+    }
+    let cli = match command.try_get_matches() {
+        Ok(matches) => match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        },
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Keyset(c) => keyset::run(c),

@@ -128,9 +128,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let c = plan.counts;
     println!(
-        "read {} from the bundle in {} ranges ({} header + {} blobs)",
+        "read {} from the bundle in {} ({} header + {} blobs)",
         human(plan.total_bytes()),
-        plan.ranges.len(),
+        crate::ui::count(plan.ranges.len(), "range", "ranges"),
         human(plan.header_bytes),
         human(plan.blob_bytes)
     );
@@ -140,8 +140,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     if !plan.fell_back.is_empty() {
         println!(
-            "{} chunks fall back (source differs from the expected one): {:?}",
-            plan.fell_back.len(),
+            "{} fall back (source differs from the expected one): {:?}",
+            crate::ui::count(plan.fell_back.len(), "chunk", "chunks"),
             first(&plan.fell_back)
         );
     }

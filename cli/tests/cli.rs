@@ -117,9 +117,10 @@ fn keygen_writes_private_key_0600_and_openssl_reads_it() {
     assert_eq!(mode, 0o600);
     let pem = std::fs::read_to_string(&s.key).unwrap();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-    // Refuses to overwrite without --force.
+    // Refuses to overwrite without --force: a usage mistake (exit 2) that says how.
     let again = abdelta(&[&"keygen", &"-o", &s.dir.join("release")]);
-    assert_eq!(again.status.code(), Some(3));
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     if let Ok(out) = Command::new("openssl")
         .arg("pkey")
         .arg("-in")
@@ -274,7 +275,11 @@ fn refuses_to_write_the_source_and_reports_io_and_usage_errors() {
         &"--pubkey",
         &s.pubkey,
     ]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "naming the source as the target is a usage mistake"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("running partition is never written"));
     assert_eq!(hash(&s.old), before);
 
@@ -305,6 +310,75 @@ fn refuses_to_write_the_source_and_reports_io_and_usage_errors() {
     assert_eq!(out.status.code(), Some(3));
     let out = abdelta(&[&"apply", &s.bundle]);
     assert_eq!(out.status.code(), Some(2));
+    // No trusted key: a usage mistake.
+    let out = abdelta(&[&"verify", &s.bundle, &"--target", &s.new]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no trusted key"));
+}
+
+/// `inspect` exits 1 when a check it was asked to make fails (after printing what it read),
+/// 0 when they pass; every help lists the exit codes; the top-level help lists every command;
+/// dates are dates; `verify` refuses an image file with bytes after the image.
+#[test]
+fn inspect_and_verify_exit_with_what_they_found() {
+    let s = setup();
+    let ok_out = abdelta(&[&"inspect", &s.bundle, &"--pubkey", &s.pubkey]);
+    assert_eq!(ok_out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&ok_out.stdout).into_owned();
+    assert!(text.contains("created         20"), "a date: {text}");
+    // Signed by another key.
+    let other = s.dir.join("other");
+    ok(&abdelta(&[&"keygen", &"-o", &other]));
+    let out = abdelta(&[
+        &"inspect",
+        &s.bundle,
+        &"--pubkey",
+        &other.with_extension("pub"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILS"));
+    // Refused by the policy (another hardware id).
+    let out = abdelta(&[
+        &"inspect",
+        &s.bundle,
+        &"--pubkey",
+        &s.pubkey,
+        &"--hardware-id",
+        &"another-board",
+        &"--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["policy"].as_str().unwrap().starts_with("FAILS"));
+    // A tampered header.
+    let mut bytes = std::fs::read(&s.bundle).unwrap();
+    bytes[40] ^= 1;
+    let tampered = s.dir.join("tampered.abd");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let out = abdelta(&[&"inspect", &tampered, &"--pubkey", &s.pubkey]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let help = ok(&abdelta(&[&"--help"]));
+    for command in ["keyset", "install", "mark-good", "Exit codes: 0 success"] {
+        assert!(help.contains(command), "{command} missing from the help");
+    }
+    assert!(ok(&abdelta(&[&"apply", &"--help"])).contains("Exit codes"));
+
+    // An image file with one byte more than the image.
+    let longer = s.dir.join("longer.img");
+    let mut image = std::fs::read(&s.new).unwrap();
+    image.push(0);
+    std::fs::write(&longer, &image).unwrap();
+    let out = abdelta(&[
+        &"verify",
+        &s.bundle,
+        &"--target",
+        &longer,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trailing bytes"));
 }
 
 /// Attaches `file` to a loop device, or says why this machine does not allow it.
@@ -482,7 +556,7 @@ fn device_policy_keyset_and_state_through_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rollback"));
 
-    // Another hardware revision: refused; inspect shows the verdict without failing.
+    // Another hardware revision: refused; inspect shows the verdict, then exits 1.
     let other: [&dyn AsRef<std::ffi::OsStr>; 4] = [
         &"--root-key",
         &root_pub,
@@ -494,7 +568,9 @@ fn device_policy_keyset_and_state_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong hardware"));
     let mut inspect: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"inspect", &r3];
     inspect.extend_from_slice(&other);
-    assert!(ok(&abdelta(&inspect)).contains("FAILS: wrong hardware"));
+    let out = abdelta(&inspect);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILS: wrong hardware"));
 
     // The same device configuration from a file, with the key as an OpenSSH line.
     let pem = std::fs::read_to_string(&s.pubkey).unwrap();

@@ -65,6 +65,14 @@ pub enum Error {
         /// Bytes the target image has.
         size: u64,
     },
+    /// An image file checked holds bytes after the target image (a block device may be larger
+    /// than the image; a file is the image, exactly).
+    TargetTrailingBytes {
+        /// Bytes the target image has.
+        size: u64,
+        /// Bytes the file holds.
+        actual: u64,
+    },
     /// The diff inputs are too large for the format's limits, or options are invalid.
     InvalidInput(String),
     /// The caller cancelled the operation; what was written so far is verified but incomplete.
@@ -107,11 +115,16 @@ impl std::fmt::Display for Error {
                 bad_count,
             } => write!(
                 f,
-                "target hash mismatch: the image does not match the signed manifest ({bad_count} bad chunks, first: {bad_chunks:?})"
+                "target hash mismatch: the image does not match the signed manifest ({bad_count} bad chunk{}, first: {bad_chunks:?})",
+                if *bad_count == 1 { "" } else { "s" }
             ),
             Error::BudgetExceeded { planned, budget } => write!(
                 f,
                 "byte budget exceeded: the plan reads {planned} bytes, the budget is {budget}; nothing was downloaded"
+            ),
+            Error::TargetTrailingBytes { size, actual } => write!(
+                f,
+                "target has trailing bytes: the file holds {actual} bytes, the signed image {size}"
             ),
             Error::TargetTooSmall { size } => {
                 write!(

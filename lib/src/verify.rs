@@ -58,6 +58,13 @@ pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
             io(0)(source)
         }
     })?;
+    let meta = file.metadata().map_err(io(0))?;
+    if meta.is_file() && meta.len() > size {
+        return Err(Error::TargetTrailingBytes {
+            size,
+            actual: meta.len(),
+        });
+    }
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; usize::try_from(size).unwrap_or(READ_BLOCK).min(READ_BLOCK)];
     let mut at = 0u64;

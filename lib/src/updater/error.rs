@@ -148,9 +148,9 @@ impl UpdateError {
                 | Error::Format(_)
                 | Error::BundleLength { .. }
                 | Error::PayloadLengthMismatch => FirmwareStatus::InvalidSignature,
-                Error::TargetHashMismatch { .. } | Error::TargetTooSmall { .. } => {
-                    FirmwareStatus::InstallVerificationFailed
-                }
+                Error::TargetHashMismatch { .. }
+                | Error::TargetTooSmall { .. }
+                | Error::TargetTrailingBytes { .. } => FirmwareStatus::InstallVerificationFailed,
                 Error::BudgetExceeded { .. } => FirmwareStatus::DownloadFailed,
                 _ => FirmwareStatus::InstallationFailed,
             },
