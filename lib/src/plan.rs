@@ -521,3 +521,108 @@ pub fn plan<S: Source + ?Sized>(bundle: &VerifiedBundle, source: &S) -> Plan {
         source_errors: errors.finish(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_one_of_the_kind() {
+        let mut counts = StepCounts::default();
+        for kind in [
+            StepKind::Copy,
+            StepKind::Zero,
+            StepKind::Zero,
+            StepKind::Patch,
+            StepKind::Patch,
+            StepKind::Patch,
+            StepKind::Literal,
+        ] {
+            counts.add(kind);
+        }
+        let want = StepCounts {
+            copy: 1,
+            zero: 2,
+            patch: 3,
+            literal: 1,
+        };
+        assert_eq!(counts, want);
+    }
+
+    #[test]
+    fn the_budget_admits_exactly_the_plan() {
+        let plan = Plan {
+            steps: Vec::new(),
+            fell_back: Vec::new(),
+            relocated: Vec::new(),
+            ranges: Vec::new(),
+            header_bytes: 100,
+            blob_bytes: 50,
+            counts: StepCounts::default(),
+            source_errors: SourceErrors::default(),
+        };
+        assert_eq!(plan.total_bytes(), 150);
+        assert!(plan.check_budget(150).is_ok());
+        assert!(matches!(
+            plan.check_budget(149),
+            Err(crate::Error::BudgetExceeded {
+                planned: 150,
+                budget: 149
+            })
+        ));
+    }
+
+    #[test]
+    fn failed_source_reads_are_counted_and_the_first_named() {
+        let log = SourceErrorLog::default();
+        assert_eq!(log.read(Ok(Some(vec![1u8]))), Some(vec![1u8]));
+        assert_eq!(log.read::<Vec<u8>>(Ok(None)), None);
+        for what in ["first", "second"] {
+            assert_eq!(log.read::<Vec<u8>>(Err(std::io::Error::other(what))), None);
+        }
+        let errors = log.finish();
+        assert_eq!(errors.count, 2);
+        assert_eq!(errors.first.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn a_source_is_indexed_across_its_windows_as_if_whole() {
+        // Four windows' worth of bytes: every chunk the whole-source chunking finds is in the
+        // windowed index at its own offset.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let source: Vec<u8> = (0..4 * INDEX_WINDOW + 12_345)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 56) as u8
+            })
+            .collect();
+        let chunking = crate::chunk::DEFAULT_CHUNKING;
+        let manifest = Manifest {
+            key_id: [0; 8],
+            release_version: 1,
+            created_at: 0,
+            expires_at: None,
+            hardware_compat: vec!["x".into()],
+            channel: String::new(),
+            source: None,
+            bases: Vec::new(),
+            target: crate::format::ImageId {
+                size: 0,
+                hash: [0; 32],
+            },
+            chunking,
+            payload_len: 0,
+            chunks: Vec::new(),
+        };
+        let index = index_source(&source, &manifest).unwrap();
+        let whole = chunk_and_hash(&source, chunking);
+        assert!(whole.len() > 100);
+        // Nothing else: no chunk cut short by a window's end.
+        assert_eq!(index.len(), whole.len());
+        for span in whole {
+            assert_eq!(index.get(&source_part(&span.hash)), Some(&span.offset));
+        }
+    }
+}
