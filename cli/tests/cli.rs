@@ -711,3 +711,26 @@ fn one_bundle_serves_a_device_one_release_behind() {
     let text = ok(&abdelta(&[&"inspect", &fleet, &"--pubkey", &s.pubkey]));
     assert!(text.contains("earlier 1"), "{text}");
 }
+
+/// A URL on a closed port fails within the first contact's patience (15 s), exit 3, saying
+/// what to check, where it used to retry silently for two minutes.
+#[test]
+fn a_closed_port_fails_in_seconds() {
+    let s = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = abdelta(&[
+        &"plan",
+        &format!("http://127.0.0.1:{port}/r2.abd"),
+        &"--pubkey",
+        &s.pubkey,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(40));
+}

@@ -534,3 +534,32 @@ fn fault_06_a_multi_range_trickle_is_left_to_the_single_range_path() {
         started.elapsed()
     );
 }
+
+/// A server that cannot be reached at first contact (a closed port: the connection is
+/// refused) ends in `Unreachable` once the first contact's patience is spent, not after
+/// minutes of backoff.
+#[test]
+fn a_refused_connection_fails_after_the_first_contacts_patience() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The listener is dropped: nothing listens there now.
+    let options = HttpOptions {
+        first_contact_patience: Duration::from_secs(2),
+        ..HttpOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let result = HttpSource::open(&format!("http://127.0.0.1:{port}/r2.abd"), options);
+    match result {
+        Err(FetchError::Unreachable { waited, last }) => {
+            assert!(waited >= Duration::from_secs(2), "{waited:?}");
+            assert!(!last.is_empty());
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a closed port answered"),
+    }
+    // Well short of the patient retries' minutes (8 attempts, doubling from 0.5 s).
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

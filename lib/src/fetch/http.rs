@@ -46,6 +46,10 @@ pub struct HttpOptions {
     /// ends in [`FetchError::DeadlinePassed`] (a server slow enough never to stall still
     /// cannot hold the update lock for days). None: no limit.
     pub deadline: Option<Duration>,
+    /// How long the first request keeps retrying a server it cannot reach (connection
+    /// refused, no route, unknown host) before [`FetchError::Unreachable`]: a wrong URL or
+    /// port fails in seconds. Once the server has answered, retries are patient.
+    pub first_contact_patience: Duration,
 }
 
 impl Default for HttpOptions {
@@ -63,6 +67,7 @@ impl Default for HttpOptions {
             max_redirects: 5,
             follow_other_hosts: false,
             deadline: None,
+            first_contact_patience: Duration::from_secs(15),
             ca_certs_pem: None,
             rate_limit: None,
         }
@@ -97,6 +102,14 @@ pub enum FetchError {
     Local(String),
     /// The source's overall deadline passed.
     DeadlinePassed(Duration),
+    /// The first request could not reach the server (refused, no route, unknown host) for
+    /// [`HttpOptions::first_contact_patience`].
+    Unreachable {
+        /// How long it tried.
+        waited: Duration,
+        /// The last failure.
+        last: String,
+    },
     /// Every attempt failed without progress.
     RetriesExhausted {
         /// Attempts made.
@@ -113,9 +126,14 @@ impl std::fmt::Display for FetchError {
             FetchError::RangesUnsupported => {
                 write!(
                     f,
-                    "ranges unsupported: the server sent the whole file (200) for a range request; refusing to download it"
+                    "ranges unsupported: the server sent the whole file (200) for a range request; refusing to download it (serve the bundle with a server that honours Range: nginx, Apache, Caddy, lighttpd, S3 or any CDN; `python3 -m http.server` does not)"
                 )
             }
+            FetchError::Unreachable { waited, last } => write!(
+                f,
+                "cannot reach the server (tried for {} s; last: {last}): check the URL, its port and the network",
+                waited.as_secs()
+            ),
             FetchError::FileChanged => write!(
                 f,
                 "file changed: the bundle on the server was replaced during the download"
@@ -197,6 +215,8 @@ enum Outcome {
         why: String,
         after: Option<Duration>,
     },
+    /// No connection to the server at all (refused, no route, unknown host).
+    Unreachable(String),
     Fatal(FetchError),
 }
 
@@ -364,8 +384,20 @@ fn classify(e: ureq::Error) -> Outcome {
         | ureq::Error::TlsRequired => true,
         _ => false,
     };
+    let unreachable = match &e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable
+        ),
+        _ => false,
+    };
     if fatal {
         Outcome::Fatal(FetchError::Config(e.to_string()))
+    } else if unreachable {
+        Outcome::Unreachable(e.to_string())
     } else {
         Outcome::Retry {
             why: e.to_string(),
@@ -517,6 +549,7 @@ impl HttpSource {
     ) -> Result<(u64, Meta), FetchError> {
         let mut done = 0u64;
         let mut attempts = 0u32;
+        let began = Instant::now();
         let mut jitter = Instant::now().elapsed().subsec_nanos() | 1;
         loop {
             if let (Some(deadline), Some(limit)) = (self.deadline, self.options.deadline)
@@ -540,29 +573,45 @@ impl HttpSource {
                 },
                 Err(outcome) => outcome,
             };
-            match outcome {
-                Outcome::Fatal(e) => return Err(e),
-                Outcome::Retry { why, after } => {
-                    attempts += 1;
-                    self.count(|s| s.retries += 1);
-                    if attempts >= self.options.max_attempts {
-                        return Err(FetchError::RetriesExhausted {
-                            attempts,
-                            last: why,
+            // A server never reached on the first contact (the probe): a wrong URL or port
+            // ends in seconds, not after minutes of backoff.
+            let patience = match &outcome {
+                Outcome::Unreachable(why) if probe => {
+                    let waited = began.elapsed();
+                    if waited >= self.options.first_contact_patience {
+                        return Err(FetchError::Unreachable {
+                            waited,
+                            last: why.clone(),
                         });
                     }
-                    // Exponential backoff with ±50 % jitter (xorshift), or the server's
-                    // Retry-After, bounded either way.
-                    jitter ^= jitter << 13;
-                    jitter ^= jitter >> 17;
-                    jitter ^= jitter << 5;
-                    let base = self.options.backoff.saturating_mul(1 << attempts.min(16));
-                    let ours = base
-                        .mul_f64(0.5 + f64::from(jitter % 1000) / 1000.0)
-                        .min(self.options.max_backoff);
-                    std::thread::sleep(after.map_or(ours, |a| a.min(self.options.max_retry_after)));
+                    Some(self.options.first_contact_patience - waited)
                 }
+                _ => None,
+            };
+            let (why, after) = match outcome {
+                Outcome::Fatal(e) => return Err(e),
+                Outcome::Unreachable(why) => (why, None),
+                Outcome::Retry { why, after } => (why, after),
+            };
+            attempts += 1;
+            self.count(|s| s.retries += 1);
+            if attempts >= self.options.max_attempts {
+                return Err(FetchError::RetriesExhausted {
+                    attempts,
+                    last: why,
+                });
             }
+            // Exponential backoff with ±50 % jitter (xorshift), or the server's Retry-After,
+            // bounded either way, and by the first contact's patience.
+            jitter ^= jitter << 13;
+            jitter ^= jitter >> 17;
+            jitter ^= jitter << 5;
+            let base = self.options.backoff.saturating_mul(1 << attempts.min(16));
+            let ours = base
+                .mul_f64(0.5 + f64::from(jitter % 1000) / 1000.0)
+                .min(self.options.max_backoff);
+            let wait = after.map_or(ours, |a| a.min(self.options.max_retry_after));
+            std::thread::sleep(patience.map_or(wait, |left| wait.min(left)));
         }
     }
 
