@@ -121,11 +121,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             c.literal,
             human(apply.bundle_bytes_read),
         );
+        if report.wire.is_some() && report.download.staged > 0 {
+            println!(
+                "resumed: {} were kept from an earlier run, {} downloaded now",
+                human(report.download.staged),
+                human(report.download.to_download),
+            );
+        }
         if !plan.fell_back.is_empty() {
             println!(
                 "{} fell back from the source: {:?}",
                 crate::ui::count(plan.fell_back.len(), "chunk", "chunks"),
                 first(&plan.fell_back)
+            );
+        }
+        if !apply.fell_back.is_empty() {
+            println!(
+                "warning: {} failed its patch or copy while applying (a corrupt patch group, or the source changed) and took its literal: {} read beyond the plan",
+                crate::ui::count(apply.fell_back.len(), "chunk", "chunks"),
+                human(apply.bundle_bytes_read.saturating_sub(plan.total_bytes())),
             );
         }
         print_source_errors(&apply.source_errors, report.refetched);

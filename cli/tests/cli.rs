@@ -734,3 +734,67 @@ fn a_closed_port_fails_in_seconds() {
     assert!(stderr.contains("cannot reach the server"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(40));
 }
+
+/// A failed apply never leaves an image that looks finished: a target file it created is
+/// removed again (an existing one, a partition, is left to the caller).
+#[test]
+fn a_failed_apply_removes_the_file_it_created() {
+    let s = setup();
+    let mut bytes = std::fs::read(&s.bundle).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // the last literal blob: no recipe is left for its chunk
+    let broken = s.dir.join("broken.abd");
+    std::fs::write(&broken, &bytes).unwrap();
+    let target = s.dir.join("blank.img");
+    let out = abdelta(&[
+        &"apply",
+        &broken,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!target.exists(), "a half-written image was left behind");
+}
+
+/// A corrupt patch group costs literals, and the human output says so with the cost, not only
+/// `--json`.
+#[test]
+fn a_fallback_at_apply_time_is_reported_with_its_cost() {
+    let s = setup();
+    let mut bytes = std::fs::read(&s.bundle).unwrap();
+    let word = |at: usize, n: usize| {
+        bytes[at..at + n]
+            .iter()
+            .rev()
+            .fold(0usize, |v, &b| (v << 8) | usize::from(b))
+    };
+    // The payload starts after the envelope, manifest, signatures and keyset (SPEC §3); the
+    // reference layout puts the patch groups first.
+    let payload = 32 + word(12, 4) + 72 * word(16, 2) + word(18, 4);
+    bytes[payload + 40] ^= 0xff;
+    let broken = s.dir.join("group.abd");
+    std::fs::write(&broken, &bytes).unwrap();
+    let target = s.dir.join("out.img");
+    let out = ok(&abdelta(&[
+        &"apply",
+        &broken,
+        &"--source",
+        &s.old,
+        &"--target",
+        &target,
+        &"--pubkey",
+        &s.pubkey,
+    ]));
+    assert!(
+        out.contains("took its literal") && out.contains("beyond the plan"),
+        "{out}"
+    );
+    assert_eq!(hash(&target), hash(&s.new));
+}

@@ -134,6 +134,15 @@ pub fn write_image(
         on_event,
     )?;
     on_event(&Event::status(FirmwareStatus::Installing, None));
+    // A file this call creates is removed again if the write or its check fails: a failed
+    // apply never leaves a full-size image that looks finished.
+    let created = std::fs::symlink_metadata(request.target).is_err();
+    let remove_created = |error: UpdateError| {
+        if created {
+            let _removed = std::fs::remove_file(request.target);
+        }
+        error
+    };
     let mut target = FileTarget::open(request.target, bundle.manifest().target.size, &source)
         .map_err(|e| UpdateError::Io {
             context: format!("opening target {}", request.target.display()),
@@ -150,10 +159,12 @@ pub fn write_image(
         (&download_plan, budget),
         cancel,
         on_event,
-    )?;
+    )
+    .map_err(remove_created)?;
     drop(target);
     let verify_started = Instant::now();
-    crate::verify::verify_path(bundle.manifest(), request.target)?;
+    crate::verify::verify_path(bundle.manifest(), request.target)
+        .map_err(|e| remove_created(e.into()))?;
     let verify_time = verify_started.elapsed();
     if let Some(stage) = stage {
         stage.remove().map_err(|e| UpdateError::Io {
