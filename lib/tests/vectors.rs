@@ -483,3 +483,66 @@ fn ok_delta_shares_patch_groups() {
     );
     assert!(patches.iter().any(|p| !p.base.ranges().is_empty()));
 }
+
+/// SPEC.md states the vectors' sizes (§12) and ok_delta.abd's envelope (§3): they stay true.
+#[test]
+fn the_spec_states_the_vectors_as_they_are() {
+    if std::env::var_os("ABDELTA_REGEN_VECTORS").is_some() {
+        return;
+    }
+    let spec =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../SPEC.md"))
+            .unwrap();
+    let dir = dir();
+    let mut checked = 0;
+    for line in spec.lines().filter(|l| l.starts_with("| `")) {
+        let Some((first, rest)) = line[2..].split_once(" |") else {
+            continue;
+        };
+        let files: Vec<&str> = first
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|f| dir.join(f).is_file())
+            .collect();
+        // Every "N NNN bytes" in the row, in order, one per file named.
+        let sizes: Vec<u64> = rest
+            .split(" bytes")
+            .filter_map(|before| {
+                let digits: String = before
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_ascii_digit() || *c == ' ')
+                    .collect::<String>()
+                    .chars()
+                    .rev()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            })
+            .collect();
+        if files.is_empty() || sizes.len() < files.len() {
+            continue;
+        }
+        for (file, size) in files.iter().zip(&sizes) {
+            let actual = std::fs::metadata(dir.join(file)).unwrap().len();
+            assert_eq!(actual, *size, "SPEC.md §12 says {file} is {size} bytes");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} sizes found in SPEC.md §12");
+    let envelope: String = std::fs::read(dir.join("ok_delta.abd")).unwrap()[..32]
+        .chunks(4)
+        .map(hex)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let spelled: String = envelope.replace(' ', "");
+    let in_spec: String = spec
+        .lines()
+        .find(|l| l.starts_with('`') && l.contains("89414244"))
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(in_spec, spelled, "SPEC.md §3's example envelope");
+}
