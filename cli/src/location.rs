@@ -36,6 +36,7 @@ impl FetchArgs {
         }
         config.rtt_ms = self.rtt_ms;
         config.bandwidth = self.bandwidth;
+        config.http.on_retry = Some(crate::ui::retry_hook());
         Ok(config)
     }
 }

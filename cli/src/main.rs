@@ -134,6 +134,7 @@ fn main() -> ExitCode {
     for sub in command.get_subcommands_mut() {
         *sub = sub.clone().after_help(EXIT_CODES);
     }
+    ui::set_json(std::env::args().any(|a| a == "--json"));
     let cli = match command.try_get_matches() {
         Ok(matches) => match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
             Ok(cli) => cli,

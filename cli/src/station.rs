@@ -26,7 +26,9 @@ pub struct ConfigArg {
 
 impl ConfigArg {
     fn updater(&self) -> anyhow::Result<Updater> {
-        Ok(Updater::new(UpdaterConfig::load(&self.config)?)?)
+        let mut config = UpdaterConfig::load(&self.config)?;
+        config.fetch.http.on_retry = Some(crate::ui::retry_hook());
+        Ok(Updater::new(config)?)
     }
 }
 

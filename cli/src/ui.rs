@@ -144,3 +144,31 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+/// Whether this run prints JSON (`--json`): events on stderr are then JSON lines too.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that this run prints JSON.
+pub fn set_json(json: bool) {
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Shows each HTTP retry on stderr: a line for people, or a JSON event with `--json`.
+pub fn retry_hook() -> abdelta::fetch::RetryHook {
+    abdelta::fetch::RetryHook(std::sync::Arc::new(|r: &abdelta::fetch::Retry| {
+        if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!(
+                "{}",
+                serde_json::json!({"event": "retry", "attempt": r.attempt, "of": r.of, "wait_seconds": r.wait.as_secs_f64(), "why": r.why})
+            );
+        } else {
+            eprintln!(
+                "abdelta: retrying in {:.1} s (attempt {} of {}): {}",
+                r.wait.as_secs_f64(),
+                r.attempt,
+                r.of,
+                r.why
+            );
+        }
+    }))
+}

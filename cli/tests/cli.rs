@@ -798,3 +798,36 @@ fn a_fallback_at_apply_time_is_reported_with_its_cost() {
     );
     assert_eq!(hash(&target), hash(&s.new));
 }
+
+/// Retries show on stderr: a line for people, a JSON event with `--json`.
+#[test]
+fn retries_show_on_stderr_and_as_json_events() {
+    use abdelta_testkit::{Fault, proxy, serve};
+    let s = setup();
+    let www = s.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::copy(&s.bundle, www.join("r2.abd")).unwrap();
+    // The first response of each server is a 503; the rest pass.
+    let flaky = || {
+        let (addr, _) = proxy(serve(&www), |n| match n {
+            0 => Fault::Respond("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+            _ => Fault::Pass,
+        });
+        format!("http://{addr}/r2.abd")
+    };
+    let out = abdelta(&[&"plan", &flaky(), &"--pubkey", &s.pubkey]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("retrying in") && stderr.contains("503"),
+        "{stderr}"
+    );
+    let out = abdelta(&[&"plan", &flaky(), &"--pubkey", &s.pubkey, &"--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let event = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap();
+    assert_eq!(event["event"], "retry");
+    assert_eq!(event["attempt"], 2, "the attempt about to be made");
+}

@@ -50,6 +50,32 @@ pub struct HttpOptions {
     /// refused, no route, unknown host) before [`FetchError::Unreachable`]: a wrong URL or
     /// port fails in seconds. Once the server has answered, retries are patient.
     pub first_contact_patience: Duration,
+    /// Told of each retry before its wait, so that a caller can show that the link is being
+    /// retried rather than silent.
+    pub on_retry: Option<RetryHook>,
+}
+
+/// A retry about to be waited for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// The number of the attempt about to be made (the first retry is attempt 2).
+    pub attempt: u32,
+    /// Attempts allowed without progress.
+    pub of: u32,
+    /// The wait before it.
+    pub wait: Duration,
+    /// What failed.
+    pub why: String,
+}
+
+/// The callback of [`HttpOptions::on_retry`].
+#[derive(Clone)]
+pub struct RetryHook(pub std::sync::Arc<dyn Fn(&Retry) + Send + Sync>);
+
+impl std::fmt::Debug for RetryHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryHook")
+    }
 }
 
 impl Default for HttpOptions {
@@ -68,6 +94,7 @@ impl Default for HttpOptions {
             follow_other_hosts: false,
             deadline: None,
             first_contact_patience: Duration::from_secs(15),
+            on_retry: None,
             ca_certs_pem: None,
             rate_limit: None,
         }
@@ -611,7 +638,16 @@ impl HttpSource {
                 .mul_f64(0.5 + f64::from(jitter % 1000) / 1000.0)
                 .min(self.options.max_backoff);
             let wait = after.map_or(ours, |a| a.min(self.options.max_retry_after));
-            std::thread::sleep(patience.map_or(wait, |left| wait.min(left)));
+            let wait = patience.map_or(wait, |left| wait.min(left));
+            if let Some(hook) = &self.options.on_retry {
+                (hook.0)(&Retry {
+                    attempt: attempts + 1,
+                    of: self.options.max_attempts,
+                    wait,
+                    why,
+                });
+            }
+            std::thread::sleep(wait);
         }
     }
 

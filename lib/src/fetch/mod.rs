@@ -8,6 +8,6 @@ pub mod multipart;
 pub mod ranges;
 pub mod stage;
 
-pub use http::{FetchError, FetchStats, HeadCache, HttpOptions, HttpSource};
+pub use http::{FetchError, FetchStats, HeadCache, HttpOptions, HttpSource, Retry, RetryHook};
 pub use ranges::coalesce;
 pub use stage::Stage;
