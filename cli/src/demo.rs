@@ -363,9 +363,27 @@ fn mkfs(tree: &Path, image: &Path, mib: u64) -> anyhow::Result<()> {
 fn run_self(args: &[&dyn AsRef<std::ffi::OsStr>]) -> anyhow::Result<(serde_json::Value, Duration)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
+    let name = args
+        .first()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A heartbeat on stderr while a long step (the diff takes minutes on two cores) runs.
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let heartbeat = std::thread::spawn(move || {
+        let mut beats = 0u64;
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            waiting.recv_timeout(Duration::from_secs(10))
+        {
+            beats += 1;
+            eprintln!("  {name}: still running, {} s", beats * 10);
+        }
+    });
     let out = Command::new(exe)
         .args(args.iter().map(|a| a.as_ref()))
-        .output()?;
+        .output();
+    drop(done);
+    let _ = heartbeat.join();
+    let out = out?;
     let elapsed = started.elapsed();
     if !out.status.success() {
         bail!(
