@@ -1,4 +1,5 @@
-//! Generation: from a source and a target image to a signed bundle.
+//! Generation: from a source and a target image (and, for one bundle that serves a fleet
+//! spread over releases, earlier releases: [`diff_bases`]) to a signed bundle.
 //!
 //! Chunk the target (CDC), joining runs of zero chunks; for each chunk pick recipes: zero-fill;
 //! copy when the source holds the same bytes; else (with a source) a patch: bsdiff-class against
