@@ -4,8 +4,10 @@
 //! 2 usage or configuration error; 3 I/O, network or environment error.
 
 mod apply;
+#[cfg(feature = "generator")]
 mod demo;
 mod device;
+#[cfg(feature = "generator")]
 mod diff;
 mod inspect;
 mod keygen;
@@ -45,6 +47,7 @@ enum Command {
     #[command(subcommand)]
     Keyset(keyset::Command),
     /// Generate a signed bundle that rebuilds NEW, with deltas against OLD.
+    #[cfg(feature = "generator")]
     Diff(diff::Args),
     /// Print a bundle's manifest (authenticated when --pubkey is given).
     Inspect(inspect::Args),
@@ -65,6 +68,7 @@ enum Command {
     /// Mark the booted slot bad: the next boot starts a good slot instead.
     MarkBad(station::ConfigArg),
     /// Build two sample ext4 releases, diff, apply and verify them, and print a table.
+    #[cfg(feature = "generator")]
     Demo(demo::Args),
 }
 
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Keyset(c) => keyset::run(c),
+        #[cfg(feature = "generator")]
         Command::Diff(a) => diff::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Plan(a) => plan::run(a),
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
         Command::Status(a) => station::status(a),
         Command::MarkGood(a) => station::mark_good(a),
         Command::MarkBad(a) => station::mark_bad(a),
+        #[cfg(feature = "generator")]
         Command::Demo(a) => demo::run(a),
     };
     match result {

@@ -20,7 +20,9 @@ use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
 use rayon::prelude::*;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
 
-use crate::format::cursor::{put_varint, unzigzag, zigzag};
+#[cfg(feature = "generator")]
+use crate::format::cursor::zigzag;
+use crate::format::cursor::{put_varint, unzigzag};
 use crate::format::{Cursor, GroupLayout};
 
 /// The first four bytes of a zstd frame.
@@ -280,6 +282,7 @@ impl<'a> Differences<'a> {
 /// control stream would outgrow the chunk. bsdiff's matches (bidiff's suffix-array matcher),
 /// with each match's differences cut where they cost more than the same bytes as extra
 /// ([`noisy_spans`]), and neighbouring records on one diagonal joined.
+#[cfg(feature = "generator")]
 pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
     if base.is_empty() {
         // bidiff's suffix-array search panics on an empty base.
@@ -298,6 +301,7 @@ pub fn bsdiff_content(base: &[u8], data: &[u8]) -> Option<PatchContent> {
 /// over `add_length` bytes, then extra bytes up to `copy_end`), split and joined as
 /// [`bsdiff_content`] does. Public for the matcher comparison (`examples/matchers.rs`).
 #[doc(hidden)]
+#[cfg(feature = "generator")]
 pub fn content_of_matches(
     base: &[u8],
     data: &[u8],
@@ -334,15 +338,20 @@ pub fn content_of_matches(
 /// ones: priced at 10 bits (were 20) they save 0.3 % on station-1g and 0.04 % on debian-512;
 /// 7, 12 and 15 bits save less, 30 bits cost 0.2 % more, and 10 bits with extra bytes at 5
 /// save less than either alone.
+#[cfg(feature = "generator")]
 const ZERO_DIFFERENCE_COST: u64 = 3;
+#[cfg(feature = "generator")]
 const DIFFERENCE_COST: u64 = 90;
+#[cfg(feature = "generator")]
 const EXTRA_COST: u64 = 60;
+#[cfg(feature = "generator")]
 const RECORD_COST: u64 = 100;
 
 /// The spans (start, end) of a match's bytes, in order, cheaper sent as extra bytes than as
 /// differences against `old`: the cheapest split of the match into difference and extra
 /// runs, by the costs above (a two-state shortest path). bsdiff extends matches while at least
 /// half their bytes agree, which keeps long stretches of unrelated bytes as differences.
+#[cfg(feature = "generator")]
 fn noisy_spans(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
     // Per byte, the state each state's cheapest path came from: bit 0 for ending in
     // differences, bit 1 for ending in extra bytes (set = came from extra bytes).
@@ -380,6 +389,7 @@ fn noisy_spans(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
 /// Control records under construction: each is differences against the base from its
 /// start, then extra bytes, then a seek to the next record's start.
 #[derive(Default)]
+#[cfg(feature = "generator")]
 struct Records {
     ctrl: Vec<u8>,
     diff: Vec<u8>,
@@ -390,6 +400,7 @@ struct Records {
     old: usize,
 }
 
+#[cfg(feature = "generator")]
 impl Records {
     /// `new` as differences against `old`, which starts at `at` in the base.
     fn differences(&mut self, at: usize, old: &[u8], new: &[u8]) {
@@ -1006,6 +1017,7 @@ mod tests {
 
     /// Encodes `data` against `base` as a group of one, with the differences spelled each way,
     /// checks both decode back to `data`, and returns the smaller blob's length.
+    #[cfg(feature = "generator")]
     fn round_trip(base: &[u8], data: &[u8]) -> usize {
         let content = bsdiff_content(base, data).unwrap();
         let mut sizes = Vec::new();
@@ -1032,6 +1044,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "generator")]
     fn unrelated_bytes_inside_a_match_become_extra_bytes() {
         let old: Vec<u8> = (0..3000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -1062,6 +1075,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "generator")]
     fn patch_uses_the_base() {
         let base: Vec<u8> = (0..200_000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
@@ -1082,6 +1096,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "generator")]
     fn bsdiff_turns_moved_addresses_into_repeated_differences() {
         // "Code" whose 4-byte addresses all grow by 0x40 after an insertion: the differences
         // are one repeated small value, where an LZ77 coder must restart at every address.

@@ -1,6 +1,6 @@
 //! abdelta: signed, chunked, content-addressed A/B delta bundles.
 //!
-//! Release side: [`diff()`] chunks the new image, finds what the old one already holds,
+//! Release side (the `generator` feature, on by default): `diff()` chunks the new image, finds what the old one already holds,
 //! encodes the rest as patches (compressed in groups) and literals, and signs the manifest.
 //! Device side: [`fetch`] reads a bundle's bytes over HTTP(S) and stages them resumably,
 //! [`bundle::UnverifiedBundle::read`] reads the signed header, [`policy::authorize`]
@@ -54,6 +54,7 @@ pub mod apply;
 pub mod bundle;
 pub mod chunk;
 pub mod codec;
+#[cfg(feature = "generator")]
 pub mod diff;
 pub mod error;
 mod extents;
@@ -70,6 +71,7 @@ pub mod verify;
 
 pub use apply::{ApplyReport, apply};
 pub use bundle::{UnverifiedBundle, VerifiedBundle};
+#[cfg(feature = "generator")]
 pub use diff::{DiffOptions, DiffReport, diff};
 pub use error::{Error, Progress, ProgressFn};
 pub use format::{Limits, Manifest};

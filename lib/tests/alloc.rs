@@ -2,6 +2,8 @@
 //! the bad-input catalogue (THREATS.md §5) are decoded and the peak heap growth of each is
 //! compared with a bound derived from the input's length and the format's [`Limits`]. One test
 //! function, so no other test thread allocates while a peak is measured.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 // The counting allocator forwards to the system one; that forwarding is the only unsafe code.
 #![allow(unsafe_code)]

@@ -5,6 +5,8 @@
 //! transport items 43–46 are in `http.rs` (`bad_43_…`–`bad_46_…`) and item 47 is a unit test of
 //! the multipart parser (`lib/src/fetch/multipart.rs`). The allocation bound of the worst
 //! inputs is measured in `alloc.rs`.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -4,6 +4,8 @@
 //! clear error, never in a signal, unverified bytes on the target, or a good report for a bad
 //! image. The stage's own crash matrix is a unit test of `fetch/stage.rs`; ENOSPC in the state
 //! directory, from the kernel, is in `updater.rs`.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,6 +1,8 @@
 //! One bundle for the whole fleet: a bundle made with patches against earlier releases as well
 //! as the source serves a device on any of them from its own partition, and a device on each
 //! reads only its own release's patches.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

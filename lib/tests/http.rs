@@ -2,6 +2,8 @@
 //! and ETag support) through a scripted fault proxy on loopback: one test per fault row of
 //! THREATS.md §4 (F10–F18) that applies to range transfer (F15, multipart replies, does not:
 //! only single ranges are requested), plus the endless-data row T9 for HTTP bodies.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,4 +1,6 @@
 //! Key files and key validation.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 use abdelta::sign::SignError;

@@ -1,4 +1,6 @@
 //! `apply(diff(a, b), a) == b` over generated pairs, drift, and blank devices.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

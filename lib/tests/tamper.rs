@@ -1,5 +1,7 @@
 //! Tampering: every single-bit flip of the signed region is rejected before a target could be
 //! opened; wrong keys are rejected; a corrupted blob never gets an unverified byte written.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

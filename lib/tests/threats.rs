@@ -1,5 +1,7 @@
 //! One test per threat row T1–T23 of THREATS.md §2 that applies to this layer (see
 //! SECURITY.md for the rows covered elsewhere or not applicable, and why).
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -3,6 +3,8 @@
 //! `grub-editenv` where it is installed (CI installs it; elsewhere the check says it was
 //! skipped). The tests 1–3 and 5–9; test 4 (kill -9) runs through the binary in
 //! `cli/tests/station.rs`.
+// These tests make bundles: they need the generator.
+#![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

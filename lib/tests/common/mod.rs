@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "generator")]
 use abdelta::diff::DiffOptions;
 use abdelta::error::no_progress;
 use abdelta::format::{
@@ -53,6 +54,7 @@ pub fn other_key() -> SecretKey {
     SecretKey::from_seed(&[9u8; 32])
 }
 
+#[cfg(feature = "generator")]
 pub fn options() -> DiffOptions {
     DiffOptions {
         literal_level: 3,
@@ -63,6 +65,7 @@ pub fn options() -> DiffOptions {
     }
 }
 
+#[cfg(feature = "generator")]
 pub fn make_bundle(source: &[u8], target: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     abdelta::diff(source, target, &options(), &key(), &mut out, &no_progress).unwrap();
@@ -104,6 +107,7 @@ pub fn images() -> (Vec<u8>, Vec<u8>) {
     (a, b)
 }
 
+#[cfg(feature = "generator")]
 pub fn bundle(opts: &DiffOptions, signer: &SecretKey) -> Vec<u8> {
     let (a, b) = images();
     let mut out = Vec::new();
@@ -111,6 +115,7 @@ pub fn bundle(opts: &DiffOptions, signer: &SecretKey) -> Vec<u8> {
     out
 }
 
+#[cfg(feature = "generator")]
 pub fn release(version: u64) -> DiffOptions {
     DiffOptions {
         release_version: version,
@@ -228,6 +233,7 @@ pub fn keyset(version: u64, keys: &[(&SecretKey, u64, u64)], reset: Option<u64>)
     }
 }
 
+#[cfg(feature = "generator")]
 pub fn with_keyset(opts: DiffOptions, file: Vec<u8>) -> DiffOptions {
     DiffOptions {
         keyset: Some(file),
