@@ -209,7 +209,9 @@ fn next_batch(rest: &[(usize, &ChunkEntry, &Step)]) -> Batch {
         if let Some(group) = group_of(step)
             && !batch.needed.contains(&group)
         {
-            if batch.needed.len() == LIVE_GROUPS && batch.take > 0 {
+            // `needed` gains at most one group per chunk taken, so it is full only after two
+            // chunks: the first chunk of a batch always goes.
+            if batch.needed.len() == LIVE_GROUPS {
                 break;
             }
             batch.needed.push(group);
