@@ -6,11 +6,10 @@ use rayon::prelude::*;
 
 use crate::format::{ChunkHash, Chunking, Hash, SourceHash};
 
-/// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Measured on the demo pair and
-/// on two numpy releases in ext4 images (16/32/64/128 KiB averages): patches absorb small edits
-/// inside a chunk, so larger chunks cost few delta bytes while halving the manifest (about 30
+/// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Patches absorb small edits
+/// inside a chunk, so larger chunks cost few delta bytes while shrinking the manifest (about 30
 /// bytes per chunk that every device downloads) and compressing literals better; 64 KiB keeps
-/// drift recovery fine-grained.
+/// drift recovery fine-grained (the measurements: BENCHMARKS.md, "Tuning record").
 pub const DEFAULT_CHUNKING: Chunking = Chunking {
     min: 16 << 10,
     avg: 64 << 10,
@@ -20,8 +19,7 @@ pub const DEFAULT_CHUNKING: Chunking = Chunking {
 /// Chunking for images smaller than [`SMALL_IMAGE_LEN`]: 256 KiB average, between 64 KiB and
 /// 1 MiB. A single file or a small partition changes little between releases, so its few
 /// dozen manifest entries would outweigh the delta; a running partition's drift, which small
-/// chunks contain, concerns large images. Measured (download): the numpy pair 13,556 bytes
-/// at 64 KiB, 11,624 at 128, 10,695 at 256; libcrypto 178,178, 179,972 and 174,774.
+/// chunks contain, concerns large images (the measurements: BENCHMARKS.md, "Tuning record").
 pub const SMALL_IMAGE_CHUNKING: Chunking = Chunking {
     min: 64 << 10,
     avg: 256 << 10,

@@ -12,8 +12,8 @@
 //! - A **patch group** holds its members' contents, stream by stream, in two raw LZMA2
 //!   streams: the head (control records, stored field by field, then gaps and values),
 //!   then the extra bytes behind the branch filter ([`ExtraFilter`]) that suits them.
-//!   Neighbouring patches share one entropy context and match each other's new bytes (on
-//!   the debian-512 pair, 11 % fewer bytes than compressing each patch alone). Its lengths,
+//!   Neighbouring patches share one entropy context and match each other's new bytes. Its
+//!   lengths,
 //!   from the signed manifest, bound the output and the dictionaries.
 
 use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
@@ -115,10 +115,9 @@ pub fn encode_literal(data: &[u8], level: i32) -> Vec<u8> {
 /// either *sparsely* (for each non-zero difference a gap, the varint count of zero
 /// differences before it, and its value; zeros after the last value are implied) or
 /// *densely* (no gaps; the values are every difference). Differences are mostly zero with a
-/// few repeating values (addresses that moved by the same amount): sparse, numpy's compress
-/// 27 % smaller and debian-512's 2 % smaller, and a group of a given size holds far more
-/// members; dense is smaller where most differences are non-zero (libcrypto, 6 %). A group
-/// stores each stream of all its members together.
+/// few repeating values (addresses that moved by the same amount): sparse usually compresses
+/// smaller and lets a group of a given size hold far more members; dense is smaller where most
+/// differences are non-zero (the measurements: BENCHMARKS.md, "Tuning record"). A group stores each stream of all its members together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchParts<'a> {
     /// Control records.
@@ -331,13 +330,9 @@ pub fn content_of_matches(
 /// Estimated cost, in tenths of a bit once compressed in a group, of one byte of a patch: a
 /// difference that is zero (a run the gaps stream skips), a non-zero difference (its gap and
 /// value), an extra byte; and of a control record, paid at each switch between differences
-/// and extra bytes. Measured on debian-512: splitting matches by these costs 0.4 % fewer
-/// bytes than bsdiff's own choice; extra bytes priced at 5.5 to 7 bits and differences at 7
-/// to 9 land within 0.1 % of it, while extra bytes priced at 3 or 4 bits (so more of a match
-/// becomes extra bytes) cost 3 % more. Records stored field by field cost less than whole
-/// ones: priced at 10 bits (were 20) they save 0.3 % on station-1g and 0.04 % on debian-512;
-/// 7, 12 and 15 bits save less, 30 bits cost 0.2 % more, and 10 bits with extra bytes at 5
-/// save less than either alone.
+/// and extra bytes. Splitting matches by these costs fewer bytes than bsdiff's own choice;
+/// records stored field by field (SPEC §6.1) are cheap, so a switch is priced low
+/// (the measurements: BENCHMARKS.md, "Tuning record").
 #[cfg(feature = "generator")]
 const ZERO_DIFFERENCE_COST: u64 = 3;
 #[cfg(feature = "generator")]
@@ -607,9 +602,9 @@ fn group_dict_size(len: usize) -> u32 {
 
 /// A branch filter for a group's extra bytes (SPEC.md §6.1): before compression it rewrites
 /// the relative targets of calls and jumps in machine code to absolute ones, so calls to one
-/// function repeat; the decoder undoes it. New code in a release is mostly machine code: on
-/// station-1g the x86 filter saves 0.8 % of the download. Each group keeps whichever is
-/// smallest, so other data and other instruction sets cost nothing.
+/// function repeat; the decoder undoes it. New code in a release is mostly machine code
+/// (the measurements: BENCHMARKS.md, "Tuning record"). Each group keeps whichever is smallest, so other data and other instruction
+/// sets cost nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ExtraFilter {
@@ -649,15 +644,13 @@ struct ContextBits {
 /// its ranking of branch filters.
 const PLAIN_BITS: ContextBits = ContextBits { lc: 3, pb: 0 };
 
-/// The head's: control records, gaps and values have no 2- or 4-byte structure (0.4 %
-/// smaller groups on debian-512 than LZMA2's default of 2 position bits), and a previous
-/// byte's high bits tell little about the next (one literal context bit saves 0.01–0.03 %
-/// of the download on the images against 3; 4 bits cost 0.03–0.05 %).
+/// The head's: control records, gaps and values have no 2- or 4-byte structure (no position
+/// bits), and a previous byte's high bits tell little about the next (one literal context
+/// bit) (the measurements: BENCHMARKS.md, "Tuning record").
 const HEAD_BITS: ContextBits = ContextBits { lc: 1, pb: 0 };
 
-/// The extra bytes' literal context bits: the previous byte's high half (new code and
-/// data; 0.05 % of station-1g's download against 3). Their position bits are chosen per
-/// group ([`GroupExtra::new`]).
+/// The extra bytes' literal context bits: the previous byte's high half predicts new code and
+/// data (the measurements: BENCHMARKS.md, "Tuning record"). Their position bits are chosen per group ([`GroupExtra::new`]).
 const EXTRA_LC: u32 = 4;
 
 /// The raw filter chain of one group stream of `len` bytes: the branch filter, if any, then
@@ -713,9 +706,8 @@ const GROUP_PRESET: u32 = 9 | liblzma::stream::PRESET_EXTREME;
 /// A fast preset that ranks the branch filters before the chosen one is compressed in full.
 const RANKING_PRESET: u32 = 3;
 
-/// The preset of [`estimate_group_len`]. Against zstd level 3 as the estimate, the choice
-/// between a patch and new data saves 0.3 % of debian-512's and station-1g's download (zstd
-/// level 19: 0.25 %).
+/// The preset of [`estimate_group_len`]: an LZMA estimate chooses between a patch and new
+/// data better than a zstd one (the measurements: BENCHMARKS.md, "Tuning record").
 const ESTIMATE_PRESET: u32 = 6;
 
 /// What `data` compresses to as a group stream on its own, at a middle preset: the
@@ -735,8 +727,7 @@ impl GroupExtra {
     /// Compresses `extra` (all of a group's extra bytes) without a filter and with the branch
     /// filter that a fast pass ranks best, each with 0, 1 and 2 position bits, and keeps the
     /// smallest; `None` if liblzma fails. (New files are often code or tables with 2- or
-    /// 4-byte fields, which position bits model: on station-1g 0.25 % fewer bytes in all
-    /// than with none; text compresses better with none.)
+    /// 4-byte fields, which position bits model; text compresses better with none.)
     pub fn new(extra: &[u8]) -> Option<GroupExtra> {
         let ranked = [ExtraFilter::X86, ExtraFilter::Arm64, ExtraFilter::ArmThumb]
             .into_par_iter()
@@ -823,8 +814,8 @@ pub fn decode_group(blob: &[u8], layout: &GroupLayout) -> Result<Vec<u8>, CodecE
 /// A group's control records (three varints each: differences `d`, extra bytes `e`, seek
 /// `k`) as stored (SPEC.md §6.1): every `d`, then every `e`, then the first byte of every
 /// `k`, then the other bytes of the `k`s, each in record order. Like fields side by side
-/// compress better than whole records (on station-1g, 8 % fewer bytes of control records;
-/// a seek's first byte is its low bits, nearly random, its other bytes mostly small).
+/// compress better than whole records (a seek's first byte is its low bits, nearly random,
+/// its other bytes mostly small) (the measurements: BENCHMARKS.md, "Tuning record").
 /// `None` if `records` are not whole records.
 fn split_records(records: &[u8]) -> Option<Vec<u8>> {
     let (mut ds, mut es, mut firsts, mut rests) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -28,18 +28,16 @@ const GEAR: [u64; 256] = {
     table
 };
 
-/// An anchor is a position whose rolling hash has its top 7 bits zero: one per ~128 bytes.
-/// Measured on debian-512 (one place per key, 64-byte windows): one per 512 bytes costs 1.2 %
-/// more download, one per 64 saves nothing (with 16-byte windows, 0.1 % more).
+/// An anchor is a position whose rolling hash has its top 7 bits zero: one per ~128 bytes,
+/// dense enough to find moved bytes, sparse enough to keep the index small (the measurements: BENCHMARKS.md, "Tuning record").
 const ANCHOR_MASK: u64 = 0x7f << 57;
 /// Source positions kept per anchor key (the first ones). Content that recurs (common code,
-/// tables, padding) has many places; keeping only the first one misleads the votes. Measured
-/// on debian-512: 1 costs 0.7 % more download than 16, and 64 0.2 % more.
+/// tables, padding) has many places; keeping only the first one misleads the votes, keeping
+/// too many adds false friends (the measurements: BENCHMARKS.md, "Tuning record").
 const PLACES_PER_KEY: usize = 16;
 /// Bytes an anchor key depends on. Rebuilt code changes an address every few dozen bytes, so a
-/// long window finds no unchanged run to anchor on: against 64-byte windows, 16 bytes save
-/// 1.1 % of station-1g's download (its rebuilt Python wheels) and 0.3 % of debian-512's; 32
-/// save about half that, 8 less than 16 (short windows recur by chance).
+/// long window finds no unchanged run to anchor on; a very short one recurs by chance
+/// (the measurements: BENCHMARKS.md, "Tuning record").
 const WINDOW: usize = 16;
 /// Each byte shifts the hash by this many bits, so a byte leaves the top bits (and the key)
 /// after [`WINDOW`] bytes.

@@ -105,8 +105,7 @@ pub struct DiffReport {
 
 /// Patch content (spelled sparsely) joined into one group before compression: the format's
 /// group limit, so LZMA2 finds the repeats between as many neighbouring patches as a device
-/// may hold (on debian-512, 3 MiB groups cost 4 % more than 4 MiB ones; 8 MiB save 0.2 % on
-/// debian-512 and 0.3 % on station-1g against 4 MiB). A group whose blob would outgrow the
+/// may hold (the measurements: BENCHMARKS.md, "Tuning record"). A group whose blob would outgrow the
 /// blob limit (content that does not compress) is split in two until it fits.
 pub const GROUP_CONTENT: usize = 8 << 20;
 
@@ -353,10 +352,9 @@ fn group(
 }
 
 /// How far a patch base window reaches beyond its chunk's aligned bytes on each side, in
-/// chunk lengths, so insertions and deletions still find their old bytes. Measured on
-/// debian-512 (64 KiB average chunks, greedy windows): half a chunk costs 1.6 % more download
-/// than one, two 0.1 % more (bsdiff's approximate matches find more false friends in a larger
-/// base, and the base check covers more bytes).
+/// chunk lengths, so insertions and deletions still find their old bytes; a wider base gives
+/// bsdiff's approximate matches more false friends, and the base check covers more bytes
+/// (the measurements: BENCHMARKS.md, "Tuning record").
 const WINDOW_PAD_CHUNKS: i64 = 1;
 
 /// The source windows a changed chunk is patched against, chosen greedily: the diagonal
@@ -426,8 +424,7 @@ fn base_windows(
 
 /// Joins neighbouring all-zero chunks into chunks of up to the format's chunk limit: a zero
 /// chunk is never read from the source, so joining loses no reuse or drift tolerance, and the
-/// manifest carries one entry (length, hash, mask) instead of many (on debian-512, 920 zero
-/// chunks become 0.7 % of the download fewer).
+/// manifest carries one entry (length, hash, mask) instead of many (the measurements: BENCHMARKS.md, "Tuning record").
 fn merge_zero_runs(target: &[u8], spans: Vec<ChunkSpan>, limits: &Limits) -> Vec<ChunkSpan> {
     // (span, is all zero, was joined)
     let mut out: Vec<(ChunkSpan, bool, bool)> = Vec::with_capacity(spans.len());

@@ -456,8 +456,8 @@ const PACK_LEVEL: i32 = 19;
 
 /// A manifest as a bundle stores it (SPEC.md §5): one Zstandard frame of its plain encoding,
 /// declaring the plain length, without checksum or dictionary id (the signature covers the
-/// stored bytes). Lengths, offsets and masks repeat within their columns: on debian-512 the
-/// stored manifest is 30 % smaller than the plain one. Empty if zstd fails.
+/// stored bytes). Lengths, offsets and masks repeat within their columns, which the packer
+/// finds (the measurements: BENCHMARKS.md, "Tuning record"). Empty if zstd fails.
 pub fn pack(plain: &[u8]) -> Vec<u8> {
     use zstd::zstd_safe::{CCtx, CParameter, compress_bound};
     let mut cctx = CCtx::create();
@@ -932,8 +932,7 @@ macro_rules! columns {
     ($($field:ident: $name:literal,)*) => {
         /// The chunk table's columns (SPEC.md §5.2), in encoding order: each holds one field
         /// of every chunk entry that has it, so the packer sees lengths next to lengths and
-        /// hashes next to hashes (on debian-512 the stored manifest is 11 % smaller than with
-        /// whole entries in a row). `C` is a column's bytes when encoding and decoding, then a
+        /// hashes next to hashes. `C` is a column's bytes when encoding and decoding, then a
         /// cursor over them. The chunk and literal lengths are 3-byte values stored in byte
         /// planes ([`planes`]).
         struct Columns<C> {
@@ -1016,8 +1015,7 @@ fn put_u24(out: &mut Vec<u8>, value: u32) {
 
 /// A planar column's stored form (SPEC.md §5.2) from its 3-byte rows: the first byte of every
 /// row, then every second byte, then every third. Lengths' high bytes take few values and
-/// their low bytes many: apart, each plane compresses on its own (0.9 KB off the stored
-/// manifest on debian-512, 1.6 KB on station-1g).
+/// their low bytes many: apart, each plane compresses on its own (the measurements: BENCHMARKS.md, "Tuning record").
 fn planes(rows: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len());
     for plane in 0..3 {
