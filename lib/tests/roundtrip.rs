@@ -18,6 +18,7 @@ fn check(a: &[u8], b: &[u8]) -> abdelta::ApplyReport {
     );
     assert_eq!(out.len(), b.len());
     assert!(out == b, "rebuilt image differs");
+    assert_eq!(report.bytes_written, b.len() as u64);
     // Memory stays bounded: one batch of chunk bytes, at most two decoded groups.
     assert!(report.peak_batch_bytes <= abdelta::apply::BATCH_BYTES + (4 << 20));
     assert!(report.peak_batch_bytes > 0 || b.is_empty());
