@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use abdelta::updater::{Cancel, Event, ImageOutcome, ImageRequest, InstallOptions, write_image};
+use abdelta::updater::{Event, ImageOutcome, ImageRequest, InstallOptions, write_image};
 use anyhow::Context;
 
 use crate::plan::{PlanArgs, first, plan_json};
@@ -58,11 +58,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let bar = Bar::new(args.json);
     let anon = AnonPeak::start();
-    let outcome = write_image(&request, &options, &Cancel::default(), &mut |e: &Event| {
-        if let Some(p) = e.progress {
-            bar.update(p);
-        }
-    });
+    let outcome = write_image(
+        &request,
+        &options,
+        &crate::ui::interrupt(),
+        &mut |e: &Event| {
+            if let Some(p) = e.progress {
+                bar.update(p);
+            }
+        },
+    );
     bar.finish();
     let peak_anon = anon.stop();
     let report = match outcome

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Exit codes, listed in every `--help`.
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 a check failed (signature, format, hash, policy: the message names the rule); 2 usage or configuration error; 3 I/O, network or environment error.";
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 a check failed (signature, format, hash, policy: the message names the rule); 2 usage or configuration error; 3 I/O, network or environment error; 130 stopped by Ctrl-C or SIGTERM (what arrived is kept: the same command resumes).";
 
 /// Signed, chunked A/B delta updates for field devices.
 #[derive(Parser)]
@@ -79,6 +79,8 @@ const EXIT_IO: u8 = 3;
 
 /// Exit code for a usage or configuration error.
 const EXIT_USAGE: u8 = 2;
+/// Exit code after Ctrl-C (SIGINT) or SIGTERM stopped a run cleanly: 128 + SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// A usage mistake the flags parser cannot see (no trusted key, the target named as the
 /// source): exit code 2.
@@ -98,6 +100,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if cause.downcast_ref::<Usage>().is_some() {
             return EXIT_USAGE;
+        }
+        if let Some(UpdateError::Cancelled { .. }) = cause.downcast_ref::<UpdateError>() {
+            return EXIT_INTERRUPTED;
         }
         if let Some(e) = cause.downcast_ref::<UpdateError>() {
             return match e {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use abdelta::updater::{
-    Action, Cancel, Event, InstallOptions, Marked, Offer, Outcome, Status, Updater, UpdaterConfig,
+    Action, Event, InstallOptions, Marked, Offer, Outcome, Status, Updater, UpdaterConfig,
 };
 
 use crate::plan::plan_json;
@@ -124,7 +124,7 @@ pub fn install(args: InstallArgs) -> anyhow::Result<()> {
     let json = args.config.json;
     let updater = args.config.updater()?;
     let offer = updater.check(&args.bundle)?;
-    let cancel = Cancel::default();
+    let cancel = crate::ui::interrupt();
     let bar = Bar::new(false);
     let mut last_progress = std::time::Instant::now();
     let mut on_event = |event: &Event| {

@@ -172,3 +172,30 @@ pub fn retry_hook() -> abdelta::fetch::RetryHook {
         }
     }))
 }
+
+/// Asked to stop by Ctrl-C (SIGINT) or SIGTERM: the running install or apply stops between
+/// pieces, keeps what arrived, and exits 130. A second signal exits at once.
+static INTERRUPT: std::sync::OnceLock<abdelta::updater::Cancel> = std::sync::OnceLock::new();
+
+/// The cancellation Ctrl-C triggers, installing the handler on first use.
+pub fn interrupt() -> abdelta::updater::Cancel {
+    INTERRUPT
+        .get_or_init(|| {
+            let cancel = abdelta::updater::Cancel::default();
+            let on_signal = cancel.clone();
+            let installed = ctrlc::set_handler(move || {
+                if on_signal.is_cancelled() {
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "abdelta: interrupted: stopping; what arrived is kept, and the same command resumes"
+                );
+                on_signal.cancel();
+            });
+            if let Err(e) = installed {
+                eprintln!("abdelta: note: Ctrl-C will not stop cleanly: {e}");
+            }
+            cancel
+        })
+        .clone()
+}

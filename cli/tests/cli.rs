@@ -831,3 +831,47 @@ fn retries_show_on_stderr_and_as_json_events() {
     assert_eq!(event["event"], "retry");
     assert_eq!(event["attempt"], 2, "the attempt about to be made");
 }
+
+/// Ctrl-C stops an apply cleanly (exit 130, saying that what arrived is kept), and the same
+/// command then resumes, saying what it kept.
+#[test]
+fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    use abdelta_testkit::{Fault, proxy, serve};
+    let s = setup();
+    let www = s.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::copy(&s.bundle, www.join("r2.abd")).unwrap();
+    let (addr, _) = proxy(serve(&www), |_| Fault::Throttle(40_000));
+    let url = format!("http://{addr}/r2.abd");
+    let (state, target) = (s.dir.join("state"), s.dir.join("blank.img"));
+    let args = |cmd: &mut Command| {
+        cmd.args(["apply", &url, "--pubkey"])
+            .arg(&s.pubkey)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--target")
+            .arg(&target);
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_abdelta"));
+    args(&mut cmd);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let mut again = Command::new(env!("CARGO_BIN_EXE_abdelta"));
+    args(&mut again);
+    let text = ok(&again.output().unwrap());
+    assert!(text.contains("resumed:"), "{text}");
+    assert_eq!(hash(&target), hash(&s.new));
+}
