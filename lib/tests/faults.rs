@@ -24,14 +24,19 @@ const MIB: usize = 1 << 20;
 
 /// A 2 MiB release and the next: copies, patches and literals all occur.
 fn pair() -> (Vec<u8>, Vec<u8>) {
-    let mut rng = Rng(5150);
-    let a = rng.text(2 * MIB);
+    releases(5150, 2 * MIB)
+}
+
+/// A release of `len` bytes and the next: a block inserted, a byte changed every so often.
+fn releases(seed: u64, len: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng(seed);
+    let a = rng.text(len);
     let mut b = a.clone();
-    b.splice(400_000..400_000, rng.bytes(25_000));
-    for at in (0..b.len()).step_by(300_000) {
+    b.splice(len / 5..len / 5, rng.bytes(len / 70));
+    for at in (0..b.len()).step_by(len / 6) {
         b[at] ^= 0x40;
     }
-    b.truncate(2 * MIB);
+    b.truncate(len);
     (a, b)
 }
 
@@ -299,13 +304,7 @@ impl abdelta::storage::Target for PowerCut {
 #[test]
 fn fault_crash_matrix_on_the_target_converges_at_every_cut() {
     let mut rng = Rng(2026);
-    let a = rng.text(4 * MIB);
-    let mut b = a.clone();
-    b.splice(1_000_000..1_000_000, rng.bytes(60_000));
-    for at in (0..b.len()).step_by(700_000) {
-        b[at] ^= 0x20;
-    }
-    b.truncate(4 * MIB);
+    let (a, b) = releases(2026, 4 * MIB);
     let bundle = make_bundle(&a, &b);
     let verified = open(&bundle);
     let source_hash = blake3::hash(&a);

@@ -9,7 +9,7 @@ mod common;
 
 use abdelta::error::no_progress;
 use abdelta::format::Limits;
-use abdelta::storage::{MemBundle, MemTarget};
+use abdelta::storage::MemBundle;
 use abdelta::{Plan, VerifiedBundle};
 use common::{Rng, key, options, trusted};
 
@@ -61,19 +61,8 @@ fn bundle(from: &[u8], earlier: &[&[u8]], to: &[u8]) -> Vec<u8> {
 
 /// What a device holding `source` downloads, and the image it rebuilds.
 fn install(bundle: &[u8], source: &[u8]) -> (Plan, Vec<u8>) {
-    let verified = VerifiedBundle::open(&MemBundle(bundle), &trusted(), &Limits::DEFAULT).unwrap();
-    let plan = abdelta::plan(&verified, source);
-    let mut target = MemTarget::default();
-    abdelta::apply(
-        &verified,
-        &MemBundle(bundle),
-        source,
-        &mut target,
-        &plan,
-        &no_progress,
-    )
-    .unwrap();
-    (plan, target.bytes)
+    let (image, _, plan) = common::apply_mem(bundle, source).unwrap();
+    (plan, image)
 }
 
 #[test]
