@@ -242,3 +242,81 @@ pub fn verify_manifest(
         key_id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyset() -> Keyset {
+        Keyset {
+            version: 1,
+            created_at: 10,
+            expires_at: 20,
+            version_floor_reset: None,
+            release_keys: vec![crate::format::ReleaseKey {
+                public_key: SecretKey::from_seed(&[2; 32]).public().to_bytes(),
+                not_before: 0,
+                not_after: 100,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_keyset_takes_one_to_eight_root_signatures() {
+        let roots: Vec<SecretKey> = (1..=9).map(|i| SecretKey::from_seed(&[i; 32])).collect();
+        let refs: Vec<&SecretKey> = roots.iter().collect();
+        assert!(matches!(
+            sign_keyset(&[], &keyset()),
+            Err(SignError::BadKeyFile(_))
+        ));
+        assert!(sign_keyset(&refs[..1], &keyset()).is_ok());
+        assert!(sign_keyset(&refs[..8], &keyset()).is_ok());
+        assert!(matches!(
+            sign_keyset(&refs, &keyset()),
+            Err(SignError::BadKeyFile(_))
+        ));
+    }
+
+    #[test]
+    fn a_verified_manifest_is_identified_by_the_hash_of_its_signed_bytes() {
+        let key = SecretKey::from_seed(&[3; 32]);
+        let manifest = Manifest {
+            key_id: key.public().key_id().0,
+            release_version: 1,
+            created_at: 0,
+            expires_at: None,
+            hardware_compat: vec!["x".into()],
+            channel: String::new(),
+            source: None,
+            bases: Vec::new(),
+            target: crate::format::ImageId {
+                size: 0,
+                hash: [0; 32],
+            },
+            chunking: crate::chunk::DEFAULT_CHUNKING,
+            payload_len: 0,
+            chunks: Vec::new(),
+        };
+        let stored = manifest.encode();
+        let record = sign_manifest(&key, &stored);
+        let verified =
+            verify_manifest(&stored, &[record], &[key.public()], &Limits::DEFAULT).unwrap();
+        assert_eq!(verified.manifest_hash(), blake3::hash(&stored).as_bytes());
+        assert_eq!(verified.manifest(), &manifest);
+    }
+
+    #[test]
+    fn errors_and_key_ids_print_what_they_are() {
+        let id = SecretKey::from_seed(&[3; 32]).public().key_id();
+        let text = id.to_string();
+        assert_eq!(text.len(), 16);
+        assert!(text.chars().all(|c| c.is_ascii_hexdigit()));
+        for e in [
+            SignError::BadSignature,
+            SignError::UnknownKey,
+            SignError::KeyIdMismatch,
+        ] {
+            assert!(!e.to_string().is_empty(), "{e:?}");
+        }
+    }
+}
