@@ -168,3 +168,40 @@ impl PublicKey {
         self.0.verify_strict(message, &signature).is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// An OpenSSH line of `key` with the blob's inner type `kind` and `extra` bytes after it.
+    fn line(outer: &str, kind: &[u8], key: &[u8], extra: &[u8]) -> String {
+        let mut blob = Vec::new();
+        for s in [kind, key] {
+            blob.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            blob.extend_from_slice(s);
+        }
+        blob.extend_from_slice(extra);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(blob);
+        format!("{outer} {b64} station@example")
+    }
+
+    #[test]
+    fn an_openssh_line_holds_exactly_its_two_strings() {
+        let key = SecretKey::from_seed(&[4; 32]).public();
+        let bytes = key.to_bytes();
+        let good = PublicKey::from_openssh(&line("ssh-ed25519", b"ssh-ed25519", &bytes, b""));
+        assert_eq!(good.unwrap().to_bytes(), bytes);
+        for bad in [
+            line("ssh-rsa", b"ssh-ed25519", &bytes, b""),
+            line("ssh-ed25519", b"ssh-rsa", &bytes, b""),
+            line("ssh-ed25519", b"ssh-ed25519", &bytes[..31], b""),
+            line("ssh-ed25519", b"ssh-ed25519", &bytes, b"\x00"),
+        ] {
+            assert!(
+                matches!(PublicKey::from_openssh(&bad), Err(SignError::BadKeyFile(_))),
+                "{bad}"
+            );
+        }
+    }
+}
