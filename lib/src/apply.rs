@@ -11,39 +11,12 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::bundle::VerifiedBundle;
+use crate::chunk::VerifiedChunk;
 use crate::codec;
 use crate::error::{Error, Progress, ProgressFn};
 use crate::format::{BlobRef, ChunkEntry, Fallback, GroupLayout, Hash};
 use crate::plan::{Plan, SourceErrorLog, SourceErrors, Step, StepCounts, StepKind, join_base};
 use crate::storage::{BundleSource, Source, Target, read_range};
-
-/// Bytes that passed their chunk's check in the signed manifest, with where they go. Only
-/// this module makes one, after the check, so a [`Target`] can never be handed unverified
-/// bytes.
-pub struct VerifiedChunk<'a> {
-    offset: u64,
-    bytes: Cow<'a, [u8]>,
-}
-
-impl<'a> VerifiedChunk<'a> {
-    /// Checks `bytes` against the chunk entry: the only constructor.
-    fn check(entry: &ChunkEntry, bytes: Cow<'a, [u8]>) -> Option<VerifiedChunk<'a>> {
-        (bytes.len() == entry.len as usize && entry.check.admits(&bytes)).then_some(VerifiedChunk {
-            offset: entry.offset,
-            bytes,
-        })
-    }
-
-    /// Offset in the target.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// The verified bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
 
 /// What an apply did.
 #[derive(Debug, Clone, Default)]

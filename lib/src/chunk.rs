@@ -1,10 +1,13 @@
 //! Content-defined chunking (FastCDC 2020) and chunk hashing: the boundaries that let shifted
-//! content keep its chunks. Pure functions over byte slices.
+//! content keep its chunks, and the type of a chunk's bytes that passed their check
+//! ([`VerifiedChunk`]). Pure functions over byte slices.
+
+use std::borrow::Cow;
 
 use fastcdc::v2020::FastCDC;
 use rayon::prelude::*;
 
-use crate::format::{ChunkHash, Chunking, Hash, SourceHash};
+use crate::format::{ChunkEntry, ChunkHash, Chunking, Hash, SourceHash};
 
 /// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Patches absorb small edits
 /// inside a chunk, so larger chunks cost few delta bytes while shrinking the manifest (about 30
@@ -122,6 +125,34 @@ pub fn hash_large(bytes: &[u8]) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update_rayon(bytes);
     *hasher.finalize().as_bytes()
+}
+
+/// Bytes that passed their chunk's check in the signed manifest, with where they go. Only
+/// the apply pipeline makes one, after the check, so a [`Target`](crate::storage::Target) can never be handed unverified
+/// bytes.
+pub struct VerifiedChunk<'a> {
+    offset: u64,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl<'a> VerifiedChunk<'a> {
+    /// Checks `bytes` against the chunk entry: the only constructor.
+    pub(crate) fn check(entry: &ChunkEntry, bytes: Cow<'a, [u8]>) -> Option<VerifiedChunk<'a>> {
+        (bytes.len() == entry.len as usize && entry.check.admits(&bytes)).then_some(VerifiedChunk {
+            offset: entry.offset,
+            bytes,
+        })
+    }
+
+    /// Offset in the target.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The verified bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@
 //! `chunk` → `diff` → `codec` → `format` → `sign` → bundle file → `fetch` (HTTP, stage) →
 //! `bundle` (read) → `sign` + `policy` (authenticate, authorize) → `plan` → `apply` (through
 //! `storage`) → `verify`; `updater` runs that path on a station, with its slots and bootloader.
+//! Inside `codec` and `format::manifest`, decoders (the device's, facing hostile bytes) and
+//! encoders (the release side's) sit in separate files; `fetch` keeps the HTTP client apart
+//! from the pure checks of what a response says. The device's small records (its state, the
+//! stage's journal, the header cache) are sealed and replaced one way (`record`).
 
 #![deny(unsafe_code)]
 // Hostile bytes reach most of this crate: no panicking slice indexing outside tests.
@@ -64,6 +68,7 @@ pub mod format;
 pub mod fuzz_hooks;
 pub mod plan;
 pub mod policy;
+mod record;
 pub mod sign;
 pub mod storage;
 pub mod updater;
@@ -71,6 +76,7 @@ pub mod verify;
 
 pub use apply::{ApplyReport, apply};
 pub use bundle::{UnverifiedBundle, VerifiedBundle};
+pub use chunk::VerifiedChunk;
 #[cfg(feature = "generator")]
 pub use diff::{DiffOptions, DiffReport, diff};
 pub use error::{Error, Progress, ProgressFn};

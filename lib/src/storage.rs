@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::apply::VerifiedChunk;
+use crate::chunk::VerifiedChunk;
 
 /// Random access to a bundle's bytes: a local file, memory, or HTTP ranges.
 pub trait BundleSource: Sync {

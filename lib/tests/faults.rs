@@ -271,7 +271,7 @@ impl PowerCut {
 }
 
 impl abdelta::storage::Target for PowerCut {
-    fn write_chunk(&mut self, chunk: &abdelta::apply::VerifiedChunk<'_>) -> io::Result<()> {
+    fn write_chunk(&mut self, chunk: &abdelta::VerifiedChunk<'_>) -> io::Result<()> {
         let start = chunk.offset() as usize;
         for (i, sector) in chunk.bytes().chunks(SECTOR).enumerate() {
             if self.cut_off || matches!(self.cut, Cut::Write(n) if n == self.writes) {
@@ -362,7 +362,7 @@ struct FailingMedium {
 }
 
 impl abdelta::storage::Target for FailingMedium {
-    fn write_chunk(&mut self, chunk: &abdelta::apply::VerifiedChunk<'_>) -> io::Result<()> {
+    fn write_chunk(&mut self, chunk: &abdelta::VerifiedChunk<'_>) -> io::Result<()> {
         let end = chunk.offset() + chunk.bytes().len() as u64;
         if self
             .eio_at

@@ -6,7 +6,7 @@
 
 mod common;
 
-use abdelta::apply::VerifiedChunk;
+use abdelta::VerifiedChunk;
 use abdelta::error::no_progress;
 use abdelta::format::{ENVELOPE_LEN, Envelope, Fallback, Limits};
 use abdelta::sign::SignError;

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use abdelta::apply::VerifiedChunk;
+use abdelta::VerifiedChunk;
 use abdelta::diff::DiffOptions;
 use abdelta::error::no_progress;
 use abdelta::format::{Envelope, Limits, Manifest, ReleaseKey, SignatureRecord};

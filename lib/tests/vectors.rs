@@ -574,8 +574,20 @@ fn the_spec_names_every_rule_the_decoders_report() {
         .join(" ");
     let mut missing = Vec::new();
     let mut seen = 0;
-    for entry in std::fs::read_dir(root.join("src/format")).unwrap() {
-        let code = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    // The format's files, those of its subfolders (the manifest's) included.
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("src/format")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            match path.is_dir() {
+                true => dirs.push(path),
+                false => files.push(path),
+            }
+        }
+    }
+    for path in files {
+        let code = std::fs::read_to_string(path).unwrap();
         let code = code.split("#[cfg(test)]").next().unwrap();
         // Strings after these markers are rules or range-checked field names.
         for marker in ["rule: \"", "malformed(\"", "_in(\"", "RULE: &str = \""] {

@@ -9,6 +9,9 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::error::FetchError;
+use super::head_cache::{HeadCache, MAX_HEAD};
+use super::response::{Asked, Meta, Outcome, Reply, check_reply, classify, multipart_boundary};
 use crate::storage::BundleSource;
 
 /// Deadlines, retries and limits for HTTP fetching.
@@ -101,100 +104,6 @@ impl Default for HttpOptions {
     }
 }
 
-/// Why fetching failed: each variant names the rule that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The URL, TLS (an untrusted certificate), proxy or redirects make the bundle unreachable;
-    /// not retried.
-    Config(String),
-    /// The server answered a range request with the whole file (200): refused, never read.
-    RangesUnsupported,
-    /// The file on the server changed since the download started (validator or length).
-    FileChanged,
-    /// `Content-Range` missing, malformed, or not the range asked for.
-    BadContentRange(String),
-    /// The body is encoded (`Content-Encoding`): its bytes are not the file's.
-    ContentEncoding(String),
-    /// The body is longer than the range asked for, or `Content-Length` disagrees with it.
-    LengthMismatch {
-        /// Bytes asked for.
-        expected: u64,
-        /// Bytes announced or seen.
-        got: u64,
-    },
-    /// The server refused with this status.
-    Status(u16),
-    /// Storing received bytes failed (disk full, I/O error).
-    Local(String),
-    /// The source's overall deadline passed.
-    DeadlinePassed(Duration),
-    /// The first request could not reach the server (refused, no route, unknown host) for
-    /// [`HttpOptions::first_contact_patience`].
-    Unreachable {
-        /// How long it tried.
-        waited: Duration,
-        /// The last failure.
-        last: String,
-    },
-    /// Every attempt failed without progress.
-    RetriesExhausted {
-        /// Attempts made.
-        attempts: u32,
-        /// The last failure.
-        last: String,
-    },
-}
-
-impl std::fmt::Display for FetchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FetchError::Config(why) => write!(f, "unreachable (not retried): {why}"),
-            FetchError::RangesUnsupported => {
-                write!(
-                    f,
-                    "ranges unsupported: the server sent the whole file (200) for a range request; refusing to download it (serve the bundle with a server that honours Range: nginx, Apache, Caddy, lighttpd, S3 or any CDN; `python3 -m http.server` does not)"
-                )
-            }
-            FetchError::Unreachable { waited, last } => write!(
-                f,
-                "cannot reach the server (tried for {} s; last: {last}): check the URL, its port and the network",
-                waited.as_secs()
-            ),
-            FetchError::FileChanged => write!(
-                f,
-                "file changed: the bundle on the server was replaced during the download"
-            ),
-            FetchError::BadContentRange(why) => write!(f, "bad Content-Range: {why}"),
-            FetchError::ContentEncoding(enc) => write!(
-                f,
-                "content encoding {enc:?}: the server or a proxy altered the bytes"
-            ),
-            FetchError::LengthMismatch { expected, got } => {
-                write!(
-                    f,
-                    "length mismatch: asked for {expected} bytes, the response has {got}"
-                )
-            }
-            FetchError::Status(code) => write!(f, "HTTP status {code}"),
-            FetchError::Local(why) => write!(f, "storing received bytes: {why}"),
-            FetchError::DeadlinePassed(d) => write!(
-                f,
-                "deadline passed: the download took longer than {} s",
-                d.as_secs()
-            ),
-            FetchError::RetriesExhausted { attempts, last } => {
-                write!(
-                    f,
-                    "gave up after {attempts} attempts without progress; last: {last}"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for FetchError {}
-
 /// What went over the wire.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FetchStats {
@@ -212,12 +121,6 @@ const MIN_PROGRESS: u64 = 4 << 10;
 /// Bytes the first request asks for: the envelope and, for small bundles, the whole signed
 /// header, in one round trip; small enough that a run killed during it loses little.
 const PROBE_LEN: u64 = 16 << 10;
-/// The head grows with contiguous reads (the rest of the signed header) up to this size, so a
-/// resumed run can revalidate the whole header instead of downloading it again.
-const MAX_HEAD: u64 = 17 << 20;
-/// Longest ETag kept for revalidation (servers send a few dozen bytes).
-const MAX_ETAG: u64 = 1024;
-
 /// A bundle at an HTTP(S) URL.
 pub struct HttpSource {
     agent: ureq::Agent,
@@ -235,16 +138,6 @@ pub struct HttpSource {
     stats: Mutex<FetchStats>,
     /// When the deadline passes, if there is one.
     deadline: Option<Instant>,
-}
-
-enum Outcome {
-    Retry {
-        why: String,
-        after: Option<Duration>,
-    },
-    /// No connection to the server at all (refused, no route, unknown host).
-    Unreachable(String),
-    Fatal(FetchError),
 }
 
 /// The throughput rules of one response body, the same on the single- and the multi-range
@@ -303,142 +196,6 @@ impl<'o> Pace<'o> {
         }
         Ok(())
     }
-}
-
-/// What a response said about the file, from the probe.
-struct Meta {
-    total: u64,
-    validator: Option<String>,
-    /// The probe was answered 304: the cached head is still the file's.
-    not_modified: bool,
-}
-
-/// The first bytes of a bundle from an earlier run, with the validator they came with: a
-/// resumed download revalidates them (`If-None-Match`, answered 304 with no body) instead of
-/// downloading the header again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeadCache {
-    /// The strong ETag the bytes were served with.
-    pub etag: String,
-    /// The bundle's length.
-    pub len: u64,
-    /// The first bytes of the bundle.
-    pub bytes: Vec<u8>,
-}
-
-impl HeadCache {
-    /// Serialises with a checksum.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&(self.etag.len() as u64).to_le_bytes());
-        out.extend_from_slice(self.etag.as_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        out.extend_from_slice(&self.bytes);
-        let sum = *blake3::hash(&out).as_bytes();
-        out.extend_from_slice(&sum);
-        out
-    }
-
-    /// Reads a cache file written with [`HeadCache::encode`], reading no more than the largest
-    /// valid one; anything missing, damaged or oversized is `None` (download again).
-    pub fn load(path: &std::path::Path) -> Option<HeadCache> {
-        use std::io::Read;
-        let max = 8 + MAX_ETAG + 8 + MAX_HEAD + 32;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
-            .ok()?;
-        HeadCache::decode(&bytes)
-    }
-
-    /// Parses what [`HeadCache::encode`] wrote; anything damaged is `None` (download again).
-    pub fn decode(bytes: &[u8]) -> Option<HeadCache> {
-        let (body, sum) = bytes.split_last_chunk::<32>()?;
-        if blake3::hash(body).as_bytes() != sum {
-            return None;
-        }
-        let mut c = crate::format::Cursor::new(body);
-        let etag_len = c.u64_le("etag length").ok()?;
-        if etag_len > MAX_ETAG {
-            return None;
-        }
-        let etag_len = usize::try_from(etag_len).ok()?;
-        let etag = String::from_utf8(c.take(etag_len, "etag").ok()?.to_vec()).ok()?;
-        let len = c.u64_le("length").ok()?;
-        let rest = c.take(c.remaining(), "head").ok()?.to_vec();
-        (rest.len() as u64 <= MAX_HEAD).then_some(HeadCache {
-            etag,
-            len,
-            bytes: rest,
-        })
-    }
-}
-
-fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<&'a str> {
-    resp.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Parses `bytes A-B/T` exactly.
-pub(crate) fn content_range(value: &str) -> Option<(u64, u64, u64)> {
-    let rest = value.strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (a, b) = span.split_once('-')?;
-    let parse = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (a, b, t) = (parse(a)?, parse(b)?, parse(total)?);
-    (a <= b && b < t).then_some((a, b, t))
-}
-
-/// A request that failed before a response: worth retrying (network, timeouts, DNS on a
-/// flaky link) or not (a certificate the device does not trust, a bad URL or proxy, a
-/// redirect loop), so that a permanent failure is reported at once rather than after minutes
-/// of backoff.
-fn classify(e: ureq::Error) -> Outcome {
-    let fatal = match &e {
-        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData, // TLS: untrusted peer
-        ureq::Error::Tls(_)
-        | ureq::Error::Pem(_)
-        | ureq::Error::Rustls(_)
-        | ureq::Error::BadUri(_)
-        | ureq::Error::Http(_)
-        | ureq::Error::InvalidProxyUrl
-        | ureq::Error::TooManyRedirects
-        | ureq::Error::RedirectFailed
-        | ureq::Error::RequireHttpsOnly(_)
-        | ureq::Error::TlsRequired => true,
-        _ => false,
-    };
-    let unreachable = match &e {
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
-        ureq::Error::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::HostUnreachable
-                | std::io::ErrorKind::NetworkUnreachable
-        ),
-        _ => false,
-    };
-    if fatal {
-        Outcome::Fatal(FetchError::Config(e.to_string()))
-    } else if unreachable {
-        Outcome::Unreachable(e.to_string())
-    } else {
-        Outcome::Retry {
-            why: e.to_string(),
-            after: None,
-        }
-    }
-}
-
-fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
-    header(resp, "retry-after")?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 impl HttpSource {
@@ -682,20 +439,21 @@ impl HttpSource {
             request = request.header("If-Range", v);
         }
         self.count(|s| s.requests += 1);
-        let Ok(mut resp) = request.call() else {
-            return Ok((done, true));
+        let mut resp = match request.call() {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.fall_back_to_single_ranges(&format!("multi-range request: {e}"));
+                return Ok((done, true));
+            }
         };
         if self.check_origin(&resp).is_err() {
             // Left to the single-range path, which reports it.
             return Ok((done, true));
         }
-        let status = resp.status().as_u16();
-        let boundary = header(&resp, "content-type").and_then(super::multipart::boundary);
-        let encoded =
-            header(&resp, "content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
-        let Some(boundary) = boundary.filter(|_| status == 206 && !encoded) else {
+        let boundary = match multipart_boundary(&resp) {
+            Ok(boundary) => boundary,
             // 200 (whole file), 416 (no multi-range) or a single coalesced range: not read.
-            return Ok((done, !matches!(status, 200 | 206 | 416)));
+            Err(can_multi) => return Ok((done, can_multi)),
         };
         // Bounded: the data asked for plus generous per-part headers.
         let expected: u64 = ranges.iter().map(|r| r.end - r.start).sum();
@@ -726,9 +484,25 @@ impl HttpSource {
             Some(e) => Err(e),
             // The response broke off or lied: what it delivered is kept, the rest retried.
             None => {
-                drop(parsed);
+                if let (_, Err(e)) = parsed {
+                    self.fall_back_to_single_ranges(&format!("multi-range reply: {e}"));
+                }
                 Ok((done, true))
             }
+        }
+    }
+
+    /// Counts a failed multi-range attempt as a retry and tells the retry hook, which the
+    /// single-range path makes at once for the ranges it left.
+    fn fall_back_to_single_ranges(&self, why: &str) {
+        self.count(|s| s.retries += 1);
+        if let Some(hook) = &self.options.on_retry {
+            (hook.0)(&Retry {
+                attempt: 2,
+                of: self.options.max_attempts,
+                wait: Duration::ZERO,
+                why: format!("{why}; the rest is fetched range by range"),
+            });
         }
     }
 
@@ -799,111 +573,18 @@ impl HttpSource {
         if let Err(e) = self.check_origin(&resp) {
             return (0, Err(Outcome::Fatal(e)));
         }
-        let status = resp.status().as_u16();
-        match status {
-            206 => {}
-            304 if probe && self.cached.is_some() => {
-                let meta = Meta {
-                    total: 0,
-                    validator: None,
-                    not_modified: true,
-                };
-                return (0, Ok(meta));
-            }
-            200 if probe => {
-                // A file no larger than the probe may come whole; a larger one is refused
-                // before reading a byte of it.
-                let announced = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
-                if announced.is_none_or(|n| n >= want) {
-                    return (0, Err(Outcome::Fatal(FetchError::RangesUnsupported)));
-                }
-            }
-            200 => return (0, Err(Outcome::Fatal(FetchError::FileChanged))),
-            416 => return (0, Err(Outcome::Fatal(FetchError::FileChanged))),
-            408 | 425 | 429 | 500 | 502 | 503 | 504 => {
-                let after = retry_after(&resp);
-                return (
-                    0,
-                    Err(Outcome::Retry {
-                        why: format!("HTTP status {status}"),
-                        after,
-                    }),
-                );
-            }
-            _ => return (0, Err(Outcome::Fatal(FetchError::Status(status)))),
-        }
-        if let Some(enc) =
-            header(&resp, "content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"))
-        {
-            return (
-                0,
-                Err(Outcome::Fatal(FetchError::ContentEncoding(enc.to_owned()))),
-            );
-        }
-        let etag = header(&resp, "etag")
-            .filter(|t| !t.starts_with("W/"))
-            .map(str::to_owned);
-        let validator = etag.or_else(|| header(&resp, "last-modified").map(str::to_owned));
-        if !probe && self.validator.is_some() && validator.is_some() && validator != self.validator
-        {
-            return (0, Err(Outcome::Fatal(FetchError::FileChanged)));
-        }
-        let (expect, total) = if status == 206 {
-            let Some(value) = header(&resp, "content-range") else {
-                return (
-                    0,
-                    Err(Outcome::Fatal(FetchError::BadContentRange(
-                        "missing".into(),
-                    ))),
-                );
-            };
-            let Some((a, b, total)) = content_range(value) else {
-                return (
-                    0,
-                    Err(Outcome::Fatal(FetchError::BadContentRange(format!(
-                        "malformed: {value:?}"
-                    )))),
-                );
-            };
-            let end_ok = if probe {
-                b == to.min(total - 1)
-            } else {
-                b == to && total == self.len
-            };
-            if a != from || !end_ok {
-                let asked = format!("bytes {from}-{to}");
-                return (
-                    0,
-                    Err(Outcome::Fatal(FetchError::BadContentRange(format!(
-                        "asked {asked}, got {value:?}"
-                    )))),
-                );
-            }
-            if !probe && total != self.len {
-                return (0, Err(Outcome::Fatal(FetchError::FileChanged)));
-            }
-            (b - a + 1, total)
-        } else {
-            let n = header(&resp, "content-length")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            (n, n)
+        let asked = Asked {
+            from,
+            to: from + want - 1,
+            probe,
+            revalidating: probe && self.cached.is_some(),
+            validator: self.validator.as_deref(),
+            len: self.len,
         };
-        if let Some(n) = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok())
-            && n != expect
-        {
-            return (
-                0,
-                Err(Outcome::Fatal(FetchError::LengthMismatch {
-                    expected: expect,
-                    got: n,
-                })),
-            );
-        }
-        let meta = Meta {
-            total,
-            validator,
-            not_modified: false,
+        let (expect, meta) = match check_reply(&resp, &asked) {
+            Ok(Reply::Body { expect, meta }) => (expect, meta),
+            Ok(Reply::NotModified) => return (0, Ok(Meta::not_modified())),
+            Err(outcome) => return (0, Err(outcome)),
         };
         let body = resp.body_mut().as_reader();
         let (n, result) = self.read_body(body, expect, sink);
@@ -1048,27 +729,5 @@ impl BundleSource for HttpSource {
             .map_err(std::io::Error::other)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_parses_exactly() {
-        assert_eq!(content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
-        for bad in [
-            "bytes 0-99/*",
-            "bytes */1000",
-            "bytes 5-4/10",
-            "bytes 0-10/10",
-            "bytes=0-9/10",
-            "bytes -1-9/10",
-            "bytes 0-9/10 ",
-            "bytes 0-+9/10",
-        ] {
-            assert_eq!(content_range(bad), None, "{bad}");
-        }
     }
 }

@@ -3,11 +3,16 @@
 //! that makes downloads resumable ([`stage`]). Everything fetched is
 //! untrusted until the signature (header) or a chunk hash (blobs) says otherwise.
 
+mod error;
+mod head_cache;
 pub mod http;
 pub mod multipart;
 pub mod ranges;
+mod response;
 pub mod stage;
 
-pub use http::{FetchError, FetchStats, HeadCache, HttpOptions, HttpSource, Retry, RetryHook};
+pub use error::FetchError;
+pub use head_cache::HeadCache;
+pub use http::{FetchStats, HttpOptions, HttpSource, Retry, RetryHook};
 pub use ranges::coalesce;
 pub use stage::Stage;

@@ -110,7 +110,7 @@ fn parse_parts(
                         "two Content-Range headers in one part".into(),
                     ));
                 }
-                let r = super::http::content_range(value.trim())
+                let r = super::response::content_range(value.trim())
                     .filter(|&(_, _, t)| t == total)
                     .map(|(a, b, _)| a..b + 1)
                     .ok_or_else(|| MultipartError(format!("bad part Content-Range {value:?}")))?;

@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::record::{seal, unseal, write_atomic};
 use crate::storage::BundleSource;
 
 /// Bytes per journal record: the most an interruption can cost.
@@ -23,12 +24,6 @@ pub const PIECE: u64 = 64 << 10;
 const MAGIC: [u8; 8] = *b"ABDJRNL1";
 pub(crate) const HEADER_LEN: usize = 8 + 32 + 8 + 8;
 pub(crate) const RECORD_LEN: usize = 8 + 8 + 8;
-
-fn check(bytes: &[u8]) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out.copy_from_slice(blake3::hash(bytes).as_bytes().get(..8).unwrap_or(&[0; 8]));
-    out
-}
 
 /// Received bundle ranges on disk.
 pub struct Stage {
@@ -82,20 +77,18 @@ pub(crate) fn journal_header(manifest_hash: &[u8; 32], len: u64) -> Vec<u8> {
     h.extend_from_slice(&MAGIC);
     h.extend_from_slice(manifest_hash);
     h.extend_from_slice(&len.to_le_bytes());
-    let sum = check(&h);
-    h.extend_from_slice(&sum);
+    seal::<8>(&mut h);
     h
 }
 
 /// One journal record: a piece of `n` bytes at `offset`, with its checksum.
 pub(crate) fn journal_record(offset: u64, n: u64) -> [u8; RECORD_LEN] {
-    let mut rec = [0u8; RECORD_LEN];
-    let (body, sum) = rec.split_at_mut(16);
-    let (off, len) = body.split_at_mut(8);
-    off.copy_from_slice(&offset.to_le_bytes());
-    len.copy_from_slice(&n.to_le_bytes());
-    sum.copy_from_slice(&check(body));
-    rec
+    let mut rec = Vec::with_capacity(RECORD_LEN);
+    rec.extend_from_slice(&offset.to_le_bytes());
+    rec.extend_from_slice(&n.to_le_bytes());
+    seal::<8>(&mut rec);
+    // 8 + 8 bytes and an 8-byte seal: exactly RECORD_LEN.
+    rec.try_into().unwrap_or([0; RECORD_LEN])
 }
 
 /// Decodes a journal read from disk (`existing`, hostile: a torn write, a damaged disk or
@@ -112,11 +105,10 @@ pub(crate) fn read_journal(existing: &[u8], header: &[u8], len: u64) -> (Vec<Ran
         .get(valid_len..)
         .and_then(|rest| rest.first_chunk::<RECORD_LEN>())
     {
-        let (body, sum) = record.split_at(16);
-        if check(body) != sum {
+        let Some((offset, n)) = unseal::<8>(record).and_then(|body| body.split_at_checked(8))
+        else {
             break; // a torn or damaged record ends the journal
-        }
-        let (offset, n) = body.split_at(8);
+        };
         let offset = u64::from_le_bytes(offset.try_into().unwrap_or([0; 8]));
         let n = u64::from_le_bytes(n.try_into().unwrap_or([0; 8]));
         if n == 0 || n > PIECE || offset.checked_add(n).is_none_or(|end| end > len) {
@@ -269,12 +261,7 @@ impl Stage {
             }
         }
         let path = self.dir.join("journal");
-        let tmp = self.dir.join("journal.tmp");
-        let mut file = File::create(&tmp)?;
-        file.write_all(&journal)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(&self.dir).and_then(|d| d.sync_all())?;
+        write_atomic(&path, &journal)?;
         self.journal = OpenOptions::new().append(true).open(&path)?;
         self.done = kept;
         Ok(())
@@ -325,8 +312,8 @@ mod tests {
 
     #[test]
     fn resumes_and_survives_a_torn_journal() {
-        let dir = std::env::temp_dir().join(format!("abdelta-stage-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stage");
         let bundle: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
         let hash = [7u8; 32];
         let ranges = [1000..200_000, 300_000..400_000];

@@ -4,7 +4,7 @@
 //! file fails closed. A version-1 file (before slots) is read and migrated, never reset.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::format::Cursor;
@@ -21,17 +21,26 @@ pub const MAX_SLOTS: usize = 8;
 pub const MAX_SLOT_NAME: usize = 32;
 /// Longest boot id kept with a pending slot (Linux's is a 36-byte UUID).
 pub const MAX_BOOT_ID: usize = 64;
-/// Largest valid state file: magic, flag, four varints, the keyset file with its length, the
-/// slot records, and the checksum.
+/// Bytes of the longest varint (a `u64` takes at most ten).
+const MAX_VARINT: u64 = 10;
+
+/// Bytes of the varint of `v`.
+const fn varint_len(v: u64) -> u64 {
+    (64 - (v | 1).leading_zeros() as u64).div_ceil(7)
+}
+
+/// Length of the largest valid state file, exactly: magic, `installed` (flag and varint),
+/// three varints, the keyset file with its length, the slot count and records (name, state,
+/// release flag and varint, boot id), the boot failures (flag and two varints), and the
+/// checksum.
 const MAX_STATE_LEN: u64 = 8
-    + 1
-    + 4 * 10
-    + 5
+    + (1 + MAX_VARINT)
+    + 3 * MAX_VARINT
+    + varint_len(crate::format::MAX_KEYSET_FILE_LEN as u64)
     + crate::format::MAX_KEYSET_FILE_LEN as u64
     + 1
-    + MAX_SLOTS as u64 * (1 + MAX_SLOT_NAME as u64 + 1 + 1 + 10 + 1 + MAX_BOOT_ID as u64)
-    + 1
-    + 2 * 10
+    + MAX_SLOTS as u64 * (1 + MAX_SLOT_NAME as u64 + 1 + (1 + MAX_VARINT) + 1 + MAX_BOOT_ID as u64)
+    + (1 + 2 * MAX_VARINT)
     + 32;
 
 /// What a slot holds, as far as the device knows.
@@ -137,14 +146,12 @@ impl DeviceState {
     /// Loads the state from `dir`; a missing file is a fresh device.
     pub fn load(dir: &Path) -> Result<DeviceState, PolicyError> {
         let path = DeviceState::path(dir);
-        // Bounded: a state file larger than the largest valid one is damaged, not read whole.
+        // Bounded: one byte more than the largest valid file is read, so that a longer file
+        // (a valid one with bytes after it) fails its checksum instead of being read whole.
         let mut bytes = Vec::new();
         let read =
             File::open(&path).and_then(|f| f.take(MAX_STATE_LEN + 1).read_to_end(&mut bytes));
         match read {
-            Ok(_) if bytes.len() as u64 > MAX_STATE_LEN => {
-                return Err(PolicyError::StateCorrupt(path.display().to_string()));
-            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DeviceState::default()),
             Err(e) => {
@@ -163,11 +170,7 @@ impl DeviceState {
     /// (written before any reboot, so not proof that the release runs) is dropped, which
     /// never lowers the rollback floor since `highest_seen` ≥ `installed`.
     pub(crate) fn decode(bytes: &[u8]) -> Option<DeviceState> {
-        let (body, sum) = bytes.split_last_chunk::<32>()?;
-        if blake3::hash(body).as_bytes() != sum {
-            return None;
-        }
-        let mut c = Cursor::new(body);
+        let mut c = Cursor::new(crate::record::unseal::<32>(bytes)?);
         let magic = c.array::<8>("magic").ok()?;
         let v1 = match magic {
             STATE_MAGIC => false,
@@ -251,8 +254,7 @@ impl DeviceState {
                 put_varint(&mut out, count);
             }
         }
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(sum.as_bytes());
+        crate::record::seal::<32>(&mut out);
         out
     }
 
@@ -278,21 +280,14 @@ impl DeviceState {
     /// Saves the state into `dir` (created if missing) so that a crash leaves either the old
     /// or the new state, never a mix.
     pub fn save(&self, dir: &Path) -> Result<(), PolicyError> {
-        let io = |what: &str, e: std::io::Error| {
+        let io = |what: &str, e: &dyn std::fmt::Display| {
             PolicyError::StateIo(format!("{what} in {}: {e}", dir.display()))
         };
-        fs::create_dir_all(dir).map_err(|e| io("creating the state directory", e))?;
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let mut file = File::create(&tmp).map_err(|e| io("creating the state file", e))?;
-        file.write_all(&self.encode())
-            .map_err(|e| io("writing the state file", e))?;
-        file.sync_all()
-            .map_err(|e| io("syncing the state file", e))?;
-        fs::rename(&tmp, DeviceState::path(dir)).map_err(|e| io("replacing the state file", e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing the state directory", e))?;
-        Ok(())
+        fs::create_dir_all(dir).map_err(|e| io("creating the state directory", &e))?;
+        crate::record::write_atomic(&DeviceState::path(dir), &self.encode()).map_err(|e| {
+            let what = format!("{} the state file", e.step);
+            io(&what, &e.source)
+        })
     }
 }
 
@@ -324,7 +319,8 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_damage_fails_closed() {
-        let dir = std::env::temp_dir().join(format!("abdelta-state-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
         let state = DeviceState {
             installed: Some(4),
             highest_seen: 5,
@@ -361,7 +357,6 @@ mod tests {
             DeviceState::load(&dir),
             Err(PolicyError::StateCorrupt(_))
         ));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     /// A version-1 file (written before slots existed) is read, not reset: the rollback and
@@ -375,8 +370,7 @@ mod tests {
         put_varint(&mut v1, 1_800_000_000);
         put_varint(&mut v1, 3);
         put_bytes(&mut v1, &[9, 9]);
-        let sum = blake3::hash(&v1);
-        v1.extend_from_slice(sum.as_bytes());
+        crate::record::seal::<32>(&mut v1);
         let state = DeviceState::decode(&v1).unwrap();
         assert_eq!(
             state,
@@ -393,5 +387,111 @@ mod tests {
         // Saved again as version 2.
         assert_eq!(DeviceState::decode(&state.encode()).unwrap(), state);
         assert_eq!(state.encode().get(..8), Some(&STATE_MAGIC[..]));
+    }
+
+    /// The largest state the rules allow: every varint ten bytes, every name and boot id at
+    /// its limit, the largest keyset file.
+    fn largest() -> DeviceState {
+        let slot = |i: usize| SlotRecord {
+            name: format!("{i}").repeat(MAX_SLOT_NAME),
+            release: Some(u64::MAX),
+            state: SlotState::Pending,
+            boot_id: "b".repeat(MAX_BOOT_ID),
+        };
+        DeviceState {
+            installed: Some(u64::MAX),
+            highest_seen: u64::MAX,
+            time_floor: u64::MAX,
+            keyset_version: u64::MAX,
+            keyset_file: vec![7; crate::format::MAX_KEYSET_FILE_LEN as usize],
+            slots: (0..MAX_SLOTS).map(slot).collect(),
+            boot_failures: Some((u64::MAX, u64::MAX)),
+        }
+    }
+
+    #[test]
+    fn the_largest_valid_state_is_exactly_the_bound_and_loads() {
+        assert_eq!(
+            [0, 127, 128, 1 << 14, u64::MAX].map(varint_len),
+            [1, 1, 2, 3, 10]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let state = largest();
+        assert_eq!(state.encode().len() as u64, MAX_STATE_LEN);
+        state.save(dir.path()).unwrap();
+        assert_eq!(DeviceState::load(dir.path()).unwrap(), state);
+        // A valid file with one byte after it is damaged, not read as the state before it.
+        let path = DeviceState::path(dir.path());
+        let mut longer = fs::read(&path).unwrap();
+        longer.push(0);
+        fs::write(&path, &longer).unwrap();
+        assert!(matches!(
+            DeviceState::load(dir.path()),
+            Err(PolicyError::StateCorrupt(_))
+        ));
+    }
+
+    /// A state whose body is `body` (no checksum yet) after the v2 magic.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut out = STATE_MAGIC.to_vec();
+        out.extend_from_slice(body);
+        crate::record::seal::<32>(&mut out);
+        out
+    }
+
+    #[test]
+    fn slot_records_past_the_limit_unnamed_or_named_twice_are_refused() {
+        // installed none, three zero varints, an empty keyset file; then the slots.
+        let head = [0u8, 0, 0, 0, 0];
+        let record = |name: &[u8]| {
+            let mut r = Vec::new();
+            put_bytes(&mut r, name);
+            r.extend_from_slice(&[SlotState::Good.code(), 0, 0]); // no release, no boot id
+            r
+        };
+        let state_of = |names: &[&[u8]]| {
+            let mut body = head.to_vec();
+            body.push(u8::try_from(names.len()).unwrap());
+            for name in names {
+                body.extend(record(name));
+            }
+            body.push(0); // no boot failures
+            DeviceState::decode(&sealed(&body))
+        };
+        let names: Vec<Vec<u8>> = (0..=MAX_SLOTS).map(|i| vec![b'a' + i as u8]).collect();
+        let names: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            state_of(&names[..MAX_SLOTS]).unwrap().slots.len(),
+            MAX_SLOTS
+        );
+        assert_eq!(state_of(&names), None, "one slot past MAX_SLOTS");
+        assert_eq!(state_of(&[b"A", b""]), None, "an unnamed slot");
+        assert_eq!(state_of(&[b"A", b"B", b"A"]), None, "a slot named twice");
+        assert_eq!(state_of(&[b"A", b"B"]).unwrap().slots.len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_an_error_not_a_fresh_device() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            DeviceState::load(dir.path()).unwrap(),
+            DeviceState::default()
+        );
+        // A directory where the file should be: it opens, and reading it fails (EISDIR).
+        fs::create_dir(DeviceState::path(dir.path())).unwrap();
+        let e = DeviceState::load(dir.path()).unwrap_err();
+        assert!(matches!(e, PolicyError::StateIo(_)), "{e:?}");
+    }
+
+    #[test]
+    fn slot_states_print_their_names() {
+        let names = [
+            SlotState::Empty,
+            SlotState::Pending,
+            SlotState::Good,
+            SlotState::Bad,
+        ]
+        .map(SlotState::name);
+        assert_eq!(names, ["empty", "pending", "good", "bad"]);
     }
 }

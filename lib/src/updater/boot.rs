@@ -10,7 +10,7 @@
 //! [`once`]: BootBackend::try_once
 //! [`confirm`]: BootBackend::confirm
 
-use std::io::Write;
+use crate::record::write_atomic;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -178,26 +178,6 @@ pub fn encode_grubenv(vars: &[(String, String)]) -> Option<Vec<u8>> {
     }
     out.resize(GRUBENV_LEN, b'#');
     Some(out)
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old or the new file, never a mix.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
-    let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(".new");
-    let tmp = dir.join(tmp_name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    })?
-    .sync_all()
 }
 
 impl BootBackend for Grub {

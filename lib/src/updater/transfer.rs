@@ -120,7 +120,7 @@ impl BundleFile {
                     let written = path
                         .parent()
                         .map_or(Ok(()), std::fs::create_dir_all)
-                        .and_then(|()| super::boot::write_atomic(path, &head.encode()));
+                        .and_then(|()| Ok(crate::record::write_atomic(path, &head.encode())?));
                     // Losing the head costs one header download on the next run, nothing more.
                     drop(written);
                 }
