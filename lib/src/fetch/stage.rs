@@ -71,6 +71,19 @@ pub fn subtract(ranges: &[Range<u64>], done: &[Range<u64>]) -> Vec<Range<u64>> {
     out
 }
 
+/// Journal records read at most per [`PIECE`] of the bundle.
+const RECORDS_PER_PIECE: u64 = 16;
+
+/// The most journal bytes read for a bundle of `len` bytes: the header and
+/// [`RECORDS_PER_PIECE`] records per piece of the bundle, and two pieces' worth more (0.6 %
+/// of the bundle's length, so a hostile or runaway journal is never read whole). A download
+/// records a piece per [`PIECE`] and one more per range it starts or breaks off: it stays
+/// inside the bound unless its ranges average under 4 KiB apart over the whole bundle.
+/// Records past it are dropped and their bytes fetched again, never trusted.
+fn journal_bound(len: u64) -> u64 {
+    HEADER_LEN as u64 + (len / PIECE + 2) * RECORDS_PER_PIECE * RECORD_LEN as u64
+}
+
 /// The journal's header for one manifest and bundle length.
 pub(crate) fn journal_header(manifest_hash: &[u8; 32], len: u64) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
@@ -130,9 +143,9 @@ impl Stage {
         let journal_path = dir.join("journal");
         let mut existing = Vec::new();
         if let Ok(mut f) = File::open(&journal_path) {
-            // Bounded: one record per piece of a bundle no larger than `len`.
-            let cap = HEADER_LEN as u64 + (len / PIECE + 2) * 4 * RECORD_LEN as u64;
-            Read::by_ref(&mut f).take(cap).read_to_end(&mut existing)?;
+            Read::by_ref(&mut f)
+                .take(journal_bound(len))
+                .read_to_end(&mut existing)?;
         }
         let (done, valid_len) = read_journal(&existing, &header, len);
         let fresh = valid_len == 0;
@@ -181,10 +194,9 @@ impl Stage {
     /// anything (for pricing a download before it starts); `None` when there is no such stage.
     pub fn peek(dir: &Path, manifest_hash: &[u8; 32], len: u64) -> Option<Vec<Range<u64>>> {
         let mut existing = Vec::new();
-        let cap = HEADER_LEN as u64 + (len / PIECE + 2) * 4 * RECORD_LEN as u64;
         File::open(dir.join("journal"))
             .ok()?
-            .take(cap)
+            .take(journal_bound(len))
             .read_to_end(&mut existing)
             .ok()?;
         let (done, valid_len) = read_journal(&existing, &journal_header(manifest_hash, len), len);
@@ -422,6 +434,35 @@ mod tests {
         let mut exact = header.clone();
         exact.extend_from_slice(&journal_record((1 << 20) - PIECE, PIECE));
         assert_eq!(read_journal(&exact, &header, 1 << 20).0.len(), 1);
+    }
+
+    /// A journal is read up to its bound: a longer one (a hostile or runaway file) is not
+    /// read whole, and what lies past the bound is fetched again, never trusted.
+    #[test]
+    fn a_journal_is_read_only_up_to_its_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stage");
+        let (hash, len) = ([6u8; 32], 2 * PIECE);
+        drop(Stage::open(&dir, &hash, len).unwrap());
+        let bound = (len / PIECE + 2) * RECORDS_PER_PIECE;
+        assert_eq!(
+            journal_bound(len),
+            (HEADER_LEN + bound as usize * RECORD_LEN) as u64
+        );
+        let mut journal = journal_header(&hash, len);
+        for i in 0..bound + 3 {
+            journal.extend_from_slice(&journal_record(i * 2, 1));
+        }
+        fs::write(dir.join("journal"), &journal).unwrap();
+        let held = Stage::peek(&dir, &hash, len).unwrap();
+        assert_eq!(held.len() as u64, bound);
+        assert_eq!(held.last(), Some(&((bound - 1) * 2..(bound - 1) * 2 + 1)));
+        let stage = Stage::open(&dir, &hash, len).unwrap();
+        assert_eq!(stage.received(), bound);
+        assert_eq!(
+            fs::metadata(dir.join("journal")).unwrap().len(),
+            (HEADER_LEN + bound as usize * RECORD_LEN) as u64
+        );
     }
 
     /// A bundle source that counts the bytes it serves.
