@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use fastcdc::v2020::FastCDC;
 use rayon::prelude::*;
 
-use crate::format::{ChunkEntry, ChunkHash, Chunking, Hash, SourceHash};
+pub use crate::format::hash::{chunk_hash, source_hash, source_part};
+use crate::format::{ChunkEntry, ChunkHash, Chunking, Hash};
 
 /// Default chunking: 64 KiB average, between 16 KiB and 256 KiB. Patches absorb small edits
 /// inside a chunk, so larger chunks cost few delta bytes while shrinking the manifest (about 30
@@ -93,33 +94,6 @@ pub fn chunk_and_hash(image: &[u8], params: Chunking) -> Vec<ChunkSpan> {
         .collect()
 }
 
-/// The first `N` bytes of the BLAKE3 output over `bytes`.
-fn blake3_prefix<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
-    blake3::Hasher::new()
-        .update(bytes)
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
-
-/// The chunk hash of `bytes`: the first 16 bytes of their BLAKE3.
-pub fn chunk_hash(bytes: &[u8]) -> ChunkHash {
-    blake3_prefix(bytes)
-}
-
-/// The source hash of `bytes` (a chunk the source holds, a patch base): the first 8 bytes of
-/// their BLAKE3, so the first 8 of their chunk hash.
-pub fn source_hash(bytes: &[u8]) -> SourceHash {
-    blake3_prefix(bytes)
-}
-
-/// The source hash of the bytes whose chunk hash is `hash`: its first 8 bytes.
-pub fn source_part(hash: &ChunkHash) -> SourceHash {
-    let [a, b, c, d, e, f, g, h, ..] = *hash;
-    [a, b, c, d, e, f, g, h]
-}
-
 /// BLAKE3-256 of a large buffer, on all cores.
 pub fn hash_large(bytes: &[u8]) -> Hash {
     let mut hasher = blake3::Hasher::new();
@@ -128,7 +102,7 @@ pub fn hash_large(bytes: &[u8]) -> Hash {
 }
 
 /// Bytes that passed their chunk's check in the signed manifest, with where they go. Only
-/// the apply pipeline makes one, after the check, so a [`Target`](crate::storage::Target) can never be handed unverified
+/// the apply pipeline makes one, after the check, so a `Target` can never be handed unverified
 /// bytes.
 pub struct VerifiedChunk<'a> {
     offset: u64,

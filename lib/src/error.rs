@@ -5,7 +5,7 @@ use std::io;
 
 use crate::codec::CodecError;
 use crate::format::FormatError;
-use crate::policy::PolicyError;
+use crate::policy::error::PolicyError;
 use crate::sign::SignError;
 
 /// An error from `diff`, `plan`, `apply` or `verify`.

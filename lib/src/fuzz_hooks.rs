@@ -175,7 +175,7 @@ pub fn multipart(data: &[u8]) {
         "the result depends on how the reply was split"
     );
     if let Ok(text) = std::str::from_utf8(rest) {
-        let _ = crate::fetch::multipart::boundary(text);
+        let _ = crate::fetch::response::boundary(text);
     }
 }
 

@@ -8,7 +8,7 @@ mod head_cache;
 pub mod http;
 pub mod multipart;
 pub mod ranges;
-mod response;
+pub(crate) mod response;
 pub mod stage;
 
 pub use error::FetchError;

@@ -24,24 +24,6 @@ const MAX_LINE: u64 = 1024;
 /// Most header lines in one part.
 const MAX_HEADERS: usize = 16;
 
-/// The boundary of a `multipart/byteranges` content type, if that is what it is.
-pub fn boundary(content_type: &str) -> Option<String> {
-    let (kind, params) = content_type.split_once(';')?;
-    if !kind.trim().eq_ignore_ascii_case("multipart/byteranges") {
-        return None;
-    }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case("boundary") {
-            return None;
-        }
-        let v = v.trim().trim_matches('"');
-        // RFC 2046: 1 to 70 characters.
-        (!v.is_empty() && v.len() <= 70 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
-            .then(|| v.to_owned())
-    })
-}
-
 fn line(reader: &mut impl BufRead) -> Result<String, MultipartError> {
     let mut buf = Vec::new();
     reader
@@ -201,44 +183,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_exact_parts_and_rejects_everything_else() {
-        assert_eq!(
-            boundary("multipart/byteranges; boundary=XYZ"),
-            Some("XYZ".into())
-        );
-        assert_eq!(
-            boundary("multipart/byteranges; boundary=\"a b\""),
-            Some("a b".into())
-        );
-        assert_eq!(boundary("application/octet-stream"), None);
-        let asked = [0..3, 10..12];
-        let good = reply(&[(0..3, b"abc"), (10..12, b"kl")], 100);
-        let (got, delivered, result) = run(&good, &asked);
-        assert!(result.is_ok());
-        assert_eq!(delivered, asked.to_vec());
-        assert_eq!(got, vec![(0, b"abc".to_vec()), (10, b"kl".to_vec())]);
-        // A part not asked for; a duplicate; data longer than its range; truncated.
-        assert!(run(&reply(&[(0..4, b"abcd")], 100), &asked).2.is_err());
-        assert!(
-            run(&reply(&[(0..3, b"abc"), (0..3, b"abc")], 100), &asked)
-                .2
-                .is_err()
-        );
-        let mut long = reply(&[(0..3, b"abc")], 100);
-        long.splice(long.len() - 11..long.len() - 11, *b"x");
-        assert!(run(&long, &asked).2.is_err());
-        let cut = &good[..good.len() - 20];
-        let (_, delivered, result) = run(cut, &asked);
-        assert!(result.is_err());
-        assert_eq!(delivered, vec![0..3], "the complete part is still reported");
-        // Wrong total, and a header line beyond the limit.
-        assert!(run(&reply(&[(0..3, b"abc")], 99), &asked).2.is_err());
-        let mut huge = b"\r\n--XYZ\r\nX: ".to_vec();
-        huge.extend(std::iter::repeat_n(b'a', 5000));
-        assert!(run(&huge, &asked).2.is_err());
-    }
-
-    #[test]
     fn bad_47_boundary_at_buffer_edges_never_panics() {
         // Catalogue item 47: boundaries around buffer sizes ±1, ±6, ±8; and every reader
         // buffer size from 1 byte up, so each delimiter straddles a buffer edge somewhere.
@@ -280,5 +224,34 @@ mod tests {
                 assert_eq!(n, len);
             }
         }
+    }
+
+    #[test]
+    fn parses_exact_parts_and_rejects_everything_else() {
+        let asked = [0..3, 10..12];
+        let good = reply(&[(0..3, b"abc"), (10..12, b"kl")], 100);
+        let (got, delivered, result) = run(&good, &asked);
+        assert!(result.is_ok());
+        assert_eq!(delivered, asked.to_vec());
+        assert_eq!(got, vec![(0, b"abc".to_vec()), (10, b"kl".to_vec())]);
+        // A part not asked for; a duplicate; data longer than its range; truncated.
+        assert!(run(&reply(&[(0..4, b"abcd")], 100), &asked).2.is_err());
+        assert!(
+            run(&reply(&[(0..3, b"abc"), (0..3, b"abc")], 100), &asked)
+                .2
+                .is_err()
+        );
+        let mut long = reply(&[(0..3, b"abc")], 100);
+        long.splice(long.len() - 11..long.len() - 11, *b"x");
+        assert!(run(&long, &asked).2.is_err());
+        let cut = &good[..good.len() - 20];
+        let (_, delivered, result) = run(cut, &asked);
+        assert!(result.is_err());
+        assert_eq!(delivered, vec![0..3], "the complete part is still reported");
+        // Wrong total, and a header line beyond the limit.
+        assert!(run(&reply(&[(0..3, b"abc")], 99), &asked).2.is_err());
+        let mut huge = b"\r\n--XYZ\r\nX: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', 5000));
+        assert!(run(&huge, &asked).2.is_err());
     }
 }

@@ -154,7 +154,7 @@ pub(super) fn check_reply<B>(
 /// once it has shown it cannot: a whole file, 416, or one coalesced range).
 pub(super) fn multipart_boundary<B>(resp: &ureq::http::Response<B>) -> Result<String, bool> {
     let status = resp.status().as_u16();
-    let boundary = header(resp, "content-type").and_then(super::multipart::boundary);
+    let boundary = header(resp, "content-type").and_then(boundary);
     let encoded =
         header(resp, "content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
     boundary
@@ -229,6 +229,24 @@ pub(super) fn retry_after<B>(resp: &ureq::http::Response<B>) -> Option<Duration>
         .map(Duration::from_secs)
 }
 
+/// The boundary of a `multipart/byteranges` content type, if that is what it is.
+pub(crate) fn boundary(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/byteranges") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let v = v.trim().trim_matches('"');
+        // RFC 2046: 1 to 70 characters.
+        (!v.is_empty() && v.len() <= 70 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+            .then(|| v.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +266,21 @@ mod tests {
         ] {
             assert_eq!(content_range(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_multipart_boundary_is_read_only_from_its_content_type() {
+        assert_eq!(
+            boundary("multipart/byteranges; boundary=XYZ"),
+            Some("XYZ".into())
+        );
+        assert_eq!(
+            boundary("multipart/byteranges; boundary=\"a b\""),
+            Some("a b".into())
+        );
+        assert_eq!(boundary("application/octet-stream"), None);
+        assert_eq!(boundary("multipart/byteranges; boundary="), None);
+        let long = format!("multipart/byteranges; boundary={}", "b".repeat(71));
+        assert_eq!(boundary(&long), None);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cursor;
 pub mod envelope;
+pub mod hash;
 pub mod keyset;
 pub mod manifest;
 

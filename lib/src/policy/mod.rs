@@ -4,7 +4,7 @@
 //! channels, expired releases and keys outside their validity window, all before the first
 //! payload byte is read. Nothing here comes from the manifest's own claims about the device.
 
-mod error;
+pub(crate) mod error;
 mod state;
 
 pub use error::PolicyError;

@@ -19,8 +19,8 @@ mod encode;
 pub use decode::unpack;
 pub use encode::pack;
 
+use super::hash::{chunk_hash, source_hash, source_part};
 use super::{ChunkHash, Hash, SourceHash};
-use crate::chunk::{chunk_hash, source_hash, source_part};
 
 /// The only signature algorithm: pure Ed25519 over a domain-separated message (SPEC.md §4).
 pub const SIG_ALG_ED25519: u8 = 1;
