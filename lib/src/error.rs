@@ -75,6 +75,8 @@ pub enum Error {
     },
     /// The diff inputs are too large for the format's limits, or options are invalid.
     InvalidInput(String),
+    /// The generator's compressor failed (zstd or liblzma): no bundle was written.
+    Encoder(&'static str),
     /// The caller cancelled the operation; what was written so far is verified but incomplete.
     Cancelled,
 }
@@ -133,6 +135,7 @@ impl std::fmt::Display for Error {
                 )
             }
             Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
+            Error::Encoder(what) => write!(f, "encoder failed: {what}"),
             Error::Cancelled => write!(f, "cancelled: the target is incomplete and not bootable"),
         }
     }

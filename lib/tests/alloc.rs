@@ -79,7 +79,7 @@ fn worst_catalogue_inputs_allocate_within_their_limits() {
     let mut huge_count = empty.encode_plain();
     huge_count.pop();
     abdelta::format::cursor::put_varint(&mut huge_count, 1 << 32);
-    let huge_count = abdelta::format::manifest::pack(&huge_count);
+    let huge_count = abdelta::format::manifest::pack(&huge_count).unwrap();
     let signed = assemble(
         &huge_count,
         &[abdelta::sign::sign_manifest(&key(), &huge_count)],

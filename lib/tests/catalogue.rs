@@ -76,7 +76,7 @@ fn resigned_bytes(bytes: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let (_, stored, payload) = parts(bytes);
     let mut plain = unpack(&stored, &Limits::DEFAULT).unwrap();
     edit(&mut plain);
-    resigned_stored(&pack(&plain), &payload)
+    resigned_stored(&pack(&plain).unwrap(), &payload)
 }
 
 /// The bundle around stored manifest bytes as given, correctly signed.
@@ -265,7 +265,7 @@ fn bad_05_a_stored_manifest_is_one_frame_that_declares_its_length() {
         rule("the frame must declare its decoded length")
     );
     // A frame declaring more than the manifest limit is refused before anything is allocated.
-    let big = pack(&vec![0u8; Limits::DEFAULT.max_manifest_len as usize + 1]);
+    let big = pack(&vec![0u8; Limits::DEFAULT.max_manifest_len as usize + 1]).unwrap();
     assert!(matches!(
         frame_error(&big),
         FormatError::OutOfRange {
@@ -1188,7 +1188,7 @@ fn corrupt_literal(bytes: &[u8], index: usize) -> Vec<u8> {
     let mut plain = vec![0u8; m.chunks[index].len as usize];
     decode_literal(&out[at..at + blob.len as usize], &mut plain).unwrap();
     plain[0] ^= 1;
-    let replacement = encode_literal(&plain, 3);
+    let replacement = encode_literal(&plain, 3).unwrap();
     if replacement.len() == blob.len as usize {
         out[at..at + replacement.len()].copy_from_slice(&replacement);
     } else {
@@ -1248,7 +1248,7 @@ fn bad_35_declared_length_differs_from_the_decoded_length() {
     let mut plain = vec![0u8; c.len as usize];
     decode_literal(&b[at..at + blob.len as usize], &mut plain).unwrap();
     plain.pop();
-    let mut short = encode_literal(&plain, 3);
+    let mut short = encode_literal(&plain, 3).unwrap();
     let mut out = vec![0u8; c.len as usize];
     assert_eq!(
         decode_literal(&short, &mut out),
@@ -1269,7 +1269,7 @@ fn bad_35_declared_length_differs_from_the_decoded_length() {
         blob.offset = new_offset;
         blob.len = u32::try_from(short.len()).unwrap();
     }
-    let bytes = manifest.encode();
+    let bytes = manifest.encode().unwrap();
     let bad = assemble(&bytes, &[sign_manifest(&key(), &bytes)], &payload);
     let (r, _) = apply_keep(&bad, &[]);
     assert!(
@@ -1300,7 +1300,7 @@ fn bad_36_target_hash_mismatch_with_every_chunk_valid() {
 #[test]
 fn bad_37_bomb_stops_at_the_declared_length() {
     // 64 MiB of zeros compress to a few KiB; the chunk declares 64 KiB.
-    let bomb = encode_literal(&vec![0u8; 64 << 20], 19);
+    let bomb = encode_literal(&vec![0u8; 64 << 20], 19).unwrap();
     assert!(bomb.len() < 8 << 10);
     let mut out = vec![0u8; 64 << 10];
     assert_eq!(decode_literal(&bomb, &mut out), Err(CodecError::TooLong));
@@ -1351,7 +1351,7 @@ fn bad_39_frame_content_size_that_lies() {
 
 #[test]
 fn bad_40_concatenated_skippable_or_trailing_frames() {
-    let blob = encode_literal(b"station", 3);
+    let blob = encode_literal(b"station", 3).unwrap();
     let mut out = [0u8; 7];
     let mut twice = blob.clone();
     twice.extend_from_slice(&blob);
@@ -1369,7 +1369,7 @@ fn bad_40_concatenated_skippable_or_trailing_frames() {
 #[test]
 fn bad_41_truncated_stream() {
     let data = Rng(4).bytes(10_000);
-    let blob = encode_literal(&data, 3);
+    let blob = encode_literal(&data, 3).unwrap();
     let mut out = vec![0u8; data.len()];
     for cut in [0, 3, 4, 6, blob.len() / 2, blob.len() - 1] {
         assert_eq!(
@@ -1407,7 +1407,7 @@ fn bad_42_xz_or_lzma_header_with_a_huge_dictionary_is_refused_without_allocating
     }
     // A valid stream decodes only to the declared length, whatever it would produce.
     let extra = abdelta::codec::GroupExtra::new(&vec![7u8; 1 << 20]).unwrap();
-    let blob = abdelta::codec::encode_group(&[], 0, &extra);
+    let blob = abdelta::codec::encode_group(&[], 0, &extra).unwrap();
     assert!(matches!(
         abdelta::codec::decode_group(&blob, &layout(1000, 0, 0)),
         Err(CodecError::BadGroup("content longer than declared"))

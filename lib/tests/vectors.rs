@@ -98,7 +98,7 @@ fn resign(manifest: &[u8], payload: &[u8], signer: &SecretKey) -> Vec<u8> {
 fn edit_manifest(parts: &Parts, edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
     let mut m = Manifest::decode(&parts.manifest, &Limits::DEFAULT).unwrap();
     edit(&mut m);
-    resign(&m.encode(), &parts.payload, &key())
+    resign(&m.encode().unwrap(), &parts.payload, &key())
 }
 
 /// Files to write (name, bytes).
@@ -225,7 +225,7 @@ fn generate() -> (Files, Vec<(String, &'static str)>) {
     push(
         "manifest_trailing_byte",
         true,
-        resign(&pack(&trailing_plain), &parts.payload, &key()),
+        resign(&pack(&trailing_plain).unwrap(), &parts.payload, &key()),
     );
     let mut trailing_frame = parts.manifest.clone();
     trailing_frame.push(0);

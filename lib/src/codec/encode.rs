@@ -16,7 +16,7 @@ fn window_log_for(len: usize) -> u32 {
     bits.clamp(10, WINDOW_LOG_MAX)
 }
 
-fn compress(data: &[u8], level: i32) -> Vec<u8> {
+fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     let mut cctx = CCtx::create();
     // Frame header trimmed to what a manifest does not already say: the declared chunk length
     // and hash make the content size and checksum redundant.
@@ -33,16 +33,12 @@ fn compress(data: &[u8], level: i32) -> Vec<u8> {
         let _ = cctx.set_parameter(p);
     }
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
-    match cctx.compress2(&mut out, data) {
-        Ok(_) => out,
-        // compress_bound guarantees room; fall back to an empty frame never happens in practice,
-        // but must not panic: callers compare sizes and keep the literal.
-        Err(_) => Vec::new(),
-    }
+    // compress_bound guarantees room: a failure is zstd's own.
+    cctx.compress2(&mut out, data).ok().map(|_| out)
 }
 
-/// Compresses a chunk into a self-contained literal blob.
-pub fn encode_literal(data: &[u8], level: i32) -> Vec<u8> {
+/// Compresses a chunk into a self-contained literal blob; `None` if zstd fails.
+pub fn encode_literal(data: &[u8], level: i32) -> Option<Vec<u8>> {
     compress(data, level)
 }
 
@@ -317,14 +313,10 @@ const HEAD_BITS: ContextBits = ContextBits { lc: 1, pb: 0 };
 const EXTRA_LC: u32 = 4;
 
 /// Compresses `data` into one raw stream of the group chain at `preset` with context bits
-/// `bits`; empty if liblzma fails.
-fn deflate(data: &[u8], preset: u32, filter: ExtraFilter, bits: ContextBits) -> Vec<u8> {
-    let Some(filters) = group_filters(data.len(), preset, filter, bits) else {
-        return Vec::new();
-    };
-    let Ok(mut stream) = Stream::new_raw_encoder(&filters) else {
-        return Vec::new();
-    };
+/// `bits`; `None` if liblzma fails.
+fn deflate(data: &[u8], preset: u32, filter: ExtraFilter, bits: ContextBits) -> Option<Vec<u8>> {
+    let filters = group_filters(data.len(), preset, filter, bits)?;
+    let mut stream = Stream::new_raw_encoder(&filters).ok()?;
     let mut out = Vec::with_capacity(data.len() / 2 + 1024);
     loop {
         let read = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
@@ -332,10 +324,8 @@ fn deflate(data: &[u8], preset: u32, filter: ExtraFilter, bits: ContextBits) -> 
             out.reserve(out.capacity().max(4096));
         }
         let rest = data.get(read..).unwrap_or_default();
-        match stream.process_vec(rest, &mut out, Action::Finish) {
-            Ok(Status::StreamEnd) => return out,
-            Ok(_) => {}
-            Err(_) => return Vec::new(),
+        if stream.process_vec(rest, &mut out, Action::Finish).ok()? == Status::StreamEnd {
+            return Some(out);
         }
     }
 }
@@ -350,9 +340,10 @@ const RANKING_PRESET: u32 = 3;
 const ESTIMATE_PRESET: u32 = 6;
 
 /// What `data` compresses to as a group stream on its own, at a middle preset: the
-/// generator's estimate when it chooses between encodings of a chunk.
+/// generator's estimate when it chooses between encodings of a chunk. If liblzma fails, the
+/// estimate is `usize::MAX`: that encoding is never the smaller.
 pub fn estimate_group_len(data: &[u8]) -> usize {
-    deflate(data, ESTIMATE_PRESET, ExtraFilter::None, PLAIN_BITS).len()
+    deflate(data, ESTIMATE_PRESET, ExtraFilter::None, PLAIN_BITS).map_or(usize::MAX, |s| s.len())
 }
 
 /// A group's extra bytes, compressed with the branch filter that made them smallest.
@@ -370,15 +361,16 @@ impl GroupExtra {
     pub fn new(extra: &[u8]) -> Option<GroupExtra> {
         let ranked = [ExtraFilter::X86, ExtraFilter::Arm64, ExtraFilter::ArmThumb]
             .into_par_iter()
-            .min_by_key(|&f| deflate(extra, RANKING_PRESET, f, PLAIN_BITS).len())?;
+            .min_by_key(|&f| {
+                deflate(extra, RANKING_PRESET, f, PLAIN_BITS).map_or(usize::MAX, |s| s.len())
+            })?;
         [ExtraFilter::None, ranked]
             .into_par_iter()
             .flat_map_iter(|filter| [0, 1, 2].map(|pb| (filter, ContextBits { lc: EXTRA_LC, pb })))
-            .map(|(filter, bits)| GroupExtra {
-                filter,
-                stream: deflate(extra, GROUP_PRESET, filter, bits),
+            .filter_map(|(filter, bits)| {
+                let stream = deflate(extra, GROUP_PRESET, filter, bits)?;
+                Some(GroupExtra { filter, stream })
             })
-            .filter(|e| !e.stream.is_empty())
             .min_by_key(|e| e.stream.len())
     }
 
@@ -392,25 +384,18 @@ impl GroupExtra {
 /// members' control records, difference gaps and difference values, stream by stream; the
 /// records are its first `gaps_at` bytes, stored field by field) as one raw LZMA2 stream
 /// (preset 9, extreme), then the extra bytes' stream. Neighbouring patches share one entropy
-/// context and match each other's bytes. Empty if liblzma fails or the first `gaps_at` bytes
-/// are not whole control records.
-pub fn encode_group(head: &[u8], gaps_at: usize, extra: &GroupExtra) -> Vec<u8> {
-    let Some((records, rest)) = head.split_at_checked(gaps_at) else {
-        return Vec::new();
-    };
-    let Some(mut stored) = split_records(records) else {
-        return Vec::new();
-    };
+/// context and match each other's bytes. `None` if liblzma fails or the first `gaps_at`
+/// bytes are not whole control records.
+pub fn encode_group(head: &[u8], gaps_at: usize, extra: &GroupExtra) -> Option<Vec<u8>> {
+    let (records, rest) = head.split_at_checked(gaps_at)?;
+    let mut stored = split_records(records)?;
     stored.extend_from_slice(rest);
-    let first = deflate(&stored, GROUP_PRESET, ExtraFilter::None, HEAD_BITS);
-    if first.is_empty() {
-        return Vec::new();
-    }
+    let first = deflate(&stored, GROUP_PRESET, ExtraFilter::None, HEAD_BITS)?;
     let mut blob = Vec::with_capacity(1 + first.len() + extra.stream.len());
     blob.push(extra.filter as u8);
     blob.extend_from_slice(&first);
     blob.extend_from_slice(&extra.stream);
-    blob
+    Some(blob)
 }
 
 /// A group's control records (three varints each: differences `d`, extra bytes `e`, seek

@@ -9,7 +9,7 @@ use crate::format::cursor::put_varint;
 #[test]
 fn literal_round_trips_and_is_capped() {
     let data = vec![7u8; 100_000];
-    let blob = encode_literal(&data, 3);
+    let blob = encode_literal(&data, 3).unwrap();
     let mut out = vec![0u8; data.len()];
     decode_literal(&blob, &mut out).unwrap();
     assert_eq!(out, data);
@@ -24,7 +24,7 @@ fn literal_round_trips_and_is_capped() {
 
 #[test]
 fn concatenated_and_trailing_frames_are_rejected() {
-    let blob = encode_literal(b"hello", 3);
+    let blob = encode_literal(b"hello", 3).unwrap();
     let mut twice = blob.clone();
     twice.extend_from_slice(&blob);
     let mut out = [0u8; 10];
@@ -52,6 +52,7 @@ fn group(content: &[u8], layout: &GroupLayout) -> Vec<u8> {
         layout.gaps_at as usize,
         &GroupExtra::new(extra).unwrap(),
     )
+    .unwrap()
 }
 
 fn layout(len: usize, gaps_at: usize, extra_at: usize) -> GroupLayout {
@@ -155,7 +156,7 @@ fn bsdiff_turns_moved_addresses_into_repeated_differences() {
         data.extend_from_slice(&[op, 0x8b, 0x05]);
         data.extend_from_slice(&(0x40_0040 + i * 8).to_le_bytes());
     }
-    let literal = encode_literal(&data, 19);
+    let literal = encode_literal(&data, 19).unwrap();
     let len = round_trip(&base, &data);
     assert!(
         len * 20 < literal.len(),
@@ -292,7 +293,7 @@ fn machine_code_extra_bytes_take_their_branch_filter() {
     }
     let extra = GroupExtra::new(&code).unwrap();
     assert_eq!(extra.filter(), ExtraFilter::X86);
-    let blob = encode_group(b"head", 0, &extra);
+    let blob = encode_group(b"head", 0, &extra).unwrap();
     let content = decode_group(&blob, &layout(4 + code.len(), 0, 4)).unwrap();
     assert_eq!(&content[..4], b"head");
     assert_eq!(&content[4..], &code[..]);

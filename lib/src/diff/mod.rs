@@ -124,32 +124,32 @@ fn encode_chunk(
     index: &SourceIndex,
     options: &DiffOptions,
     max_base: u64,
-) -> Encoded {
+) -> Option<Encoded> {
     let data = span.bytes(target);
     if data.iter().all(|&b| b == 0) {
-        return Encoded {
+        return Some(Encoded {
             copy: None,
             zero: true,
             patch: None,
             literal: None,
-        };
+        });
     }
-    let literal = codec::encode_literal(data, options.literal_level);
+    let literal = codec::encode_literal(data, options.literal_level)?;
     if let Some(&at) = index.chunks.get(&span.hash) {
-        return Encoded {
+        return Some(Encoded {
             copy: Some(at),
             zero: false,
             patch: None,
             literal: Some(literal),
-        };
+        });
     }
     if source.is_empty() {
-        return Encoded {
+        return Some(Encoded {
             copy: None,
             zero: false,
             patch: None,
             literal: Some(literal),
-        };
+        });
     }
     // Against its base where the chunk's old bytes were found, else as new data: whichever
     // compresses smaller alone will in its group too. Approximate matches against
@@ -161,12 +161,12 @@ fn encode_chunk(
         Some((base, content)) if estimate(&content) < estimate(&raw) => (base, content),
         _ => (PatchBase::empty(), raw),
     };
-    Encoded {
+    Some(Encoded {
         copy: None,
         zero: false,
         patch: Some(patch),
         literal: Some(literal),
-    }
+    })
 }
 
 /// The source bytes of `windows`, joined.
@@ -330,7 +330,7 @@ fn group(
         }
     }
     let gaps_at = streams.iter().map(|(_, [ctrl, ..])| ctrl.len()).sum();
-    let blob = codec::encode_group(&head, gaps_at, extra);
+    let blob = codec::encode_group(&head, gaps_at, extra)?;
     let members = streams
         .iter()
         .map(|(i, [ctrl, gaps, values, extra])| {
@@ -344,7 +344,7 @@ fn group(
             Some((*i, member))
         })
         .collect::<Option<Vec<_>>>()?;
-    (!blob.is_empty() && blob.len() <= max_blob as usize).then_some(Group {
+    (blob.len() <= max_blob as usize).then_some(Group {
         members,
         blob,
         bases: Vec::new(),
@@ -602,7 +602,8 @@ pub fn diff_bases(
             });
             e
         })
-        .collect();
+        .collect::<Option<_>>()
+        .ok_or(Error::Encoder("zstd could not compress a chunk"))?;
     drop(index);
 
     // Per extra base: its patches, then their groups.
@@ -770,12 +771,9 @@ pub fn diff_bases(
     };
     manifest.link_groups(&limits)?;
     manifest.validate(&limits)?;
-    let manifest_bytes = manifest.encode();
-    if manifest_bytes.is_empty() {
-        return Err(Error::InvalidInput(
-            "zstd could not pack the manifest".into(),
-        ));
-    }
+    let manifest_bytes = manifest
+        .encode()
+        .ok_or(Error::Encoder("zstd could not pack the manifest"))?;
     let record = sign_manifest(key, &manifest_bytes);
     let envelope = Envelope {
         manifest_len: u32::try_from(manifest_bytes.len())

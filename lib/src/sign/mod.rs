@@ -297,7 +297,7 @@ mod tests {
             payload_len: 0,
             chunks: Vec::new(),
         };
-        let stored = manifest.encode();
+        let stored = manifest.encode().unwrap();
         let record = sign_manifest(&key, &stored);
         let verified =
             verify_manifest(&stored, &[record], &[key.public()], &Limits::DEFAULT).unwrap();

@@ -12,8 +12,8 @@ const PACK_LEVEL: i32 = 19;
 /// A manifest as a bundle stores it (SPEC.md §5): one Zstandard frame of its plain encoding,
 /// declaring the plain length, without checksum or dictionary id (the signature covers the
 /// stored bytes). Lengths, offsets and masks repeat within their columns, which the packer
-/// finds (the measurements: BENCHMARKS.md, "Tuning record"). Empty if zstd fails.
-pub fn pack(plain: &[u8]) -> Vec<u8> {
+/// finds (the measurements: BENCHMARKS.md, "Tuning record"). `None` if zstd fails.
+pub fn pack(plain: &[u8]) -> Option<Vec<u8>> {
     use zstd::zstd_safe::{CCtx, CParameter, compress_bound};
     let mut cctx = CCtx::create();
     let params = [
@@ -27,15 +27,13 @@ pub fn pack(plain: &[u8]) -> Vec<u8> {
         let _ = cctx.set_parameter(p);
     }
     let mut out = Vec::with_capacity(compress_bound(plain.len()));
-    match cctx.compress2(&mut out, plain) {
-        Ok(_) => out,
-        Err(_) => Vec::new(),
-    }
+    cctx.compress2(&mut out, plain).ok().map(|_| out)
 }
 
 impl Manifest {
-    /// The stored encoding: the canonical plain encoding, packed ([`pack`]).
-    pub fn encode(&self) -> Vec<u8> {
+    /// The stored encoding: the canonical plain encoding, packed ([`pack`]); `None` if zstd
+    /// fails.
+    pub fn encode(&self) -> Option<Vec<u8>> {
         pack(&self.encode_plain())
     }
 
