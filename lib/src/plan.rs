@@ -239,11 +239,7 @@ fn index_source<S: Source + ?Sized>(
 }
 
 enum Choice {
-    Ready {
-        step: Step,
-        fell_back: bool,
-        relocated: bool,
-    },
+    Ready(Chosen),
     /// The copy hint missed: look the chunk up in the source index, then continue with the rest.
     NeedsIndex,
 }
@@ -261,22 +257,22 @@ fn choose<S: Source + ?Sized>(
     {
         // Index entries were hashed when built; the copy is checked again, in full, at apply.
         let hinted = entry.copy == Some(at);
-        return Choice::Ready {
+        return Choice::Ready(Chosen {
             step: Step::Copy { offset: at },
             fell_back: false,
             relocated: !hinted,
-        };
+        });
     }
     for recipe in entry.recipes() {
         match recipe {
             Recipe::Copy { offset } => {
                 let held = errors.read(read_range(source, offset, entry.len.into()));
                 if held.is_some_and(|b| entry.check.admits(&b)) {
-                    return Choice::Ready {
+                    return Choice::Ready(Chosen {
                         step: Step::Copy { offset },
                         fell_back,
                         relocated: false,
-                    };
+                    });
                 }
                 if index.is_none() {
                     return Choice::NeedsIndex;
@@ -294,37 +290,37 @@ fn choose<S: Source + ?Sized>(
                     // A patch against the earlier release this device runs is what the bundle
                     // planned for it, not a fallback.
                     let planned = entry.alternates.iter().any(|a| a.patch == patch);
-                    return Choice::Ready {
+                    return Choice::Ready(Chosen {
                         step,
                         fell_back: fell_back && !planned,
                         relocated: false,
-                    };
+                    });
                 }
                 fell_back = true;
             }
             Recipe::Literal { blob, .. } => {
-                return Choice::Ready {
+                return Choice::Ready(Chosen {
                     step: Step::Literal { blob },
                     fell_back,
                     relocated: false,
-                };
+                });
             }
             Recipe::Zero => {
-                return Choice::Ready {
+                return Choice::Ready(Chosen {
                     step: Step::Zero,
                     fell_back,
                     relocated: false,
-                };
+                });
             }
         }
     }
     // Unreachable for a decoded manifest (every chunk ends in Literal or Zero); a zero-fill
     // here would still be caught by the chunk hash check.
-    Choice::Ready {
+    Choice::Ready(Chosen {
         step: Step::Zero,
         fell_back: true,
         relocated: false,
-    }
+    })
 }
 
 /// The step that needs no source: the chunk's literal, or zero-fill.
@@ -344,6 +340,15 @@ fn patch_step(patch: &crate::format::Patch) -> Step {
     }
 }
 
+/// A chunk's step, and how it came to be chosen.
+struct Chosen {
+    step: Step,
+    /// Its planned recipe could not be used: it takes a fallback.
+    fell_back: bool,
+    /// Its bytes were found elsewhere in the source than the manifest says.
+    relocated: bool,
+}
+
 /// In a bundle with alternates a chunk may have several usable patches (its base bytes are
 /// the same in two releases), each a member of another group. Picks, per such chunk, the usable
 /// patch whose group this device can use most (the literal bytes of the members it can use,
@@ -352,9 +357,9 @@ fn patch_step(patch: &crate::format::Patch) -> Step {
 fn prefer_useful_groups<S: Source + ?Sized>(
     manifest: &Manifest,
     source: &S,
-    mut chosen: Vec<(Step, bool, bool)>,
+    mut chosen: Vec<Chosen>,
     errors: &SourceErrorLog,
-) -> Vec<(Step, bool, bool)> {
+) -> Vec<Chosen> {
     let usable = |p: &crate::format::Patch| {
         errors
             .read(join_base(source, &p.base))
@@ -364,7 +369,7 @@ fn prefer_useful_groups<S: Source + ?Sized>(
         .chunks
         .par_iter()
         .zip(chosen.par_iter())
-        .map(|(entry, (step, ..))| {
+        .map(|(entry, Chosen { step, .. })| {
             if !matches!(step, Step::Patch { .. }) || entry.patches().nth(1).is_none() {
                 return Vec::new();
             }
@@ -376,7 +381,9 @@ fn prefer_useful_groups<S: Source + ?Sized>(
         })
         .collect();
     let mut worth: HashMap<BlobRef, u64> = HashMap::new();
-    for ((entry, (step, ..)), cands) in manifest.chunks.iter().zip(&chosen).zip(&candidates) {
+    for ((entry, Chosen { step, .. }), cands) in
+        manifest.chunks.iter().zip(&chosen).zip(&candidates)
+    {
         let literal = fallback_step(entry).blob().map_or(0, |b| u64::from(b.len));
         let groups = match cands.is_empty() {
             true => std::slice::from_ref(step),
@@ -394,7 +401,7 @@ fn prefer_useful_groups<S: Source + ?Sized>(
         Step::Patch { blob, .. } => (worth.get(blob).copied().unwrap_or(0), u64::from(blob.len)),
         _ => (0, 1),
     };
-    for ((step, ..), cands) in chosen.iter_mut().zip(candidates) {
+    for (Chosen { step, .. }, cands) in chosen.iter_mut().zip(candidates) {
         let mut best: Option<(Step, (u64, u64))> = None;
         for cand in cands {
             let (w, len) = score(&cand);
@@ -415,19 +422,22 @@ fn prefer_useful_groups<S: Source + ?Sized>(
 /// A group's blob serves all its members whose base this source holds; when it costs more than
 /// those members' literals (a source of another version, or one that drifted, leaves few of
 /// them usable), they take their literals instead.
-fn drop_costly_groups(
-    manifest: &Manifest,
-    mut chosen: Vec<(Step, bool, bool)>,
-) -> Vec<(Step, bool, bool)> {
+fn drop_costly_groups(manifest: &Manifest, mut chosen: Vec<Chosen>) -> Vec<Chosen> {
     // Per group blob: the literal bytes its usable members would otherwise read.
     let mut instead: HashMap<BlobRef, u64> = HashMap::new();
-    for ((step, _, _), entry) in chosen.iter().zip(&manifest.chunks) {
+    for (Chosen { step, .. }, entry) in chosen.iter().zip(&manifest.chunks) {
         if let Step::Patch { blob, .. } = step {
             let literal = fallback_step(entry).blob().map_or(0, |b| u64::from(b.len));
             *instead.entry(*blob).or_insert(0) += literal;
         }
     }
-    for ((step, fell_back, _), entry) in chosen.iter_mut().zip(&manifest.chunks) {
+    for (
+        Chosen {
+            step, fell_back, ..
+        },
+        entry,
+    ) in chosen.iter_mut().zip(&manifest.chunks)
+    {
         if let Step::Patch { blob, .. } = step
             && instead
                 .get(blob)
@@ -456,7 +466,7 @@ pub fn plan<S: Source + ?Sized>(bundle: &VerifiedBundle, source: &S) -> Plan {
         .any(|c| matches!(c, Choice::NeedsIndex))
         .then(|| errors.read(index_source(source, manifest).map(Some)))
         .map(Option::unwrap_or_default);
-    let chosen: Vec<(Step, bool, bool)> = first
+    let chosen: Vec<Chosen> = first
         .into_par_iter()
         .zip(manifest.chunks.par_iter())
         .map(|(choice, entry)| {
@@ -465,12 +475,13 @@ pub fn plan<S: Source + ?Sized>(bundle: &VerifiedBundle, source: &S) -> Plan {
                 ready => ready,
             };
             match choice {
-                Choice::Ready {
-                    step,
-                    fell_back,
-                    relocated,
-                } => (step, fell_back, relocated),
-                Choice::NeedsIndex => (Step::Zero, true, false), // index is present: not reached
+                Choice::Ready(chosen) => chosen,
+                // The index is present: not reached.
+                Choice::NeedsIndex => Chosen {
+                    step: Step::Zero,
+                    fell_back: true,
+                    relocated: false,
+                },
             }
         })
         .collect();
@@ -482,7 +493,12 @@ pub fn plan<S: Source + ?Sized>(bundle: &VerifiedBundle, source: &S) -> Plan {
     let mut relocated = Vec::new();
     let mut blobs = Vec::new();
     let mut steps = Vec::with_capacity(chosen.len());
-    for (index, (step, fb, moved)) in chosen.into_iter().enumerate() {
+    for (index, chosen) in chosen.into_iter().enumerate() {
+        let Chosen {
+            step,
+            fell_back: fb,
+            relocated: moved,
+        } = chosen;
         counts.add(step.kind());
         if fb {
             fell_back.push(index);

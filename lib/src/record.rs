@@ -52,6 +52,15 @@ impl From<WriteError> for io::Error {
     }
 }
 
+/// The directory holding `path`: its parent, or `.` for a bare file name (whose parent is
+/// the empty path, which cannot be opened to sync).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
 /// mix: a temporary file beside it (`<name>.new`), written and synced, renamed over it, and
 /// the directory synced.
@@ -59,10 +68,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> 
     let at = |step: &'static str| move |source| WriteError { step, source };
     let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
     let name = path.file_name().ok_or_else(invalid).map_err(at("naming"))?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = directory_of(path);
     let mut tmp_name = name.to_os_string();
     tmp_name.push(".new");
     let tmp = dir.join(tmp_name);
@@ -79,6 +85,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_directory() {
+        assert_eq!(directory_of(Path::new("state")), Path::new("."));
+        assert_eq!(directory_of(Path::new("/")), Path::new("."));
+        assert_eq!(directory_of(Path::new("a/state")), Path::new("a"));
+        assert_eq!(directory_of(Path::new("/var/state")), Path::new("/var"));
+    }
 
     #[test]
     fn a_sealed_record_opens_and_any_damage_closes_it() {

@@ -442,7 +442,8 @@ mod tests {
     fn a_journal_is_read_only_up_to_its_bound() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("stage");
-        let (hash, len) = ([6u8; 32], 2 * PIECE);
+        // Three pieces: a bound that adds two pieces' worth differs from one that doubles.
+        let (hash, len) = ([6u8; 32], 3 * PIECE);
         drop(Stage::open(&dir, &hash, len).unwrap());
         let bound = (len / PIECE + 2) * RECORDS_PER_PIECE;
         assert_eq!(
@@ -463,6 +464,25 @@ mod tests {
             fs::metadata(dir.join("journal")).unwrap().len(),
             (HEADER_LEN + bound as usize * RECORD_LEN) as u64
         );
+    }
+
+    /// A full piece is journaled before progress reports it, so a power cut right after
+    /// costs nothing of it: progress is what the agent shows and persists as done.
+    #[test]
+    fn a_full_piece_is_journaled_before_progress_reports_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stage");
+        let bundle = vec![5u8; 2 * PIECE as usize];
+        let mut stage = Stage::open(&dir, &[4u8; 32], bundle.len() as u64).unwrap();
+        let journal = dir.join("journal");
+        let mut journaled = Vec::new();
+        stage
+            .fetch(&MemBundle(&bundle), &[0..PIECE], &mut |received| {
+                journaled.push((received, fs::metadata(&journal)?.len()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(journaled, [(PIECE, (HEADER_LEN + RECORD_LEN) as u64)]);
     }
 
     /// A bundle source that counts the bytes it serves.

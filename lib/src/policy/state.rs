@@ -318,6 +318,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn varint_len_is_the_encoded_length() {
+        for v in [0, 1, 2, 127, 128, 16_383, 16_384, u64::MAX >> 1, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len() as u64, "{v}");
+        }
+    }
+
+    #[test]
     fn state_round_trips_and_damage_fails_closed() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state");
