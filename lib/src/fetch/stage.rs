@@ -469,7 +469,7 @@ mod tests {
     /// A full piece is journaled before progress reports it, so a power cut right after
     /// costs nothing of it: progress is what the agent shows and persists as done.
     #[test]
-    fn a_full_piece_is_journaled_before_progress_reports_it() {
+    fn a_full_piece_is_journaled_before_progress_reports_it_and_no_empty_record_after() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("stage");
         let bundle = vec![5u8; 2 * PIECE as usize];
@@ -483,6 +483,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(journaled, [(PIECE, (HEADER_LEN + RECORD_LEN) as u64)]);
+        // Ending on a piece's boundary leaves nothing more to record: an empty record would
+        // end the journal there, and the next download's records would be lost on reopening.
+        stage
+            .fetch(&MemBundle(&bundle), &[PIECE..2 * PIECE], &mut |_| Ok(()))
+            .unwrap();
+        drop(stage);
+        let stage = Stage::open(&dir, &[4u8; 32], bundle.len() as u64).unwrap();
+        assert_eq!(stage.received(), 2 * PIECE);
     }
 
     /// A bundle source that counts the bytes it serves.
