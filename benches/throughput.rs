@@ -2,10 +2,11 @@
 //! read-back from the medium.
 //! `cargo bench -p abdelta` prints MB/s per case.
 
-use abdelta::chunk::{DEFAULT_CHUNKING, boundaries, chunk_and_hash};
-use abdelta::diff::DiffOptions;
-use abdelta::error::no_progress;
+use abdelta::DEFAULT_CHUNKING;
+use abdelta::DiffOptions;
 use abdelta::format::Limits;
+use abdelta::internals::{boundaries, chunk_and_hash};
+use abdelta::no_progress;
 use abdelta::storage::{MemBundle, MemTarget};
 use abdelta::{SecretKey, VerifiedBundle};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -37,10 +38,10 @@ fn throughput(c: &mut Criterion) {
         b.iter(|| boundaries(&data, DEFAULT_CHUNKING).len())
     });
     g.bench_function("blake3 one core", |b| {
-        b.iter(|| abdelta::chunk::chunk_hash(&data))
+        b.iter(|| abdelta::internals::chunk_hash(&data))
     });
     g.bench_function("blake3 all cores", |b| {
-        b.iter(|| abdelta::chunk::hash_large(&data))
+        b.iter(|| abdelta::internals::hash_large(&data))
     });
     g.bench_function("chunk and hash", |b| {
         b.iter(|| chunk_and_hash(&data, DEFAULT_CHUNKING).len())
@@ -109,7 +110,7 @@ fn throughput(c: &mut Criterion) {
         .and_then(|f| f.sync_all())
         .expect("sync the target");
     g.bench_function("read-back from the medium (cache dropped)", |b| {
-        b.iter(|| abdelta::verify::verify_path(verified.manifest(), &path).expect("verified"))
+        b.iter(|| abdelta::verify_path(verified.manifest(), &path).expect("verified"))
     });
     g.finish();
 }

@@ -153,12 +153,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Failed reads of the running partition, for `--json`.
-pub fn source_errors_json(errors: &abdelta::plan::SourceErrors) -> serde_json::Value {
+pub fn source_errors_json(errors: &abdelta::SourceErrors) -> serde_json::Value {
     serde_json::json!({"count": errors.count, "first": errors.first})
 }
 
 /// Says on stderr that the running partition failed reads and what the fallback cost.
-pub fn print_source_errors(errors: &abdelta::plan::SourceErrors, refetched: u64) {
+pub fn print_source_errors(errors: &abdelta::SourceErrors, refetched: u64) {
     if let Some(first) = &errors.first {
         let cost = match refetched {
             0 => String::new(),

@@ -5,8 +5,8 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use abdelta::DiffOptions;
 use abdelta::SecretKey;
-use abdelta::diff::DiffOptions;
 use abdelta::storage::MappedImage;
 use anyhow::Context;
 
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             avg: kib * 1024,
             max: kib * 4096,
         },
-        None => abdelta::chunk::chunking_for(target.bytes().len() as u64),
+        None => abdelta::chunking_for(target.bytes().len() as u64),
     };
     let options = DiffOptions {
         chunking,
@@ -120,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::new(file);
     let bar = Bar::new(args.json);
-    let report = abdelta::diff::diff_bases(
+    let report = abdelta::diff_bases(
         source.bytes(),
         &earlier,
         target.bytes(),

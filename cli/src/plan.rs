@@ -91,7 +91,7 @@ pub fn plan_json(plan: &abdelta::Plan, download: &Download) -> serde_json::Value
         "fell_back_bytes": plan
             .fell_back
             .iter()
-            .filter_map(|&i| plan.steps.get(i).and_then(abdelta::plan::Step::blob))
+            .filter_map(|&i| plan.steps.get(i).and_then(abdelta::Step::blob))
             .map(|b| u64::from(b.len))
             .sum::<u64>(),
         "relocated_chunks": plan.relocated.len(),

@@ -32,7 +32,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let bundle = crate::device::open_authentic(&args.bundle, &args.fetch, &args.device.device()?)?;
     let m = bundle.manifest();
-    abdelta::verify::verify_path(m, &args.target)
+    abdelta::verify_path(m, &args.target)
         .with_context(|| format!("{} is not the signed image", args.target.display()))?;
     if args.json {
         println!(

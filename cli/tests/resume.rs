@@ -183,7 +183,7 @@ fn killed_at_random_points_resumes_and_ends_verified() {
         .arg("--target")
         .arg(&target));
     let wire = counters.body_bytes.load(Ordering::SeqCst);
-    let piece = abdelta::fetch::stage::PIECE;
+    let piece = abdelta::fetch::PIECE;
     eprintln!(
         "server: {}; kills: {kills}; planned {planned} bytes; on the wire {wire} bytes; extra {} ({:.2} pieces per kill)",
         if nginx.is_some() { "nginx" } else { "embedded" },

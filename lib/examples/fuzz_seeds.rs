@@ -196,14 +196,14 @@ fn small_bundles() -> std::io::Result<Vec<(String, Vec<u8>)>> {
         later[i] ^= 0x5a;
     }
     let mut fleet = Vec::new();
-    abdelta::diff::diff_bases(
+    abdelta::diff_bases(
         &later,
         &[&source],
         &target,
         &options,
         &key,
         &mut fleet,
-        &abdelta::error::no_progress,
+        &abdelta::no_progress,
     )
     .map_err(|e| std::io::Error::other(e.to_string()))?;
     out.push(("small-fleet".to_string(), fleet));
@@ -215,7 +215,7 @@ fn small_bundles() -> std::io::Result<Vec<(String, Vec<u8>)>> {
             &options,
             &key,
             &mut bundle,
-            &abdelta::error::no_progress,
+            &abdelta::no_progress,
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
         out.push((name.to_string(), bundle));

@@ -1,13 +1,13 @@
 //! The design names the `bsdiff` crate as the patch matcher; the generator uses `bidiff`.
 //! This measures both on image pairs: each matcher's matches over the whole new file, turned
-//! into the same bsdiff-class content (`codec::content_of_matches`) and compressed the same way
+//! into the same bsdiff-class content (`content_of_matches`) and compressed the same way
 //! (the generator's LZMA estimate), with the matching time.
 //!
 //!     cargo run --release -p abdelta --example matchers -- OLD NEW [OLD NEW ...]
 
 use std::time::Instant;
 
-use abdelta::codec;
+use abdelta::internals as codec;
 
 /// Matches from the `bsdiff` crate: its patch is, per control, add/copy/seek as 8-byte
 /// little-endian (seek sign-magnitude), then `add` difference bytes and `copy` extra bytes.

@@ -11,17 +11,20 @@
 
 mod common;
 
-use abdelta::codec::{CodecError, decode_literal, encode_literal};
-use abdelta::error::no_progress;
 use abdelta::format::manifest::{pack, unpack};
 use abdelta::format::{
     ChunkCheck, Cursor, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest,
     SignatureRecord,
 };
+use abdelta::no_progress;
 use abdelta::policy::{DeviceState, Policy, PolicyError};
 use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{FileTarget, MemBundle, MemTarget, SourceImage};
 use abdelta::{ApplyReport, Error, SecretKey, UnverifiedBundle, VerifiedBundle};
+use abdelta::{
+    CodecError,
+    internals::{decode_literal, encode_literal},
+};
 use common::*;
 
 /// A small delta bundle (images from `common::images`) and its source.
@@ -536,7 +539,7 @@ fn bad_16_signature_algorithm_switched() {
 
 #[test]
 fn bad_21_other_hardware_missing_compat_or_other_channel() {
-    let check_with = |opts: abdelta::diff::DiffOptions, policy: &Policy| {
+    let check_with = |opts: abdelta::DiffOptions, policy: &Policy| {
         policy_error(check(
             &bundle(&opts, &key()),
             policy,
@@ -544,7 +547,7 @@ fn bad_21_other_hardware_missing_compat_or_other_channel() {
             NOW,
         ))
     };
-    let other_rev = abdelta::diff::DiffOptions {
+    let other_rev = abdelta::DiffOptions {
         hardware_compat: vec!["evse-ac22-rev2".into()],
         ..release(2)
     };
@@ -552,7 +555,7 @@ fn bad_21_other_hardware_missing_compat_or_other_channel() {
         check_with(other_rev, &device()),
         PolicyError::WrongHardware { .. }
     ));
-    let beta = abdelta::diff::DiffOptions {
+    let beta = abdelta::DiffOptions {
         channel: "beta".into(),
         ..release(2)
     };
@@ -1401,15 +1404,15 @@ fn bad_42_xz_or_lzma_header_with_a_huge_dictionary_is_refused_without_allocating
     };
     for blob in [&xz[..], &lzma_alone[..]] {
         assert!(matches!(
-            abdelta::codec::decode_group(blob, &layout(1 << 20, 0, 1 << 19)),
+            abdelta::internals::decode_group(blob, &layout(1 << 20, 0, 1 << 19)),
             Err(CodecError::BadGroup(_))
         ));
     }
     // A valid stream decodes only to the declared length, whatever it would produce.
-    let extra = abdelta::codec::GroupExtra::new(&vec![7u8; 1 << 20]).unwrap();
-    let blob = abdelta::codec::encode_group(&[], 0, &extra).unwrap();
+    let extra = abdelta::internals::GroupExtra::new(&vec![7u8; 1 << 20]).unwrap();
+    let blob = abdelta::internals::encode_group(&[], 0, &extra).unwrap();
     assert!(matches!(
-        abdelta::codec::decode_group(&blob, &layout(1000, 0, 0)),
+        abdelta::internals::decode_group(&blob, &layout(1000, 0, 0)),
         Err(CodecError::BadGroup("content longer than declared"))
     ));
 }

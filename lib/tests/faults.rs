@@ -14,8 +14,8 @@ use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use abdelta::error::no_progress;
 use abdelta::format::Limits;
+use abdelta::no_progress;
 use abdelta::storage::{MemBundle, MemTarget, Source, SourceImage};
 use abdelta::{Plan, VerifiedBundle};
 use common::{Rng, make_bundle, trusted};
@@ -334,7 +334,7 @@ fn fault_crash_matrix_on_the_target_converges_at_every_cut() {
         let (result, target) = run(old_slot.clone(), cut);
         assert!(result.is_err(), "cut {i} ({cut:?}) reported good");
         let medium = target.after_the_cut(&mut rng);
-        if abdelta::verify::verify_bytes(verified.manifest(), &medium).is_err() {
+        if abdelta::verify_bytes(verified.manifest(), &medium).is_err() {
             torn_images += 1;
         }
         let (rerun, target) = run(medium, Cut::Never);

@@ -7,8 +7,8 @@
 
 mod common;
 
-use abdelta::error::no_progress;
 use abdelta::format::Limits;
+use abdelta::no_progress;
 use abdelta::storage::MemBundle;
 use abdelta::{Plan, VerifiedBundle};
 use common::{Rng, key, options, trusted};
@@ -46,7 +46,7 @@ fn fleet() -> &'static [u8] {
 
 fn bundle(from: &[u8], earlier: &[&[u8]], to: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    abdelta::diff::diff_bases(
+    abdelta::diff_bases(
         from,
         earlier,
         to,
@@ -116,7 +116,7 @@ fn without_earlier_releases_the_bundle_is_the_plain_diff() {
 fn earlier_releases_need_a_source_and_are_at_most_seven() {
     let r = releases();
     let mut out = Vec::new();
-    let no_source = abdelta::diff::diff_bases(
+    let no_source = abdelta::diff_bases(
         &[],
         &[&r[0]],
         &r[1],
@@ -127,7 +127,7 @@ fn earlier_releases_need_a_source_and_are_at_most_seven() {
     );
     assert!(no_source.is_err());
     let eight: Vec<&[u8]> = (0..8).map(|_| &r[0][..]).collect();
-    let too_many = abdelta::diff::diff_bases(
+    let too_many = abdelta::diff_bases(
         &r[1],
         &eight,
         &r[2],

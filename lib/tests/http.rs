@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use abdelta::error::no_progress;
 use abdelta::fetch::{FetchError, FetchStats, HttpOptions, HttpSource};
 use abdelta::format::Limits;
+use abdelta::no_progress;
 use abdelta::storage::MemTarget;
 use abdelta::{Error, VerifiedBundle};
 use abdelta_testkit::{Fault, proxy, serve};

@@ -83,15 +83,7 @@ fn any_trusted_record_order_verifies_a_multi_signed_manifest() {
         literal_level: 1,
         ..Default::default()
     };
-    abdelta::diff(
-        &[],
-        b"image",
-        &options,
-        &a,
-        &mut out,
-        &abdelta::error::no_progress,
-    )
-    .unwrap();
+    abdelta::diff(&[], b"image", &options, &a, &mut out, &abdelta::no_progress).unwrap();
     let env = abdelta::format::Envelope::decode(&out[..32], &Limits::DEFAULT).unwrap();
     let manifest = &out[32..32 + env.manifest_len as usize];
     assert_eq!(

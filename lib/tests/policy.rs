@@ -6,7 +6,7 @@
 
 mod common;
 
-use abdelta::diff::DiffOptions;
+use abdelta::DiffOptions;
 use abdelta::format::Keyset;
 use abdelta::policy::{DeviceState, Policy, PolicyError};
 use abdelta::sign::sign_keyset;

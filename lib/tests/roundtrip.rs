@@ -20,7 +20,7 @@ fn check(a: &[u8], b: &[u8]) -> abdelta::ApplyReport {
     assert!(out == b, "rebuilt image differs");
     assert_eq!(report.bytes_written, b.len() as u64);
     // Memory stays bounded: one batch of chunk bytes, at most two decoded groups.
-    assert!(report.peak_batch_bytes <= abdelta::apply::BATCH_BYTES + (4 << 20));
+    assert!(report.peak_batch_bytes <= abdelta::internals::BATCH_BYTES + (4 << 20));
     assert!(report.peak_batch_bytes > 0 || b.is_empty());
     assert!(report.peak_groups <= 2);
     // The source is never written.
@@ -90,7 +90,7 @@ fn empty_and_tiny() {
 
 #[test]
 fn sizes_around_chunk_boundaries() {
-    let c = abdelta::chunk::DEFAULT_CHUNKING;
+    let c = abdelta::DEFAULT_CHUNKING;
     let mut rng = Rng(2);
     let base = rng.bytes(3 * c.max as usize);
     for size in [

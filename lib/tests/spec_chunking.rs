@@ -96,8 +96,8 @@ fn the_spec_text_cuts_the_implementations_chunks() {
     image.extend(std::iter::repeat_n(0u8, 300_000));
     image.extend(rng.bytes(77_777));
     for c in [
-        abdelta::chunk::DEFAULT_CHUNKING,
-        abdelta::chunk::SMALL_IMAGE_CHUNKING,
+        abdelta::DEFAULT_CHUNKING,
+        abdelta::SMALL_IMAGE_CHUNKING,
         Chunking {
             min: 64,
             avg: 256,
@@ -114,7 +114,7 @@ fn the_spec_text_cuts_the_implementations_chunks() {
             max: 40_000,
         },
     ] {
-        let want: Vec<u32> = abdelta::chunk::boundaries(&image, c)
+        let want: Vec<u32> = abdelta::internals::boundaries(&image, c)
             .into_iter()
             .map(|(_, len)| len)
             .collect();

@@ -7,8 +7,8 @@
 mod common;
 
 use abdelta::VerifiedChunk;
-use abdelta::error::no_progress;
 use abdelta::format::{ENVELOPE_LEN, Envelope, Fallback, Limits};
+use abdelta::no_progress;
 use abdelta::sign::SignError;
 use abdelta::storage::{MemBundle, Target};
 use abdelta::{Error, VerifiedBundle};

@@ -8,10 +8,10 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use abdelta::DiffOptions;
 use abdelta::VerifiedChunk;
-use abdelta::diff::DiffOptions;
-use abdelta::error::no_progress;
 use abdelta::format::{Envelope, Limits, Manifest, ReleaseKey, SignatureRecord};
+use abdelta::no_progress;
 use abdelta::policy::{Decision, DeviceState, Policy, PolicyError, authorize};
 use abdelta::sign::{SignError, sign_keyset, sign_manifest};
 use abdelta::storage::{BundleSource, MemBundle, MemTarget, Target};
@@ -394,12 +394,12 @@ fn t09_endless_data_is_bounded_by_signed_lengths() {
 
 #[test]
 fn t10_decompression_bomb_stops_at_the_declared_length() {
-    let bomb = abdelta::codec::encode_literal(&vec![0u8; 8 << 20], 3).unwrap();
+    let bomb = abdelta::internals::encode_literal(&vec![0u8; 8 << 20], 3).unwrap();
     assert!(bomb.len() < 4096);
     let mut out = vec![0u8; 64 << 10];
     assert_eq!(
-        abdelta::codec::decode_literal(&bomb, &mut out),
-        Err(abdelta::codec::CodecError::TooLong)
+        abdelta::internals::decode_literal(&bomb, &mut out),
+        Err(abdelta::CodecError::TooLong)
     );
 }
 
@@ -693,10 +693,10 @@ fn t17_signature_covers_every_byte_of_a_target_larger_than_2_gib() {
     let verified =
         abdelta::VerifiedBundle::open(&MemBundle(&out), &[key().public()], &Limits::DEFAULT)
             .unwrap();
-    abdelta::verify::verify_path(verified.manifest(), &path).unwrap();
+    abdelta::verify_path(verified.manifest(), &path).unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &[1], len - 1).unwrap();
-    let r = abdelta::verify::verify_path(verified.manifest(), &path);
+    let r = abdelta::verify_path(verified.manifest(), &path);
     assert!(
         matches!(r, Err(Error::TargetHashMismatch { bad_count: 1, .. })),
         "{r:?}"

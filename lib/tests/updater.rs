@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use abdelta::error::no_progress;
+use abdelta::no_progress;
 use abdelta::policy::SlotState;
 use abdelta::updater::{
     Action, Cancel, Event, FetchConfig, FirmwareStatus, GRUB_ONCE, GRUB_PRIMARY, Grub, Hooks,
@@ -1266,5 +1266,5 @@ fn fault_enospc_in_the_state_directory_ends_clearly_and_heals() {
         server.body_bytes() - before
     );
     // The piece in flight, plus what the transport had buffered when the client hung up.
-    assert!(again <= 2 * abdelta::fetch::stage::PIECE, "lost: {again}");
+    assert!(again <= 2 * abdelta::fetch::PIECE, "lost: {again}");
 }

@@ -16,13 +16,14 @@ mod common;
 
 use std::path::PathBuf;
 
-use abdelta::chunk::{DEFAULT_CHUNKING, chunk_and_hash};
-use abdelta::error::no_progress;
+use abdelta::DEFAULT_CHUNKING;
 use abdelta::format::manifest::{pack, unpack};
 use abdelta::format::{
     ChunkCheck, ENVELOPE_LEN, Envelope, Fallback, FormatError, Limits, Manifest, PatchCodec,
     SignatureRecord,
 };
+use abdelta::internals::chunk_and_hash;
+use abdelta::no_progress;
 use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{MemBundle, MemTarget};
 use abdelta::{Error, SecretKey, VerifiedBundle};
@@ -135,7 +136,7 @@ fn generate() -> (Files, Vec<(String, &'static str)>) {
     abdelta::diff(&[], &target, &options(), &key(), &mut full, &no_progress).unwrap();
     let parts = split(&delta);
     let mut fleet = Vec::new();
-    abdelta::diff::diff_bases(
+    abdelta::diff_bases(
         &source,
         &[&earlier],
         &target,

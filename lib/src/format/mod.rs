@@ -6,7 +6,7 @@
 
 pub mod cursor;
 pub mod envelope;
-pub mod hash;
+pub(crate) mod hash;
 pub mod keyset;
 pub mod manifest;
 
@@ -22,13 +22,13 @@ pub use manifest::{
 pub type Hash = [u8; 32];
 
 /// The first 16 bytes of a BLAKE3 digest: chunks built from downloaded bytes (SPEC.md §5.2).
-/// A chunk's hash guards what is written before the whole image's [`Hash`] is checked, so
+/// A chunk's hash guards what is written before the whole image's [`Hash`](type@Hash) is checked, so
 /// 128 bits (second preimages at 2^128 work) suffice, and each chunk entry is 16 bytes shorter.
 pub type ChunkHash = [u8; 16];
 
 /// The first 8 bytes of a BLAKE3 digest: checks of bytes the device already holds, a chunk its
 /// source should hold (a copy recipe) and a patch base (SPEC.md §5.2). They tell a drifted
-/// source from the expected one; what they pass is still bound by the whole image's [`Hash`]
+/// source from the expected one; what they pass is still bound by the whole image's [`Hash`](type@Hash)
 /// before anyone boots it (SECURITY.md, "Hash lengths").
 pub type SourceHash = [u8; 8];
 

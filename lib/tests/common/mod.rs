@@ -4,11 +4,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[cfg(feature = "generator")]
-use abdelta::diff::DiffOptions;
-use abdelta::error::no_progress;
+use abdelta::DiffOptions;
 use abdelta::format::{
     ENVELOPE_LEN, Envelope, Keyset, Limits, ReleaseKey, SignatureRecord, SignedKeyset,
 };
+use abdelta::no_progress;
 use abdelta::policy::{Authorized, DeviceState, Policy, PolicyError, authorize};
 use abdelta::sign::SignError;
 use abdelta::storage::{BundleSource, MemBundle, MemTarget};
