@@ -44,7 +44,7 @@ pub fn encode_literal(data: &[u8], level: i32) -> Option<Vec<u8>> {
 
 /// A patch's bsdiff-class content: control records, differences (kept both dense and sparse,
 /// so either spelling is borrowed without work) and extra bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatchContent {
     /// Control records.
     pub ctrl: Vec<u8>,

@@ -112,7 +112,7 @@ pub const GROUP_CONTENT: usize = 8 << 20;
 struct Encoded {
     copy: Option<u64>,
     zero: bool,
-    /// The patch's base and its bsdiff-class content (compressed later, in its group).
+    /// The patch's base and its bsdiff-class content (compressed in its group, then emptied).
     patch: Option<(PatchBase, PatchContent)>,
     literal: Option<Vec<u8>>,
 }
@@ -236,37 +236,149 @@ struct Group {
     bases: Vec<PatchBase>,
 }
 
-/// Joins neighbouring patch contents (in target order) into groups of about
-/// [`GROUP_CONTENT`] bytes and compresses each, on all cores. A group's content is its
+/// The groups of `encoded` planned over the whole list at once: what [`encode_grouped`]
+/// must produce round by round.
+#[cfg(test)]
+fn group_patches(encoded: &[Encoded], limits: &Limits, group_content: usize) -> Vec<Group> {
+    let mut planner = GroupPlanner::new(group_content);
+    for (i, e) in encoded.iter().enumerate() {
+        planner.add(i, e);
+    }
+    compress_groups(encoded, planner.take(true), limits)
+}
+
+/// Plans groups in target order: a patch joins the open group while its content (sized by
+/// the sparse spelling, which is never longer and usually far shorter: the differences are
+/// mostly zero, so more neighbours share a group's context) stays within `limit` bytes
+/// ([`GROUP_CONTENT`]).
+struct GroupPlanner {
+    /// Planned groups' members; the last is open.
+    plans: Vec<Vec<usize>>,
+    /// The open group's content length.
+    size: usize,
+    limit: usize,
+}
+
+impl GroupPlanner {
+    fn new(limit: usize) -> GroupPlanner {
+        GroupPlanner {
+            plans: Vec::new(),
+            size: 0,
+            limit,
+        }
+    }
+
+    /// Adds chunk `i`, if it has a patch.
+    fn add(&mut self, i: usize, e: &Encoded) {
+        let Some((_, content)) = &e.patch else {
+            return;
+        };
+        let len = content.len(true);
+        match self.plans.last_mut() {
+            Some(last) if self.size + len <= self.limit => last.push(i),
+            _ => {
+                self.plans.push(vec![i]);
+                self.size = 0;
+            }
+        }
+        self.size += len;
+    }
+
+    /// The planned groups no later patch can join: all of them when `all`, else all but the
+    /// open one.
+    fn take(&mut self, all: bool) -> Vec<Vec<usize>> {
+        let keep = usize::from(!all).min(self.plans.len());
+        let open = self.plans.split_off(self.plans.len() - keep);
+        std::mem::replace(&mut self.plans, open)
+    }
+
+    /// The first chunk of the open group, if any.
+    fn open_from(&self) -> Option<usize> {
+        self.plans.last().and_then(|p| p.first().copied())
+    }
+}
+
+/// Compresses planned groups (neighbouring patch contents, in target order, of about
+/// [`GROUP_CONTENT`] bytes: [`GroupPlanner`]), on all cores. A group's content is its
 /// members' control records, then their difference gaps, then their difference values, then
 /// their extra bytes (SPEC.md §6.1): each stream compresses best next to its kind. The extra
 /// bytes are compressed once, with the branch filter that suits them; the rest with the
 /// differences spelled sparsely and densely, and the smaller kept. A group whose blob outgrows
 /// the blob limit is split in halves; a single patch that still fails is dropped, and its
 /// chunk keeps its literal.
-fn group_patches(encoded: &[Encoded], limits: &Limits) -> Vec<Group> {
-    // Sized by the sparse spelling, which is never longer and usually far shorter (the
-    // differences are mostly zero): more neighbours share a group's context.
-    let mut plans: Vec<Vec<usize>> = Vec::new();
-    let mut size = 0usize;
-    for (i, e) in encoded.iter().enumerate() {
-        let Some((_, content)) = &e.patch else {
-            continue;
-        };
-        let len = content.len(true);
-        match plans.last_mut() {
-            Some(last) if size + len <= GROUP_CONTENT => last.push(i),
-            _ => {
-                plans.push(vec![i]);
-                size = 0;
-            }
-        }
-        size += len;
-    }
+fn compress_groups(encoded: &[Encoded], plans: Vec<Vec<usize>>, limits: &Limits) -> Vec<Group> {
     plans
         .into_par_iter()
         .flat_map_iter(|members| fitting_groups(encoded, &members, limits))
         .collect()
+}
+
+/// Target bytes encoded per round on each core before the groups they close are compressed.
+const ROUND_BYTES_PER_CORE: u64 = 2 * GROUP_CONTENT as u64;
+
+/// Encodes every chunk of `spans` with `encode` (given its index; on all cores) and groups the patches exactly
+/// as [`group_patches`] would over the whole list, but round by round: after each round of
+/// about [`ROUND_BYTES_PER_CORE`] target bytes a core, the groups no later patch can join are
+/// compressed and their members' contents freed. The contents held at once are a round's and
+/// one open group's, whatever the image's size. Returns the encodings (their patch contents
+/// emptied) and the groups in target order; `None` if `encode` fails.
+fn encode_grouped(
+    spans: &[ChunkSpan],
+    limits: &Limits,
+    encode: impl Fn(usize, &ChunkSpan) -> Option<Encoded> + Sync,
+) -> Option<(Vec<Encoded>, Vec<Group>)> {
+    let round_bytes = ROUND_BYTES_PER_CORE.saturating_mul(rayon::current_num_threads() as u64);
+    encode_in_rounds(spans, limits, (round_bytes, GROUP_CONTENT), encode)
+}
+
+/// [`encode_grouped`] with rounds of `round_bytes` target bytes and groups of `group_content`.
+fn encode_in_rounds(
+    spans: &[ChunkSpan],
+    limits: &Limits,
+    (round_bytes, group_content): (u64, usize),
+    encode: impl Fn(usize, &ChunkSpan) -> Option<Encoded> + Sync,
+) -> Option<(Vec<Encoded>, Vec<Group>)> {
+    let mut encoded: Vec<Encoded> = Vec::with_capacity(spans.len());
+    let mut groups = Vec::new();
+    let mut planner = GroupPlanner::new(group_content);
+    let mut freed = 0;
+    let mut rest = spans;
+    while !rest.is_empty() {
+        let mut bytes = 0u64;
+        let take = rest
+            .iter()
+            .take_while(|s| {
+                let fits = bytes < round_bytes;
+                bytes += u64::from(s.len);
+                fits
+            })
+            .count();
+        let (round, later) = rest.split_at(take);
+        rest = later;
+        let first = encoded.len();
+        let round = round.par_iter().enumerate();
+        encoded.extend(
+            round
+                .map(|(k, s)| encode(first + k, s))
+                .collect::<Option<Vec<_>>>()?,
+        );
+        for (i, e) in encoded.iter().enumerate().skip(first) {
+            planner.add(i, e);
+        }
+        groups.extend(compress_groups(
+            &encoded,
+            planner.take(rest.is_empty()),
+            limits,
+        ));
+        let open = planner.open_from().unwrap_or(encoded.len());
+        for e in encoded.get_mut(freed..open).into_iter().flatten() {
+            if let Some((_, content)) = &mut e.patch {
+                *content = PatchContent::default();
+            }
+        }
+        freed = freed.max(open);
+    }
+    Some((encoded, groups))
 }
 
 /// The group of `members`, or if its blob outgrows the blob limit, the groups of each half,
@@ -472,39 +584,38 @@ fn alternates(
     encoded: &[Encoded],
     chunking: Chunking,
     max_base: u64,
-) -> Vec<Encoded> {
+    limits: &Limits,
+) -> Option<(Vec<Encoded>, Vec<Group>)> {
     let base_spans = chunk_and_hash(base, chunking);
     let index = SourceIndex::build(base, &base_spans);
-    spans
-        .par_iter()
-        .zip(encoded)
-        .map(|(span, primary)| {
-            let none = Encoded {
-                copy: None,
-                zero: false,
-                patch: None,
-                literal: None,
-            };
-            if primary.zero || index.chunks.contains_key(&span.hash) {
-                return none;
-            }
-            // Even where the source's patch would serve this base too (its base bytes are the
-            // same here, or it has none), the alternate keeps this base's devices within their
-            // own groups: reading a few members of the source's groups costs them more.
-            let data = span.bytes(target);
-            let windows = base_windows(&index, data, span.len, base.len() as u64, max_base);
-            let raw = codec::raw_content(data);
-            let estimate = |c: &PatchContent| codec::estimate_group_len(&c.joined(true));
-            let patch = match patch_content(base, &windows, data) {
-                Some((b, content)) if estimate(&content) < estimate(&raw) => (b, content),
-                _ => (PatchBase::empty(), raw),
-            };
-            Encoded {
-                patch: Some(patch),
-                ..none
-            }
+    let none = || Encoded {
+        copy: None,
+        zero: false,
+        patch: None,
+        literal: None,
+    };
+    encode_grouped(spans, limits, |i, span| {
+        if encoded.get(i).is_none_or(|primary| primary.zero)
+            || index.chunks.contains_key(&span.hash)
+        {
+            return Some(none());
+        }
+        // Even where the source's patch would serve this base too (its base bytes are the
+        // same here, or it has none), the alternate keeps this base's devices within their
+        // own groups: reading a few members of the source's groups costs them more.
+        let data = span.bytes(target);
+        let windows = base_windows(&index, data, span.len, base.len() as u64, max_base);
+        let raw = codec::raw_content(data);
+        let estimate = |c: &PatchContent| codec::estimate_group_len(&c.joined(true));
+        let patch = match patch_content(base, &windows, data) {
+            Some((b, content)) if estimate(&content) < estimate(&raw) => (b, content),
+            _ => (PatchBase::empty(), raw),
+        };
+        Some(Encoded {
+            patch: Some(patch),
+            ..none()
         })
-        .collect()
+    })
 }
 
 /// [`diff`] with patches against earlier releases too: a device holding any of `bases` (older
@@ -590,23 +701,21 @@ pub fn diff_bases(
     let done = AtomicU64::new(0);
     let total = target.len() as u64;
     let max_base = limits.max_patch_base_len;
-    let encoded: Vec<Encoded> = spans
-        .par_iter()
-        .map(|span| {
-            let e = encode_chunk(span, target, source, &index, options, max_base);
-            let now = done.fetch_add(span.len.into(), Ordering::Relaxed) + u64::from(span.len);
-            progress(Progress {
-                phase: "compress",
-                done: now,
-                total,
-            });
-            e
-        })
-        .collect::<Option<_>>()
-        .ok_or(Error::Encoder("zstd could not compress a chunk"))?;
+    // The chunks, and the source's patches grouped and compressed as they come.
+    let (encoded, groups) = encode_grouped(&spans, &limits, |_, span| {
+        let e = encode_chunk(span, target, source, &index, options, max_base);
+        let now = done.fetch_add(span.len.into(), Ordering::Relaxed) + u64::from(span.len);
+        progress(Progress {
+            phase: "compress",
+            done: now,
+            total,
+        });
+        e
+    })
+    .ok_or(Error::Encoder("zstd could not compress a chunk"))?;
     drop(index);
 
-    // Per extra base: its patches, then their groups.
+    // Per extra base: its patches, then their groups (each base's content freed in turn).
     let mut extra_groups: Vec<Vec<Group>> = Vec::with_capacity(bases.len());
     for (k, base) in bases.iter().enumerate() {
         progress(Progress {
@@ -614,8 +723,16 @@ pub fn diff_bases(
             done: k as u64,
             total: bases.len() as u64,
         });
-        let patches = alternates(base, &spans, target, &encoded, options.chunking, max_base);
-        let groups = group_patches(&patches, &limits);
+        let (patches, groups) = alternates(
+            base,
+            &spans,
+            target,
+            &encoded,
+            options.chunking,
+            max_base,
+            &limits,
+        )
+        .ok_or(Error::Encoder("patching an earlier release"))?;
         // Keep each member's base with it: groups carry only chunk indexes and lengths.
         let with_bases = groups
             .into_iter()
@@ -630,13 +747,6 @@ pub fn diff_bases(
             .collect();
         extra_groups.push(with_bases);
     }
-
-    progress(Progress {
-        phase: "compress patch groups",
-        done: 0,
-        total: 1,
-    });
-    let groups = group_patches(&encoded, &limits);
 
     // Layout: the group blobs in target order, then the literal blobs in target order.
     let mut report = DiffReport {
@@ -814,6 +924,53 @@ pub fn diff_bases(
 mod tests {
     use super::*;
 
+    /// Round by round, the groups are those planned over the whole list (the same members,
+    /// the same blobs), and every patch content is freed by the end.
+    #[test]
+    fn groups_made_round_by_round_are_those_of_the_whole_list() {
+        let spans: Vec<ChunkSpan> = (0..40u32)
+            .map(|i| ChunkSpan {
+                offset: u64::from(i) * 1000,
+                len: 1000,
+                hash: [0; 16],
+            })
+            .collect();
+        let encode = |i: usize, _: &ChunkSpan| {
+            // Every fifth chunk has no patch; the others' contents vary in length.
+            let data: Vec<u8> = (0..(i % 7 + 1) * 700)
+                .map(|j| (i * 31 + j * 7) as u8)
+                .collect();
+            Some(Encoded {
+                copy: None,
+                zero: false,
+                patch: (!i.is_multiple_of(5))
+                    .then(|| (PatchBase::empty(), codec::raw_content(&data))),
+                literal: None,
+            })
+        };
+        let whole: Vec<Encoded> = spans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| encode(i, s))
+            .collect();
+        let limits = Limits::DEFAULT;
+        let expected = group_patches(&whole, &limits, 8000);
+        assert!(expected.len() > 5, "{} groups", expected.len());
+        let (encoded, groups) = encode_in_rounds(&spans, &limits, (3000, 8000), encode).unwrap();
+        let view = |g: &[Group]| -> Vec<(Vec<usize>, Vec<u8>)> {
+            g.iter()
+                .map(|g| (g.members.iter().map(|&(i, _)| i).collect(), g.blob.clone()))
+                .collect()
+        };
+        assert_eq!(view(&groups), view(&expected));
+        assert!(
+            encoded
+                .iter()
+                .all(|e| e.patch.as_ref().is_none_or(|(_, c)| c.len(false) == 0))
+        );
+        assert_eq!(encoded.iter().filter(|e| e.patch.is_some()).count(), 32);
+    }
+
     #[test]
     fn a_group_that_outgrows_the_blob_limit_is_split() {
         // Four patches of 60 000 bytes that do not compress, against a 100 000-byte blob
@@ -841,7 +998,7 @@ mod tests {
             max_blob_len: 100_000,
             ..Limits::DEFAULT
         };
-        let groups = group_patches(&encoded, &limits);
+        let groups = group_patches(&encoded, &limits, GROUP_CONTENT);
         let members: Vec<Vec<usize>> = groups
             .iter()
             .map(|g| g.members.iter().map(|&(i, _)| i).collect())
