@@ -104,9 +104,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     return Err(e.into());
                 };
                 let report = if matches!(e, abdelta::Error::Policy(_)) {
-                    (m, "valid".to_owned(), format!("FAILS: {e}"))
+                    (
+                        m,
+                        "valid".to_owned(),
+                        format!("FAILS: {}", abdelta::report(&e)),
+                    )
                 } else {
-                    (m, format!("FAILS: {e}"), "not checked".to_owned())
+                    (
+                        m,
+                        format!("FAILS: {}", abdelta::report(&e)),
+                        "not checked".to_owned(),
+                    )
                 };
                 failed = Some(e);
                 report

@@ -91,7 +91,7 @@ impl Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Io { context, .. } => write!(f, "{context}"),
             Error::Format(e) => write!(f, "invalid bundle: {e}"),
             Error::Sign(e) => write!(f, "{e}"),
             Error::Policy(e) => write!(f, "{e}"),
@@ -105,7 +105,7 @@ impl std::fmt::Display for Error {
                     "payload length mismatch: envelope and signed manifest disagree"
                 )
             }
-            Error::Blob { index, error } => write!(f, "chunk {index}: {error}"),
+            Error::Blob { index, .. } => write!(f, "chunk {index}"),
             Error::ChunkHashMismatch { index } => {
                 write!(
                     f,
@@ -141,9 +141,31 @@ impl std::fmt::Display for Error {
     }
 }
 
-// `source()` stays `None`: each Display above already includes the inner error's message, and
-// a chain printer (anyhow's `{:#}`) would otherwise repeat it. Match on the variant to reach it.
-impl std::error::Error for Error {}
+// A cause is given by `source()`, never repeated in the message: print the chain (anyhow's
+// `{:#}`, or [`report`]) to read "context: cause". The layer errors a variant wraps (format,
+// signature, policy) are the error itself, named by the message.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Blob { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// `error` and its causes, joined by ": " (what anyhow prints with `{:#}`): the whole message
+/// for a log line or an event.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        cause = e.source();
+    }
+    message
+}
 
 impl From<FormatError> for Error {
     fn from(e: FormatError) -> Self {
@@ -182,3 +204,40 @@ pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Sync);
 
 /// A callback that ignores progress.
 pub fn no_progress(_: Progress) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_cause_is_the_source_and_the_report_joins_it() {
+        let io = Error::io("reading the source")(io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(io.to_string(), "reading the source");
+        assert!(io.source().is_some_and(|s| s.is::<io::Error>()));
+        assert_eq!(
+            report(&io),
+            format!(
+                "reading the source: {}",
+                io::Error::from(io::ErrorKind::NotFound)
+            )
+        );
+        let blob = Error::Blob {
+            index: 3,
+            error: CodecError::TooLong,
+        };
+        assert_eq!(report(&blob), format!("chunk 3: {}", CodecError::TooLong));
+        // A wrapped pipeline error is the updater's error itself: its cause comes next, once.
+        let update = crate::updater::UpdateError::Bundle(io);
+        assert_eq!(
+            report(&update),
+            format!(
+                "reading the source: {}",
+                io::Error::from(io::ErrorKind::NotFound)
+            )
+        );
+        // Errors without a cause are their message.
+        assert!(Error::Cancelled.source().is_none());
+        assert_eq!(report(&Error::Cancelled), Error::Cancelled.to_string());
+    }
+}

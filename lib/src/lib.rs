@@ -34,7 +34,7 @@
 //!         Ok(Outcome::Rebooting { .. }) => break,
 //!         Ok(Outcome::UpToDate { .. }) => {}
 //!         // Reported already as the last event; the next attempt resumes.
-//!         Err(e) => eprintln!("{}: {e}", e.firmware_status()),
+//!         Err(e) => eprintln!("{}: {}", e.firmware_status(), abdelta::report(&e)),
 //!     }
 //!     std::thread::sleep(std::time::Duration::from_secs(6 * 3600));
 //! }
@@ -87,7 +87,7 @@ pub use chunk::{
 pub use codec::CodecError;
 #[cfg(feature = "generator")]
 pub use diff::{DiffOptions, DiffReport, diff, diff_bases};
-pub use error::{Error, Progress, ProgressFn, no_progress};
+pub use error::{Error, Progress, ProgressFn, no_progress, report};
 pub use format::{Limits, Manifest};
 pub use plan::{Plan, SourceErrors, Step, StepCounts, StepKind, plan};
 pub use sign::{PublicKey, SecretKey};

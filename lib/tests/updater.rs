@@ -1226,7 +1226,7 @@ fn fault_enospc_in_the_state_directory_ends_clearly_and_heals() {
     // Full: refused before the download, naming the cause.
     let full = attempt(&station).unwrap_err();
     assert!(
-        full.to_string().contains("No space left on device"),
+        abdelta::report(&full).contains("No space left on device"),
         "{full}"
     );
     untouched(&station);
@@ -1235,7 +1235,7 @@ fn fault_enospc_in_the_state_directory_ends_clearly_and_heals() {
     let before = server.body_bytes();
     let partway = attempt(&station).unwrap_err();
     assert!(
-        partway.to_string().contains("No space left on device"),
+        abdelta::report(&partway).contains("No space left on device"),
         "{partway}"
     );
     untouched(&station);

@@ -79,8 +79,9 @@ impl std::fmt::Display for UpdateError {
             UpdateError::Busy(path) => {
                 write!(f, "busy: another abdelta update holds {}", path.display())
             }
-            UpdateError::Io { context, source } => write!(f, "{context}: {source}"),
-            UpdateError::Fetch { context, source } => write!(f, "{context}: {source}"),
+            UpdateError::Io { context, .. } | UpdateError::Fetch { context, .. } => {
+                write!(f, "{context}")
+            }
             UpdateError::Bundle(e) => write!(f, "{e}"),
             UpdateError::NotBooted => write!(
                 f,
@@ -115,10 +116,19 @@ impl std::fmt::Display for UpdateError {
     }
 }
 
-// `source()` stays `None`, as for the pipeline's `Error`: each Display above already includes
-// the inner error's message, and a chain printer (anyhow's `{:#}`) would repeat it. Match on
-// the variant to reach the inner error.
-impl std::error::Error for UpdateError {}
+// As for the pipeline's `Error`: a cause is given by `source()`, not repeated in the message.
+// A wrapped pipeline error is this error itself (its message is the message), so its own
+// cause comes next.
+impl std::error::Error for UpdateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpdateError::Io { source, .. } => Some(source),
+            UpdateError::Fetch { source, .. } => Some(source),
+            UpdateError::Bundle(e) => std::error::Error::source(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<Error> for UpdateError {
     fn from(e: Error) -> Self {

@@ -404,7 +404,10 @@ impl Updater {
     ) -> Result<Outcome, UpdateError> {
         let result = self.run_install(offer, options, cancel, on_event);
         if let Err(e) = &result {
-            on_event(&Event::status(e.firmware_status(), Some(e.to_string())));
+            on_event(&Event::status(
+                e.firmware_status(),
+                Some(crate::error::report(e)),
+            ));
         }
         result
     }
