@@ -316,10 +316,10 @@ fn compress_groups(encoded: &[Encoded], plans: Vec<Vec<usize>>, limits: &Limits)
 /// Target bytes encoded per round on each core before the groups they close are compressed.
 const ROUND_BYTES_PER_CORE: u64 = 2 * GROUP_CONTENT as u64;
 
-/// Encodes every chunk of `spans` with `encode` (given its index; on all cores) and groups the patches exactly
-/// as [`group_patches`] would over the whole list, but round by round: after each round of
-/// about [`ROUND_BYTES_PER_CORE`] target bytes a core, the groups no later patch can join are
-/// compressed and their members' contents freed. The contents held at once are a round's and
+/// Encodes every chunk of `spans` with `encode` (given its index; on all cores) and groups
+/// the patches exactly as planning over the whole list would, but round by round: after each
+/// round of about [`ROUND_BYTES_PER_CORE`] target bytes a core, the groups no later patch can
+/// join are compressed and their members' contents freed. The contents held at once are a round's and
 /// one open group's, whatever the image's size. Returns the encodings (their patch contents
 /// emptied) and the groups in target order; `None` if `encode` fails.
 fn encode_grouped(
@@ -576,7 +576,7 @@ pub fn diff(
 /// The patches of one extra base (an earlier release than the source), by chunk: for each
 /// changed chunk that a device holding that base cannot find by content in its own partition,
 /// a patch against that base, or the chunk as new data (an empty base) when that compresses
-/// smaller.
+/// smaller; with their groups, compressed as they come ([`encode_grouped`]).
 fn alternates(
     base: &[u8],
     spans: &[ChunkSpan],
