@@ -1057,6 +1057,61 @@ fn fault_05_a_source_that_shrinks_during_the_install_falls_back_over_http() {
     assert_eq!(station.slot("B"), r2);
 }
 
+/// The stage's file damaged after a complete download (emptied, as a crash of the file
+/// system or a bad medium could leave it; the journal still says every byte arrived): the
+/// next install reads zeros or errors where the bytes were, their chunks fail their checks,
+/// the stage forgets those blobs and fetches them again, and the slot ends verified in the
+/// same run. (A read error on bytes the stage holds is fetched again on demand:
+/// `updater::transfer::tests::bytes_the_stage_cannot_read_back_are_fetched_again`.)
+#[test]
+fn fault_stage_a_damaged_stage_file_heals_in_one_run() {
+    let [r1, r2, _] = releases();
+    let server = Server::new();
+    let url = server.publish("r2.abd", &diff(&r1, &r2, 2));
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let updater = station.updater().unwrap();
+    // A first run downloads everything and is cancelled once it starts writing.
+    let cancel = Cancel::default();
+    let offer = updater.check(&url).unwrap();
+    let first = updater.install(
+        offer,
+        &InstallOptions::default(),
+        &cancel,
+        &mut |e: &Event| {
+            if e.status == FirmwareStatus::Installing {
+                cancel.cancel();
+            }
+        },
+    );
+    assert!(matches!(
+        first,
+        Err(UpdateError::Cancelled { downloading: false })
+    ));
+    let staged = abdelta::updater::stage_dir(&station.path("state")).join("bundle.part");
+    let len = std::fs::metadata(&staged).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let before = server.body_bytes();
+    let (result, _) = install(
+        &updater,
+        &url,
+        &InstallOptions::default(),
+        &Cancel::default(),
+    );
+    assert!(
+        matches!(result, Ok(Outcome::Rebooting { .. })),
+        "{result:?}"
+    );
+    let again = server.body_bytes() - before;
+    assert!(again > 0 && again <= len, "fetched again: {again} of {len}");
+    assert_eq!(station.slot("B"), r2);
+}
+
 /// T5 through the install path: the raised rollback floor is saved before anything is
 /// downloaded. A release 7 that authenticates, then stops before its download (here a
 /// refusing hook; a power cut does the same), still makes 6 a rollback afterwards.

@@ -292,18 +292,80 @@ impl BundleSource for StagedOrRemote<'_> {
         let end = offset
             .checked_add(len)
             .ok_or(std::io::ErrorKind::InvalidInput)?;
-        if self.stage.holds(&(offset..end)) {
-            return self.stage.read_at(offset, buf);
-        }
+        // Bytes the stage holds but cannot return (a bad sector, a damaged or truncated
+        // file) are fetched again like bytes it never had; the stage's error is kept for the
+        // message if the server fails too.
+        let unreadable = if self.stage.holds(&(offset..end)) {
+            match self.stage.read_at(offset, buf) {
+                Ok(()) => return Ok(()),
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        let with_stage_error = |e: std::io::Error| match &unreadable {
+            Some(stage) => std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the download stage could not read bundle bytes {offset}..{end} ({stage}), and fetching them again failed: {e}"
+                ),
+            ),
+            None => e,
+        };
         let total = self.fetched() + len;
         if self.allowance.is_some_and(|a| total > a) {
-            return Err(std::io::Error::other(format!(
+            return Err(with_stage_error(std::io::Error::other(format!(
                 "byte budget exceeded: a fallback needs bundle bytes {offset}..{end} beyond what the budget allows"
-            )));
+            ))));
         }
-        self.remote.read_at(offset, buf)?;
+        self.remote.read_at(offset, buf).map_err(with_stage_error)?;
         self.fetched
             .fetch_add(len, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::HttpOptions;
+    use crate::storage::MemBundle;
+
+    /// Bytes the journal says arrived but the stage's file cannot return (here the file is
+    /// cut short under the open stage; a bad sector gives EIO the same way) are fetched again
+    /// from the server, counted against the budget; past the budget the error names both.
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one range: what Stage::fetch takes
+    fn bytes_the_stage_cannot_read_back_are_fetched_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(tmp.path().join("b.abd"), &bundle).unwrap();
+        let addr = abdelta_testkit::serve(tmp.path());
+        let remote =
+            HttpSource::open(&format!("http://{addr}/b.abd"), HttpOptions::default()).unwrap();
+        let dir = tmp.path().join("stage");
+        let len = bundle.len() as u64;
+        let mut stage = Stage::open(&dir, &[1; 32], len).unwrap();
+        stage
+            .fetch(&MemBundle(&bundle), &[0..len], &mut |_| Ok(()))
+            .unwrap();
+        File::options()
+            .write(true)
+            .open(dir.join("bundle.part"))
+            .unwrap()
+            .set_len(100_000)
+            .unwrap();
+        let reader = StagedOrRemote::new(&stage, &remote, None);
+        let mut buf = vec![0u8; 50_000];
+        reader.read_at(200_000, &mut buf).unwrap();
+        assert_eq!(buf, bundle[200_000..250_000]);
+        assert_eq!(reader.fetched(), 50_000);
+        // What the stage can read costs nothing.
+        reader.read_at(0, &mut buf).unwrap();
+        assert_eq!(buf, bundle[..50_000]);
+        assert_eq!(reader.fetched(), 50_000);
+        let tight = StagedOrRemote::new(&stage, &remote, Some(10));
+        let e = tight.read_at(200_000, &mut buf).unwrap_err().to_string();
+        assert!(e.contains("could not read") && e.contains("budget"), "{e}");
     }
 }
