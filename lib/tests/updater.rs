@@ -684,17 +684,11 @@ fn the_booted_slot_comes_from_the_command_line() {
     ));
 }
 
-/// Cancelling while the slot is written leaves it empty and not bootable.
-#[test]
-fn a_cancelled_write_leaves_the_slot_empty_and_unbootable() {
-    let [r1, r2, _] = releases();
-    let mut station = Station::new(Some(&r1));
-    station.boot(Some("A"));
-    let bundle = station.path("r2.abd");
-    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
-    let updater = station.updater().unwrap();
+/// Installs the bundle at `location` and cancels once the slot is being written: everything
+/// is downloaded, and the install ends cancelled.
+fn cancel_once_writing(updater: &Updater, location: &str) {
     let cancel = Cancel::default();
-    let offer = updater.check(bundle.to_str().unwrap()).unwrap();
+    let offer = updater.check(location).unwrap();
     let result = updater.install(
         offer,
         &InstallOptions::default(),
@@ -709,6 +703,18 @@ fn a_cancelled_write_leaves_the_slot_empty_and_unbootable() {
         result,
         Err(UpdateError::Cancelled { downloading: false })
     ));
+}
+
+/// Cancelling while the slot is written leaves it empty and not bootable.
+#[test]
+fn a_cancelled_write_leaves_the_slot_empty_and_unbootable() {
+    let [r1, r2, _] = releases();
+    let mut station = Station::new(Some(&r1));
+    station.boot(Some("A"));
+    let bundle = station.path("r2.abd");
+    std::fs::write(&bundle, diff(&r1, &r2, 2)).unwrap();
+    let updater = station.updater().unwrap();
+    cancel_once_writing(&updater, bundle.to_str().unwrap());
     assert_eq!(station.states()[1], ("B".into(), None, SlotState::Empty));
     assert_eq!(station.grub().0, None);
 }
@@ -1072,22 +1078,7 @@ fn fault_stage_a_damaged_stage_file_heals_in_one_run() {
     station.boot(Some("A"));
     let updater = station.updater().unwrap();
     // A first run downloads everything and is cancelled once it starts writing.
-    let cancel = Cancel::default();
-    let offer = updater.check(&url).unwrap();
-    let first = updater.install(
-        offer,
-        &InstallOptions::default(),
-        &cancel,
-        &mut |e: &Event| {
-            if e.status == FirmwareStatus::Installing {
-                cancel.cancel();
-            }
-        },
-    );
-    assert!(matches!(
-        first,
-        Err(UpdateError::Cancelled { downloading: false })
-    ));
+    cancel_once_writing(&updater, &url);
     let staged = abdelta::updater::stage_dir(&station.path("state")).join("bundle.part");
     let len = std::fs::metadata(&staged).unwrap().len();
     std::fs::File::options()
