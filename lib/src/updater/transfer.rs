@@ -258,7 +258,8 @@ pub fn download(
 /// The stage, with whatever it lacks fetched on demand from the server. The plan downloads
 /// only the blobs it expects to need; a chunk whose copy or patch then fails (the source
 /// changed after planning, a patch group was corrupt in transit) falls back to its literal,
-/// which comes from here. On-demand bytes are counted, and refused past `allowance`.
+/// which comes from here, as do bytes the stage holds but cannot read back. On-demand bytes
+/// are counted, and refused past `allowance`.
 pub(crate) struct StagedOrRemote<'a> {
     stage: &'a Stage,
     remote: &'a HttpSource,
