@@ -232,3 +232,42 @@ fn chunk_built_from_pieces_that_moved_apart_patches_against_several_ranges() {
         .max();
     assert!(most >= Some(2), "no patch joined several ranges: {most:?}");
 }
+
+/// A running partition whose content moved after the release was made (4 KiB inserted at the
+/// front): the copy hints miss, the source index finds each chunk at its new place, and the
+/// plan copies it from there, reporting it relocated, not a fallback.
+#[test]
+fn a_source_whose_content_moved_is_found_by_content() {
+    let mut rng = Rng(21);
+    let a = realistic(&mut rng, 4 << 20);
+    let mut b = a.clone();
+    b.splice(2_000_000..2_000_000, rng.text(5000));
+    let bundle = make_bundle(&a, &b);
+    let manifest = open(&bundle).manifest().clone();
+    let mut moved = rng.bytes(4096);
+    moved.extend_from_slice(&a[..a.len() - 4096]);
+    let (out, _, plan) = apply_mem(&bundle, &moved).unwrap();
+    assert!(out == b);
+    let hinted: Vec<(usize, u64)> = manifest
+        .chunks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c.copy?)))
+        .collect();
+    assert!(hinted.len() > 4);
+    // Every copy is found 4 KiB on, but the first (the inserted bytes join it in the source's
+    // own chunking) and the one that reached the dropped tail.
+    let found: Vec<usize> = hinted
+        .iter()
+        .filter(|&&(i, at)| plan.steps[i] == abdelta::Step::Copy { offset: at + 4096 })
+        .map(|&(i, _)| i)
+        .collect();
+    assert!(
+        found.len() + 2 >= hinted.len(),
+        "{} of {}",
+        found.len(),
+        hinted.len()
+    );
+    assert_eq!(plan.relocated, found);
+    assert!(found.iter().all(|i| !plan.fell_back.contains(i)));
+}
