@@ -172,8 +172,16 @@ fn drifted_source_still_rebuilds_and_names_fallbacks() {
         "drifted chunks must be reported"
     );
     assert!(report.counts.literal > 0);
-    // The plan's download covers exactly the blobs the report read.
+    // The plan's download covers exactly the blobs the report read, and its ranges are
+    // exactly those bytes: sorted, neither touching nor overlapping (touching ones joined).
     assert_eq!(plan.total_bytes(), report.bundle_bytes_read);
+    let ranged: u64 = plan.ranges.iter().map(|r| r.end - r.start).sum();
+    assert_eq!(ranged, plan.total_bytes());
+    assert!(
+        plan.ranges.windows(2).all(|w| w[0].end < w[1].start),
+        "{:?}",
+        plan.ranges
+    );
 }
 
 #[test]
