@@ -117,9 +117,9 @@ const ROUND_BYTES_PER_CORE: u64 = 2 * GROUP_CONTENT as u64;
 /// Encodes every chunk of `spans` with `encode` (given its index; on all cores) and groups
 /// the patches exactly as planning over the whole list would, but round by round: after each
 /// round of about [`ROUND_BYTES_PER_CORE`] target bytes a core, the groups no later patch can
-/// join are compressed and their members' contents freed. The contents held at once are a round's and
-/// one open group's, whatever the image's size. Returns the encodings (their patch contents
-/// emptied) and the groups in target order; `None` if `encode` fails.
+/// join are compressed and their members' contents freed. The contents held at once are a
+/// round's and one open group's, whatever the image's size. Returns the encodings (their
+/// patch contents emptied) and the groups in target order; `None` if `encode` fails.
 pub(super) fn encode_grouped(
     spans: &[ChunkSpan],
     limits: &Limits,

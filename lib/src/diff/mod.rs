@@ -289,7 +289,8 @@ fn base_windows(
 
 /// Joins neighbouring all-zero chunks into chunks of up to the format's chunk limit: a zero
 /// chunk is never read from the source, so joining loses no reuse or drift tolerance, and the
-/// manifest carries one entry (length, hash, mask) instead of many (the measurements: BENCHMARKS.md, "Tuning record").
+/// manifest carries one entry (length, hash, mask) instead of many (the measurements:
+/// BENCHMARKS.md, "Tuning record").
 fn merge_zero_runs(target: &[u8], spans: Vec<ChunkSpan>, limits: &Limits) -> Vec<ChunkSpan> {
     // (span, is all zero, was joined)
     let mut out: Vec<(ChunkSpan, bool, bool)> = Vec::with_capacity(spans.len());
