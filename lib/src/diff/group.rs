@@ -17,6 +17,7 @@ pub(super) const GROUP_CONTENT: usize = 8 << 20;
 
 /// One chunk's encoding: a copy's source offset, all zero, a patch (base and content),
 /// a literal blob.
+#[derive(Default)]
 pub(super) struct Encoded {
     pub(super) copy: Option<u64>,
     pub(super) zero: bool,

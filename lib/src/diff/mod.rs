@@ -117,27 +117,22 @@ fn encode_chunk(
     let data = span.bytes(target);
     if data.iter().all(|&b| b == 0) {
         return Some(Encoded {
-            copy: None,
             zero: true,
-            patch: None,
-            literal: None,
+            ..Encoded::default()
         });
     }
     let literal = codec::encode_literal(data, options.literal_level)?;
     if let Some(&at) = index.chunks.get(&span.hash) {
         return Some(Encoded {
             copy: Some(at),
-            zero: false,
-            patch: None,
             literal: Some(literal),
+            ..Encoded::default()
         });
     }
     if source.is_empty() {
         return Some(Encoded {
-            copy: None,
-            zero: false,
-            patch: None,
             literal: Some(literal),
+            ..Encoded::default()
         });
     }
     // Against its base where the chunk's old bytes were found, else as new data: whichever
@@ -151,10 +146,9 @@ fn encode_chunk(
         _ => (PatchBase::empty(), raw),
     };
     Some(Encoded {
-        copy: None,
-        zero: false,
         patch: Some(patch),
         literal: Some(literal),
+        ..Encoded::default()
     })
 }
 
@@ -342,17 +336,11 @@ fn alternates(
 ) -> Option<(Vec<Encoded>, Vec<Group>)> {
     let base_spans = chunk_and_hash(base, chunking);
     let index = SourceIndex::build(base, &base_spans);
-    let none = || Encoded {
-        copy: None,
-        zero: false,
-        patch: None,
-        literal: None,
-    };
     encode_grouped(spans, limits, |i, span| {
         if encoded.get(i).is_none_or(|primary| primary.zero)
             || index.chunks.contains_key(&span.hash)
         {
-            return Some(none());
+            return Some(Encoded::default());
         }
         // Even where the source's patch would serve this base too (its base bytes are the
         // same here, or it has none), the alternate keeps this base's devices within their
@@ -367,7 +355,7 @@ fn alternates(
         };
         Some(Encoded {
             patch: Some(patch),
-            ..none()
+            ..Encoded::default()
         })
     })
 }
