@@ -467,7 +467,7 @@ mod tests {
     }
 
     /// A full piece is journaled before progress reports it, so a power cut right after
-    /// costs nothing of it: progress is what the agent shows and persists as done.
+    /// costs nothing of it: what progress reports as received is durable.
     #[test]
     fn a_full_piece_is_journaled_before_progress_reports_it_and_no_empty_record_after() {
         let tmp = tempfile::tempdir().unwrap();
