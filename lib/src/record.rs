@@ -61,6 +61,23 @@ fn directory_of(path: &Path) -> &Path {
     }
 }
 
+/// Creates the directory `dir` and any missing parents, syncing the directory each one is
+/// made in: a directory whose name a power cut can forget would take the records and the
+/// stage kept in it along. Nothing is synced when `dir` exists.
+pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+        Ok(()) => File::open(directory_of(dir)).and_then(|d| d.sync_all()),
+    }
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
 /// mix: a temporary file beside it (`<name>.new`), written and synced, renamed over it, and
 /// the directory synced.
@@ -92,6 +109,17 @@ mod tests {
         assert_eq!(directory_of(Path::new("/")), Path::new("."));
         assert_eq!(directory_of(Path::new("a/state")), Path::new("a"));
         assert_eq!(directory_of(Path::new("/var/state")), Path::new("/var"));
+    }
+
+    #[test]
+    fn a_directory_is_created_with_its_parents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a").join("b").join("c");
+        create_dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir(&deep).unwrap();
+        std::fs::write(tmp.path().join("file"), b"").unwrap();
+        assert!(create_dir(&tmp.path().join("file").join("d")).is_err());
     }
 
     #[test]

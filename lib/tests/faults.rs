@@ -3,7 +3,8 @@
 //! writes (EIO, ENOSPC) or loses power (the crash matrix). Each ends in the signed image or a
 //! clear error, never in a signal, unverified bytes on the target, or a good report for a bad
 //! image. The stage's own crash matrix is a unit test of `fetch/stage.rs`; ENOSPC in the state
-//! directory, from the kernel, is in `updater.rs`.
+//! directory, from the kernel, is in `updater.rs`; faults of the station's own storage and
+//! power cuts through a whole install are in `medium.rs`.
 // These tests make bundles: they need the generator.
 #![cfg(feature = "generator")]
 #![allow(clippy::unwrap_used)]

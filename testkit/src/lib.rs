@@ -1,7 +1,10 @@
 //! Test support shared by the library's and the CLI's tests: a real static-file HTTP server
 //! (tower-http's ServeDir, with Range and ETag support) and a scripted fault proxy, both on
-//! loopback only. Not part of the product.
+//! loopback only, and a storage medium mounted through FUSE that loses power and fails on
+//! cue ([`medium`]). Not part of the product.
 #![allow(clippy::unwrap_used, missing_docs)]
+
+pub mod medium;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -138,7 +138,7 @@ impl Stage {
     /// Opens (or starts) the stage in `dir` for the bundle whose manifest hashes to
     /// `manifest_hash` and whose length is `len`.
     pub fn open(dir: &Path, manifest_hash: &[u8; 32], len: u64) -> io::Result<Stage> {
-        fs::create_dir_all(dir)?;
+        crate::record::create_dir(dir)?;
         let header = journal_header(manifest_hash, len);
         let journal_path = dir.join("journal");
         let mut existing = Vec::new();

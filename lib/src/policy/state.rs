@@ -3,7 +3,7 @@
 //! atomically (temp file, fsync, rename, fsync of the directory) with a checksum; a damaged
 //! file fails closed. A version-1 file (before slots) is read and migrated, never reset.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -283,7 +283,7 @@ impl DeviceState {
         let io = |what: &str, e: &dyn std::fmt::Display| {
             PolicyError::StateIo(format!("{what} in {}: {e}", dir.display()))
         };
-        fs::create_dir_all(dir).map_err(|e| io("creating the state directory", &e))?;
+        crate::record::create_dir(dir).map_err(|e| io("creating the state directory", &e))?;
         crate::record::write_atomic(&DeviceState::path(dir), &self.encode()).map_err(|e| {
             let what = format!("{} the state file", e.step);
             io(&what, &e.source)
@@ -316,6 +316,7 @@ fn clamp(bytes: &[u8], max: usize) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn varint_len_is_the_encoded_length() {

@@ -32,7 +32,7 @@ pub fn lock(stage: &Path, wait: Duration) -> Result<File, UpdateError> {
         source: e,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+        crate::record::create_dir(dir).map_err(|e| io("creating the directory of", e))?;
     }
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -119,7 +119,7 @@ impl BundleFile {
                 (Ok(_), Some(head)) => {
                     let written = path
                         .parent()
-                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .map_or(Ok(()), crate::record::create_dir)
                         .and_then(|()| Ok(crate::record::write_atomic(path, &head.encode())?));
                     // Losing the head costs one header download on the next run, nothing more.
                     drop(written);
