@@ -275,3 +275,86 @@ fn a_copied_chunk_with_alternates_is_checked_by_its_chunk_hash() {
     bad.chunks[i].check = abdelta::format::ChunkCheck::Source(h[..8].try_into().unwrap());
     assert!(bad.validate(&Limits::DEFAULT).is_err());
 }
+
+/// A chunk the device can copy stays a copy even when it also holds the base of one of the
+/// chunk's several patches: weighing patch groups only ever chooses among patches. The
+/// device holds r1 and then r2, so each chunk r3 shares with r2 is found by content (a copy)
+/// while its patch against r1 decodes too.
+#[test]
+fn a_copy_is_never_traded_for_a_patch_the_device_could_also_use() {
+    let r = releases();
+    let single = bundle(&r[2], &[], &r[3]);
+    let copies: Vec<usize> = install(&single, &r[2])
+        .0
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind() == abdelta::StepKind::Copy)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!copies.is_empty());
+    let fleet = bundle(&r[2], &[&r[1], &r[0]], &r[3]);
+    let both = [r[1].as_slice(), r[2].as_slice()].concat();
+    let (plan, image) = install(&fleet, &both);
+    assert_eq!(image, r[3]);
+    assert!(plan.counts.patch > 0, "the device uses its r1 patches too");
+    for i in copies {
+        assert_eq!(plan.steps[i].kind(), abdelta::StepKind::Copy, "chunk {i}");
+    }
+}
+
+/// A patch group is read only when it costs less than the literals of the members the device
+/// can use. Three releases of a 4 MiB image, each with 15,000 one-byte edits: the group of
+/// patches against r0 is larger than two literals. A device holding only the start of r0
+/// (the rest of its partition other data) could patch two chunks from it, and reads their
+/// literals instead of the whole group.
+#[test]
+fn a_group_costlier_than_its_usable_members_literals_is_not_read() {
+    let mut rng = Rng(4711);
+    let mut r = vec![rng.text(4 * MIB)];
+    for _ in 0..2 {
+        let mut next = r.last().unwrap().clone();
+        for _ in 0..15_000 {
+            let at = rng.below(next.len());
+            next[at] = next[at].wrapping_add(1);
+        }
+        r.push(next);
+    }
+    let bundle = bundle(&r[1], &[&r[0]], &r[2]);
+    let keep = 200_000;
+    let mut held = r[0].clone();
+    let noise = Rng(99).bytes(held.len() - keep);
+    held[keep..].copy_from_slice(&noise);
+    let (plan, image) = install(&bundle, &held);
+    assert_eq!(image, r[2]);
+    let manifest = abdelta::UnverifiedBundle::read(&MemBundle(&bundle), &Limits::default())
+        .unwrap()
+        .verify(&trusted(), &Limits::default())
+        .unwrap()
+        .manifest()
+        .clone();
+    // The literals of the members each group read would serve.
+    let mut usable: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut groups = std::collections::HashMap::new();
+    for (step, entry) in plan.steps.iter().zip(&manifest.chunks) {
+        if let abdelta::Step::Patch { blob, .. } = step {
+            let literal = match entry.fallback {
+                abdelta::format::Fallback::Literal { blob, .. } => u64::from(blob.len),
+                abdelta::format::Fallback::Zero => 0,
+            };
+            *usable.entry(blob.offset).or_insert(0) += literal;
+            groups.insert(blob.offset, u64::from(blob.len));
+        }
+    }
+    for (offset, len) in &groups {
+        assert!(
+            *len <= usable[offset],
+            "the group at {offset} ({len} bytes) is read for {} bytes of literals",
+            usable[offset]
+        );
+    }
+    assert!(
+        !plan.fell_back.is_empty(),
+        "some chunks fell back to literals"
+    );
+}
