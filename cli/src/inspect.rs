@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let bundle_len = file.source().len();
     // The check that failed, when one was asked for: the exit status says so after the report.
-    let mut failed: Option<abdelta::Error> = None;
+    let mut failed: Option<abdelta::BundleError> = None;
     let (manifest, signature, policy) = if !args.device.is_configured() {
         let m = unverified.decode_unverified(&limits)?;
         (
@@ -103,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let Some(m) = manifest else {
                     return Err(e.into());
                 };
-                let report = if matches!(e, abdelta::Error::Policy(_)) {
+                let report = if matches!(e, abdelta::BundleError::Policy(_)) {
                     (
                         m,
                         "valid".to_owned(),

@@ -95,6 +95,28 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// The exit status of one of the pipeline's errors: a read or write that failed (3), else a
+/// rule the bytes broke (1); `None` for any other error.
+fn pipeline_exit(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    use abdelta::{ApplyError, BundleError, DiffError, VerifyError};
+    let io = if let Some(e) = cause.downcast_ref::<abdelta::Error>() {
+        e.is_io()
+    } else if let Some(e) = cause.downcast_ref::<BundleError>() {
+        matches!(e, BundleError::Io(_))
+    } else if let Some(e) = cause.downcast_ref::<ApplyError>() {
+        matches!(e, ApplyError::Io(_))
+    } else if let Some(e) = cause.downcast_ref::<VerifyError>() {
+        matches!(e, VerifyError::Io(_))
+    } else if let Some(e) = cause.downcast_ref::<DiffError>() {
+        matches!(e, DiffError::Io(_))
+    } else if cause.is::<abdelta::OverBudget>() {
+        false
+    } else {
+        return None;
+    };
+    Some(if io { EXIT_IO } else { EXIT_CHECK_FAILED })
+}
+
 fn exit_code(error: &anyhow::Error) -> u8 {
     use abdelta::updater::UpdateError;
     for cause in error.chain() {
@@ -106,7 +128,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<UpdateError>() {
             return match e {
-                UpdateError::Bundle(abdelta::Error::Io { .. }) => EXIT_IO,
+                UpdateError::Bundle(e) if e.is_io() => EXIT_IO,
                 UpdateError::Bundle(_)
                 | UpdateError::HookRefused { .. }
                 | UpdateError::KeepsFailing { .. } => EXIT_CHECK_FAILED,
@@ -116,11 +138,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 _ => EXIT_IO,
             };
         }
-        if let Some(e) = cause.downcast_ref::<abdelta::Error>() {
-            return match e {
-                abdelta::Error::Io { .. } => EXIT_IO,
-                _ => EXIT_CHECK_FAILED,
-            };
+        if let Some(code) = pipeline_exit(cause) {
+            return code;
         }
         if cause.downcast_ref::<abdelta::sign::SignError>().is_some()
             || cause

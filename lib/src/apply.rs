@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::bundle::VerifiedBundle;
 use crate::chunk::VerifiedChunk;
 use crate::codec;
-use crate::error::{Error, Progress, ProgressFn};
+use crate::error::{ApplyError, Progress, ProgressFn, io};
 use crate::format::{BlobRef, ChunkEntry, Fallback, GroupLayout, Hash};
 use crate::plan::{Plan, SourceErrorLog, SourceErrors, Step, StepCounts, StepKind, join_base};
 use crate::storage::{BundleSource, Source, Target, read_range};
@@ -75,7 +75,7 @@ fn produce_fallback<'s>(
     reader: &dyn BundleSource,
     entry: &ChunkEntry,
     index: usize,
-) -> Result<Output<'s>, Error> {
+) -> Result<Output<'s>, ApplyError> {
     let (bytes, blob_read, kind) = match entry.fallback {
         Fallback::Zero => (vec![0u8; entry.len as usize], 0, StepKind::Zero),
         Fallback::Literal { blob, .. } => {
@@ -83,12 +83,12 @@ fn produce_fallback<'s>(
             bundle.read_blob(reader, &blob, &mut encoded)?;
             let mut out = vec![0u8; entry.len as usize];
             codec::decode_literal(&encoded, &mut out)
-                .map_err(|error| Error::Blob { index, error })?;
+                .map_err(|error| ApplyError::Blob { index, error })?;
             (out, blob.len.into(), StepKind::Literal)
         }
     };
-    let chunk =
-        VerifiedChunk::check(entry, Cow::Owned(bytes)).ok_or(Error::ChunkHashMismatch { index })?;
+    let chunk = VerifiedChunk::check(entry, Cow::Owned(bytes))
+        .ok_or(ApplyError::ChunkHashMismatch { index })?;
     Ok(Output {
         chunk,
         blob_read,
@@ -109,7 +109,7 @@ fn produce<'s, S: Source + ?Sized>(
     step: &Step,
     groups: &Groups,
     errors: &SourceErrorLog,
-) -> Result<Output<'s>, Error> {
+) -> Result<Output<'s>, ApplyError> {
     let len = u64::from(entry.len);
     let candidate = match step {
         // Read out of the source before the check: the source is a running partition, and
@@ -225,12 +225,12 @@ pub fn apply<S: Source + ?Sized>(
     target: &mut dyn Target,
     plan: &Plan,
     progress: ProgressFn<'_>,
-) -> Result<ApplyReport, Error> {
+) -> Result<ApplyReport, ApplyError> {
     apply_until(bundle, reader, source, target, plan, progress, &|| false)
 }
 
 /// [`apply`], asking `stop` between batches of chunks (at most [`BATCH_BYTES`] apart): when
-/// it answers true, the apply ends with [`Error::Cancelled`], every chunk written so far
+/// it answers true, the apply ends with [`ApplyError::Cancelled`], every chunk written so far
 /// verified, nothing made durable.
 pub fn apply_until<S: Source + ?Sized>(
     bundle: &VerifiedBundle,
@@ -240,13 +240,11 @@ pub fn apply_until<S: Source + ?Sized>(
     plan: &Plan,
     progress: ProgressFn<'_>,
     stop: &(dyn Fn() -> bool + Sync),
-) -> Result<ApplyReport, Error> {
+) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
     let manifest = bundle.manifest();
     if plan.steps.len() != manifest.chunks.len() {
-        return Err(Error::InvalidInput(
-            "the plan was made for another manifest".into(),
-        ));
+        return Err(ApplyError::PlanMismatch);
     }
     let mut report = ApplyReport {
         bundle_bytes_read: plan.header_bytes,
@@ -273,7 +271,7 @@ pub fn apply_until<S: Source + ?Sized>(
     let mut groups: Groups = Vec::new();
     while !rest.is_empty() {
         if stop() {
-            return Err(Error::Cancelled);
+            return Err(ApplyError::Cancelled);
         }
         let Batch {
             take,
@@ -301,11 +299,11 @@ pub fn apply_until<S: Source + ?Sized>(
             .map(|&(i, entry, step)| {
                 produce(bundle, reader, source, entry, i, step, &groups, &errors)
             })
-            .collect::<Result<Vec<Output<'_>>, Error>>()?;
+            .collect::<Result<Vec<Output<'_>>, ApplyError>>()?;
         for (&(i, _, _), output) in batch.iter().zip(outputs) {
             target
                 .write_chunk(&output.chunk)
-                .map_err(Error::io(format!("writing chunk {i} to the target")))?;
+                .map_err(io(format!("writing chunk {i} to the target")))?;
             image_hasher.update(output.chunk.bytes());
             report.bytes_written += output.chunk.bytes().len() as u64;
             report.bundle_bytes_read += output.blob_read;
@@ -322,12 +320,12 @@ pub fn apply_until<S: Source + ?Sized>(
     }
     let image_hash: Hash = *image_hasher.finalize().as_bytes();
     if image_hash != manifest.target.hash {
-        return Err(Error::TargetHashMismatch {
+        return Err(ApplyError::TargetHashMismatch {
             bad_chunks: Vec::new(),
             bad_count: 0,
         });
     }
-    target.sync().map_err(Error::io("syncing the target"))?;
+    target.sync().map_err(io("syncing the target"))?;
     report.source_errors = errors.finish();
     report.elapsed = started.elapsed();
     Ok(report)

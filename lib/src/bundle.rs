@@ -1,7 +1,7 @@
 //! Opening a bundle: read the envelope and the signed region with bounded reads, authenticate
 //! the manifest, and only then expose it. Reading blobs by their payload ranges.
 
-use crate::error::Error;
+use crate::error::{BundleError, IoError, io};
 use crate::format::{BlobRef, ENVELOPE_LEN, Envelope, Limits, Manifest, SignatureRecord};
 use crate::sign::{PublicKey, VerifiedManifest, verify_manifest};
 use crate::storage::BundleSource;
@@ -17,18 +17,21 @@ pub struct UnverifiedBundle {
 impl UnverifiedBundle {
     /// Reads the envelope, manifest and signature records (never more than the limits allow)
     /// and checks the bundle's length.
-    pub fn read(source: &dyn BundleSource, limits: &Limits) -> Result<UnverifiedBundle, Error> {
+    pub fn read(
+        source: &dyn BundleSource,
+        limits: &Limits,
+    ) -> Result<UnverifiedBundle, BundleError> {
         let mut head = [0u8; ENVELOPE_LEN];
         if source.len() < ENVELOPE_LEN as u64 {
             return Err(crate::format::FormatError::Truncated { field: "envelope" }.into());
         }
         source
             .read_at(0, &mut head)
-            .map_err(Error::io("reading the bundle envelope"))?;
+            .map_err(io("reading the bundle envelope"))?;
         let envelope = Envelope::decode(&head, limits)?;
         let declared = envelope.bundle_len().unwrap_or(u64::MAX); // checked by decode
         if declared != source.len() {
-            return Err(Error::BundleLength {
+            return Err(BundleError::BundleLength {
                 declared,
                 actual: source.len(),
             });
@@ -37,18 +40,18 @@ impl UnverifiedBundle {
         let mut manifest_bytes = vec![0u8; envelope.manifest_len as usize];
         source
             .read_at(ENVELOPE_LEN as u64, &mut manifest_bytes)
-            .map_err(Error::io("reading the bundle manifest"))?;
+            .map_err(io("reading the bundle manifest"))?;
         let sig_len = (envelope.keyset_offset() - envelope.signatures_offset()) as usize;
         let mut sig_bytes = vec![0u8; sig_len];
         source
             .read_at(envelope.signatures_offset(), &mut sig_bytes)
-            .map_err(Error::io("reading the bundle signatures"))?;
+            .map_err(io("reading the bundle signatures"))?;
         let records = SignatureRecord::decode_all(&sig_bytes, envelope.signature_count)?;
         // Bounded by MAX_KEYSET_FILE_LEN at envelope decoding.
         let mut keyset = vec![0u8; envelope.keyset_len as usize];
         source
             .read_at(envelope.keyset_offset(), &mut keyset)
-            .map_err(Error::io("reading the bundle keyset"))?;
+            .map_err(io("reading the bundle keyset"))?;
         Ok(UnverifiedBundle {
             envelope,
             manifest_bytes,
@@ -58,10 +61,14 @@ impl UnverifiedBundle {
     }
 
     /// Authenticates the manifest against `trusted` keys.
-    pub fn verify(self, trusted: &[PublicKey], limits: &Limits) -> Result<VerifiedBundle, Error> {
+    pub fn verify(
+        self,
+        trusted: &[PublicKey],
+        limits: &Limits,
+    ) -> Result<VerifiedBundle, BundleError> {
         let manifest = verify_manifest(&self.manifest_bytes, &self.records, trusted, limits)?;
         if manifest.manifest().payload_len != self.envelope.payload_len {
-            return Err(Error::PayloadLengthMismatch);
+            return Err(BundleError::PayloadLengthMismatch);
         }
         Ok(VerifiedBundle {
             envelope: self.envelope,
@@ -71,7 +78,7 @@ impl UnverifiedBundle {
 
     /// Decodes the manifest without authenticating it, for display only (`abdelta inspect`
     /// without a key). The result cannot reach `plan` or `apply`, which take a [`VerifiedBundle`].
-    pub fn decode_unverified(&self, limits: &Limits) -> Result<Manifest, Error> {
+    pub fn decode_unverified(&self, limits: &Limits) -> Result<Manifest, BundleError> {
         Ok(Manifest::decode(&self.manifest_bytes, limits)?)
     }
 
@@ -104,7 +111,7 @@ impl VerifiedBundle {
         source: &dyn BundleSource,
         trusted: &[PublicKey],
         limits: &Limits,
-    ) -> Result<VerifiedBundle, Error> {
+    ) -> Result<VerifiedBundle, BundleError> {
         UnverifiedBundle::read(source, limits)?.verify(trusted, limits)
     }
 
@@ -158,10 +165,10 @@ impl VerifiedBundle {
         source: &dyn BundleSource,
         blob: &BlobRef,
         buf: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), IoError> {
         buf.resize(blob.len as usize, 0);
         source
             .read_at(self.blob_offset(blob), buf)
-            .map_err(Error::io("reading a blob from the bundle"))
+            .map_err(io("reading a blob from the bundle"))
     }
 }

@@ -87,7 +87,10 @@ pub use chunk::{
 pub use codec::CodecError;
 #[cfg(feature = "generator")]
 pub use diff::{DiffOptions, DiffReport, diff, diff_bases};
-pub use error::{Error, Progress, ProgressFn, no_progress, report};
+pub use error::{
+    ApplyError, BundleError, DiffError, Error, IoError, OverBudget, Progress, ProgressFn,
+    VerifyError, no_progress, report,
+};
 pub use format::{Limits, Manifest};
 pub use plan::{Plan, SourceErrors, Step, StepCounts, StepKind, plan};
 pub use sign::{PublicKey, SecretKey};

@@ -164,9 +164,9 @@ impl SourceErrorLog {
 impl Plan {
     /// Fails closed when the plan reads more than `budget` bytes (header included), before a
     /// single blob is fetched.
-    pub fn check_budget(&self, budget: u64) -> Result<(), crate::Error> {
+    pub fn check_budget(&self, budget: u64) -> Result<(), crate::error::OverBudget> {
         if self.total_bytes() > budget {
-            return Err(crate::Error::BudgetExceeded {
+            return Err(crate::error::OverBudget {
                 planned: self.total_bytes(),
                 budget,
             });
@@ -581,7 +581,7 @@ mod tests {
         assert!(plan.check_budget(150).is_ok());
         assert!(matches!(
             plan.check_budget(149),
-            Err(crate::Error::BudgetExceeded {
+            Err(crate::error::OverBudget {
                 planned: 150,
                 budget: 149
             })

@@ -7,7 +7,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::chunk::hash_large;
-use crate::error::Error;
+use crate::error::{VerifyError, io};
 use crate::format::Manifest;
 use crate::storage::open_readback;
 
@@ -15,7 +15,7 @@ use crate::storage::open_readback;
 const LISTED_BAD_CHUNKS: usize = 16;
 
 /// Checks that `image` (exactly the target's bytes) matches the manifest.
-pub fn verify_bytes(manifest: &Manifest, image: &[u8]) -> Result<(), Error> {
+pub fn verify_bytes(manifest: &Manifest, image: &[u8]) -> Result<(), VerifyError> {
     if image.len() as u64 == manifest.target.size && hash_large(image) == manifest.target.hash {
         return Ok(());
     }
@@ -31,7 +31,7 @@ pub fn verify_bytes(manifest: &Manifest, image: &[u8]) -> Result<(), Error> {
         })
         .map(|(i, _)| i)
         .collect();
-    Err(Error::TargetHashMismatch {
+    Err(VerifyError::TargetHashMismatch {
         bad_count: bad.len(),
         bad_chunks: bad.into_iter().take(LISTED_BAD_CHUNKS).collect(),
     })
@@ -43,24 +43,19 @@ const READ_BLOCK: usize = 8 << 20;
 /// Checks the first `target.size` bytes of a file or block device against the manifest, as
 /// the medium returns them (see [`open_readback`]). Read with checked reads: a medium that
 /// fails to return a block ends in an error naming where, never a signal.
-pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
+pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), VerifyError> {
     let size = manifest.target.size;
-    let io = |at: u64| {
-        move |source| Error::Io {
-            context: format!("reading {} at byte {at}", path.display()),
-            source,
-        }
-    };
+    let reading = |at: u64| io(format!("reading {} at byte {at}", path.display()));
     let file = open_readback(path, size).map_err(|source| {
         if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::TargetTooSmall { size }
+            VerifyError::TargetTooSmall { size }
         } else {
-            io(0)(source)
+            reading(0)(source).into()
         }
     })?;
-    let meta = file.metadata().map_err(io(0))?;
+    let meta = file.metadata().map_err(reading(0))?;
     if meta.is_file() && meta.len() > size {
-        return Err(Error::TargetTrailingBytes {
+        return Err(VerifyError::TargetTrailingBytes {
             size,
             actual: meta.len(),
         });
@@ -73,7 +68,7 @@ pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
             .unwrap_or(READ_BLOCK)
             .min(READ_BLOCK);
         let block = buf.get_mut(..n).unwrap_or_default();
-        file.read_exact_at(block, at).map_err(io(at))?;
+        file.read_exact_at(block, at).map_err(reading(at))?;
         hasher.update_rayon(block);
         at += n as u64;
     }
@@ -85,12 +80,12 @@ pub fn verify_path(manifest: &Manifest, path: &Path) -> Result<(), Error> {
     for (i, c) in manifest.chunks.iter().enumerate() {
         let mut chunk = vec![0u8; c.len as usize];
         file.read_exact_at(&mut chunk, c.offset)
-            .map_err(io(c.offset))?;
+            .map_err(reading(c.offset))?;
         if !c.check.admits(&chunk) {
             bad.push(i);
         }
     }
-    Err(Error::TargetHashMismatch {
+    Err(VerifyError::TargetHashMismatch {
         bad_count: bad.len(),
         bad_chunks: bad.into_iter().take(LISTED_BAD_CHUNKS).collect(),
     })

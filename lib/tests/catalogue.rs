@@ -20,7 +20,9 @@ use abdelta::no_progress;
 use abdelta::policy::{DeviceState, Policy, PolicyError};
 use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{FileTarget, MemBundle, MemTarget, SourceImage};
-use abdelta::{ApplyReport, Error, SecretKey, UnverifiedBundle, VerifiedBundle};
+use abdelta::{
+    ApplyError, ApplyReport, BundleError, OverBudget, SecretKey, UnverifiedBundle, VerifiedBundle,
+};
 use abdelta::{
     CodecError,
     internals::{decode_literal, encode_literal},
@@ -43,14 +45,14 @@ fn blank_fixture() -> (Vec<u8>, Vec<u8>) {
     (out, target)
 }
 
-fn open(bytes: &[u8]) -> Result<VerifiedBundle, Error> {
+fn open(bytes: &[u8]) -> Result<VerifiedBundle, BundleError> {
     VerifiedBundle::open(&MemBundle(bytes), &trusted(), &Limits::DEFAULT)
 }
 
 /// The format rule a bundle breaks, before or after its signature verified.
 fn format_error(bytes: &[u8]) -> FormatError {
     match open(bytes) {
-        Err(Error::Format(e) | Error::Sign(SignError::Format(e))) => e,
+        Err(BundleError::Format(e) | BundleError::Sign(SignError::Format(e))) => e,
         Err(other) => panic!("expected a format error, got {other}"),
         Ok(_) => panic!("expected a format error, got acceptance"),
     }
@@ -58,7 +60,7 @@ fn format_error(bytes: &[u8]) -> FormatError {
 
 fn sign_err(bytes: &[u8]) -> SignError {
     match open(bytes) {
-        Err(Error::Sign(e)) => e,
+        Err(BundleError::Sign(e)) => e,
         Err(other) => panic!("expected a signature error, got {other}"),
         Ok(_) => panic!("expected a signature error, got acceptance"),
     }
@@ -124,7 +126,7 @@ fn resigned(bytes: &[u8], edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
 }
 
 /// Plans and applies into memory, returning the result and what reached the target.
-fn apply_keep(bytes: &[u8], source: &[u8]) -> (Result<ApplyReport, Error>, Vec<u8>) {
+fn apply_keep(bytes: &[u8], source: &[u8]) -> (Result<ApplyReport, ApplyError>, Vec<u8>) {
     let verified = open(bytes).unwrap();
     let plan = abdelta::plan(&verified, source);
     let mut target = MemTarget::default();
@@ -149,7 +151,9 @@ fn bad_01_empty_file_is_truncated() {
     let r = UnverifiedBundle::read(&MemBundle(&[]), &Limits::DEFAULT);
     assert!(matches!(
         r,
-        Err(Error::Format(FormatError::Truncated { field: "envelope" }))
+        Err(BundleError::Format(FormatError::Truncated {
+            field: "envelope"
+        }))
     ));
 }
 
@@ -158,8 +162,8 @@ fn bad_02_truncation_at_every_offset_is_rejected() {
     let (b, _) = fixture();
     for cut in 0..b.len() {
         match open(&b[..cut]) {
-            Err(Error::Format(FormatError::Truncated { .. })) => assert!(cut < ENVELOPE_LEN),
-            Err(Error::BundleLength { declared, actual }) => {
+            Err(BundleError::Format(FormatError::Truncated { .. })) => assert!(cut < ENVELOPE_LEN),
+            Err(BundleError::BundleLength { declared, actual }) => {
                 assert!(cut >= ENVELOPE_LEN);
                 assert_eq!((declared, actual), (b.len() as u64, cut as u64));
             }
@@ -233,7 +237,7 @@ fn bad_05_manifest_len_zero_past_the_end_max_or_over_the_cap() {
     let remaining = u32::try_from(b.len() - ENVELOPE_LEN).unwrap();
     for len in [remaining + 1, env.manifest_len + 1, cap] {
         assert!(
-            matches!(open(&set(len)), Err(Error::BundleLength { .. })),
+            matches!(open(&set(len)), Err(BundleError::BundleLength { .. })),
             "{len}"
         );
     }
@@ -297,7 +301,10 @@ fn bad_06_trailing_bytes_after_the_envelope_the_manifest_or_the_payload() {
     ));
     let mut longer = b.clone();
     longer.push(0);
-    assert!(matches!(open(&longer), Err(Error::BundleLength { .. })));
+    assert!(matches!(
+        open(&longer),
+        Err(BundleError::BundleLength { .. })
+    ));
 }
 
 #[test]
@@ -474,7 +481,10 @@ fn bad_13_key_id_of_a_with_a_signature_by_b() {
         &payload,
     );
     let r = VerifiedBundle::open(&MemBundle(&signed_by_b), &both, &Limits::DEFAULT);
-    assert!(matches!(r, Err(Error::Sign(SignError::KeyIdMismatch))));
+    assert!(matches!(
+        r,
+        Err(BundleError::Sign(SignError::KeyIdMismatch))
+    ));
 }
 
 #[test]
@@ -595,10 +605,7 @@ fn bad_22_delta_for_another_base_never_writes_a_wrong_image() {
     let plan = abdelta::plan(&verified, &other);
     let clean = abdelta::plan(&verified, &a);
     let budget = clean.total_bytes() + 1000;
-    assert!(matches!(
-        plan.check_budget(budget),
-        Err(Error::BudgetExceeded { .. })
-    ));
+    assert!(matches!(plan.check_budget(budget), Err(OverBudget { .. })));
     // A patch group is read only when it costs less than the literals of the members this
     // source can use: a wrong source never reads more than the literals alone.
     let literals: u64 = verified
@@ -1217,7 +1224,7 @@ fn bad_34_hash_mismatch_in_the_first_middle_and_last_chunk() {
         let bad = corrupt_literal(&b, index);
         let (r, written) = apply_keep(&bad, &[]);
         match r {
-            Err(Error::ChunkHashMismatch { index: i } | Error::Blob { index: i, .. }) => {
+            Err(ApplyError::ChunkHashMismatch { index: i } | ApplyError::Blob { index: i, .. }) => {
                 assert_eq!(i, index);
             }
             other => panic!("chunk {index}: {other:?}"),
@@ -1278,7 +1285,7 @@ fn bad_35_declared_length_differs_from_the_decoded_length() {
     assert!(
         matches!(
             r,
-            Err(Error::Blob {
+            Err(ApplyError::Blob {
                 index: i,
                 error: CodecError::TooShort { .. }
             }) if i == index
@@ -1294,7 +1301,7 @@ fn bad_36_target_hash_mismatch_with_every_chunk_valid() {
     let (r, _) = apply_keep(&bad, &[]);
     assert!(matches!(
         r,
-        Err(Error::TargetHashMismatch { bad_count: 0, .. })
+        Err(ApplyError::TargetHashMismatch { bad_count: 0, .. })
     ));
 }
 

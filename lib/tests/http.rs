@@ -17,7 +17,7 @@ use abdelta::fetch::{FetchError, FetchStats, HttpOptions, HttpSource};
 use abdelta::format::Limits;
 use abdelta::no_progress;
 use abdelta::storage::MemTarget;
-use abdelta::{Error, VerifiedBundle};
+use abdelta::{OverBudget, VerifiedBundle};
 use abdelta_testkit::{Fault, proxy, serve};
 use common::{Rng, key, make_bundle};
 
@@ -65,12 +65,9 @@ fn run(
     addr: SocketAddr,
     options: HttpOptions,
     source: &[u8],
-) -> Result<(Vec<u8>, FetchStats, u64), Error> {
+) -> Result<(Vec<u8>, FetchStats, u64), Box<dyn std::error::Error>> {
     let url = format!("http://{addr}/r2.abd");
-    let http = HttpSource::open(&url, options).map_err(|e| Error::Io {
-        context: url.clone(),
-        source: std::io::Error::other(e),
-    })?;
+    let http = HttpSource::open(&url, options)?;
     let bundle = VerifiedBundle::open(&http, &[key().public()], &Limits::DEFAULT)?;
     let plan = abdelta::plan(&bundle, source);
     let mut target = MemTarget::default();
@@ -78,15 +75,32 @@ fn run(
     Ok((target.bytes, http.stats(), plan.total_bytes()))
 }
 
-fn fetch_error(result: Result<(Vec<u8>, FetchStats, u64), Error>) -> FetchError {
-    let Err(Error::Io { source, .. }) = result else {
-        panic!("expected a fetch error, got {:?}", result.map(|r| r.2))
-    };
-    let inner = source.into_inner().expect("wrapped fetch error");
-    inner
-        .downcast::<FetchError>()
-        .map(|b| *b)
-        .expect("a FetchError")
+/// The transport's error in `error`'s chain: its own, or the one it handed the pipeline
+/// inside an I/O error.
+fn transport_error(error: &(dyn std::error::Error + 'static)) -> Option<FetchError> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(f) = e.downcast_ref::<FetchError>() {
+            return Some(f.clone());
+        }
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if let Some(f) = inner.and_then(|i| i.downcast_ref::<FetchError>()) {
+            return Some(f.clone());
+        }
+        cause = e.source();
+    }
+    None
+}
+
+fn fetch_error(
+    result: Result<(Vec<u8>, FetchStats, u64), Box<dyn std::error::Error>>,
+) -> FetchError {
+    match result {
+        Err(e) => transport_error(&*e).expect("a FetchError"),
+        Ok(r) => panic!("expected a fetch error, got {:?}", r.2),
+    }
 }
 
 #[test]
@@ -222,15 +236,10 @@ fn f13_file_replaced_mid_download_is_detected() {
         &plan,
         &no_progress,
     );
-    let Err(Error::Io { source, .. }) = result else {
+    let Err(e @ abdelta::ApplyError::Io(_)) = result else {
         panic!("expected the download to stop")
     };
-    let error = source
-        .into_inner()
-        .unwrap()
-        .downcast::<FetchError>()
-        .unwrap();
-    assert_eq!(*error, FetchError::FileChanged);
+    assert_eq!(transport_error(&e), Some(FetchError::FileChanged));
 }
 
 #[test]
@@ -469,7 +478,7 @@ fn the_budget_check_names_the_planned_bytes_and_the_budget() {
     let before = http.stats();
     let budget = plan.total_bytes() - 1;
     match plan.check_budget(budget) {
-        Err(Error::BudgetExceeded { planned, budget: b }) => {
+        Err(OverBudget { planned, budget: b }) => {
             assert_eq!((planned, b), (plan.total_bytes(), budget))
         }
         other => panic!("expected the budget to refuse, got {other:?}"),

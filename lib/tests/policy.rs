@@ -10,7 +10,7 @@ use abdelta::DiffOptions;
 use abdelta::format::Keyset;
 use abdelta::policy::{DeviceState, Policy, PolicyError};
 use abdelta::sign::sign_keyset;
-use abdelta::{Error, SecretKey};
+use abdelta::{BundleError, SecretKey};
 use common::*;
 
 /// A keyset (version `version`) vouching for `signer` over `[not_before, not_after]`,
@@ -33,7 +33,9 @@ fn release_at(version: u64, created_at: u64, expires_at: u64) -> DiffOptions {
     }
 }
 
-fn accepted(result: Result<abdelta::policy::Authorized, Error>) -> abdelta::policy::Authorized {
+fn accepted(
+    result: Result<abdelta::policy::Authorized, BundleError>,
+) -> abdelta::policy::Authorized {
     result.unwrap_or_else(|e| panic!("expected acceptance, got {e}"))
 }
 

@@ -11,7 +11,7 @@ use abdelta::format::{ENVELOPE_LEN, Envelope, Fallback, Limits};
 use abdelta::no_progress;
 use abdelta::sign::SignError;
 use abdelta::storage::{MemBundle, Target};
-use abdelta::{Error, VerifiedBundle};
+use abdelta::{ApplyError, BundleError, VerifiedBundle};
 use common::{Rng, apply_mem, make_bundle, other_key, trusted};
 
 fn pair() -> (Vec<u8>, Vec<u8>) {
@@ -24,7 +24,7 @@ fn pair() -> (Vec<u8>, Vec<u8>) {
     (a, b)
 }
 
-fn open(bundle: &[u8]) -> Result<VerifiedBundle, Error> {
+fn open(bundle: &[u8]) -> Result<VerifiedBundle, BundleError> {
     VerifiedBundle::open(&MemBundle(bundle), &trusted(), &Limits::DEFAULT)
 }
 
@@ -62,7 +62,10 @@ fn truncation_at_every_header_offset_is_rejected() {
     }
     let mut longer = bundle.clone();
     longer.push(0);
-    assert!(matches!(open(&longer), Err(Error::BundleLength { .. })));
+    assert!(matches!(
+        open(&longer),
+        Err(BundleError::BundleLength { .. })
+    ));
 }
 
 #[test]
@@ -72,7 +75,7 @@ fn wrong_key_is_rejected() {
     let wrong = vec![other_key().public()];
     let result = VerifiedBundle::open(&MemBundle(&bundle), &wrong, &Limits::DEFAULT);
     assert!(
-        matches!(result, Err(Error::Sign(SignError::UnknownKey))),
+        matches!(result, Err(BundleError::Sign(SignError::UnknownKey))),
         "{:?}",
         result.err()
     );
@@ -133,7 +136,8 @@ fn corrupted_literal_fails_its_chunk_and_writes_nothing_unverified() {
         &no_progress,
     );
     match result {
-        Err(Error::ChunkHashMismatch { index: i }) | Err(Error::Blob { index: i, .. }) => {
+        Err(ApplyError::ChunkHashMismatch { index: i })
+        | Err(ApplyError::Blob { index: i, .. }) => {
             assert_eq!(i, index)
         }
         other => panic!("expected chunk {index} to fail, got {other:?}"),

@@ -15,7 +15,7 @@ use abdelta::no_progress;
 use abdelta::policy::{Decision, DeviceState, Policy, PolicyError, authorize};
 use abdelta::sign::{SignError, sign_keyset, sign_manifest};
 use abdelta::storage::{BundleSource, MemBundle, MemTarget, Target};
-use abdelta::{Error, PublicKey, SecretKey, UnverifiedBundle};
+use abdelta::{ApplyError, BundleError, PublicKey, SecretKey, UnverifiedBundle, VerifyError};
 use common::*;
 
 #[test]
@@ -71,7 +71,7 @@ fn t02_one_canonical_encoding_no_parser_differential() {
         let bad = assemble(&trailing, &[sign_manifest(&key(), &trailing)], &payload);
         assert!(matches!(
             check(&bad, &device(), &mut DeviceState::default(), NOW),
-            Err(Error::Format(_))
+            Err(BundleError::Format(_))
         ));
     }
     let mut dup = decoded.clone();
@@ -80,7 +80,7 @@ fn t02_one_canonical_encoding_no_parser_differential() {
     let bad = assemble(&dup_bytes, &[sign_manifest(&key(), &dup_bytes)], &payload);
     assert!(matches!(
         check(&bad, &device(), &mut DeviceState::default(), NOW),
-        Err(Error::Format(_))
+        Err(BundleError::Format(_))
     ));
 }
 
@@ -382,13 +382,13 @@ fn t09_endless_data_is_bounded_by_signed_lengths() {
     longer.extend(std::iter::repeat_n(0u8, 1 << 20));
     assert!(matches!(
         check(&longer, &device(), &mut DeviceState::default(), NOW),
-        Err(Error::BundleLength { .. })
+        Err(BundleError::BundleLength { .. })
     ));
     let mut huge = b.clone();
     huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
         check(&huge, &device(), &mut DeviceState::default(), NOW),
-        Err(Error::Format(_))
+        Err(BundleError::Format(_))
     ));
 }
 
@@ -698,7 +698,7 @@ fn t17_signature_covers_every_byte_of_a_target_larger_than_2_gib() {
     std::os::unix::fs::FileExt::write_all_at(&f, &[1], len - 1).unwrap();
     let r = abdelta::verify_path(verified.manifest(), &path);
     assert!(
-        matches!(r, Err(Error::TargetHashMismatch { bad_count: 1, .. })),
+        matches!(r, Err(VerifyError::TargetHashMismatch { bad_count: 1, .. })),
         "{r:?}"
     );
 }
@@ -746,7 +746,7 @@ fn t18_withheld_chunk_fails_the_apply() {
         &plan,
         &no_progress,
     );
-    assert!(matches!(r, Err(Error::Io { .. })));
+    assert!(matches!(r, Err(ApplyError::Io(_))));
 }
 
 #[test]
@@ -776,7 +776,7 @@ fn t20_algorithm_or_format_downgrade_is_rejected() {
     );
     // sig_alg (byte 2 of the plain manifest) switched: refused, never a fallback.
     match resigned(&|p| p[2] = 2) {
-        Err(Error::Format(FormatError::Unsupported { field, value })) => {
+        Err(BundleError::Format(FormatError::Unsupported { field, value })) => {
             assert_eq!((field, value), ("signature algorithm", 2))
         }
         other => panic!(
@@ -786,7 +786,7 @@ fn t20_algorithm_or_format_downgrade_is_rejected() {
     }
     // format_version (bytes 0..2) set to an older version.
     match resigned(&|p| p[..2].copy_from_slice(&8u16.to_le_bytes())) {
-        Err(Error::Format(FormatError::UnsupportedVersion { found })) => assert_eq!(found, 8),
+        Err(BundleError::Format(FormatError::UnsupportedVersion { found })) => assert_eq!(found, 8),
         other => panic!("expected the old format refused, got {:?}", other.err()),
     }
 }
@@ -868,7 +868,7 @@ fn t22_bytes_outside_the_signed_manifest_do_not_steer_the_decision() {
     };
     assert!(check(&b, &both, &mut DeviceState::default(), NOW).is_ok());
     match check(&with_junk, &both, &mut DeviceState::default(), NOW) {
-        Err(Error::Format(_)) => {}
+        Err(BundleError::Format(_)) => {}
         other => panic!("expected the keyset region refused, got {:?}", other.err()),
     }
 }
@@ -881,8 +881,8 @@ fn t22_bytes_outside_the_signed_manifest_do_not_steer_the_decision() {
 fn fault_09_verify_applies_the_keyset_rules_not_the_release_rules() {
     use abdelta::format::Keyset;
     use abdelta::policy::authenticate;
-    let refused = |r: Result<abdelta::VerifiedBundle, Error>| match r {
-        Err(Error::Policy(e)) => e,
+    let refused = |r: Result<abdelta::VerifiedBundle, BundleError>| match r {
+        Err(BundleError::Policy(e)) => e,
         Err(other) => panic!("expected a policy error, got {other:?}"),
         Ok(_) => panic!("expected a policy error, got acceptance"),
     };

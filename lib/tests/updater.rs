@@ -548,7 +548,7 @@ fn the_wire_stays_within_the_budget_with_range_merging() {
     assert!(
         matches!(
             result,
-            Err(UpdateError::Bundle(abdelta::Error::BudgetExceeded { .. }))
+            Err(UpdateError::Bundle(abdelta::Error::OverBudget(_)))
         ),
         "{result:?}"
     );
@@ -1134,12 +1134,12 @@ fn t05_the_raised_rollback_floor_is_saved_before_any_download() {
     // A new process, as after a reboot.
     let updater = station.updater().unwrap();
     match updater.check(&url6) {
-        Err(UpdateError::Bundle(abdelta::Error::Policy(
+        Err(UpdateError::Bundle(abdelta::Error::Bundle(abdelta::BundleError::Policy(
             abdelta::policy::PolicyError::Rollback {
                 release: 6,
                 minimum: 7,
             },
-        ))) => {}
+        )))) => {}
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("release 6 offered after 7 authenticated"),
     }
@@ -1166,9 +1166,9 @@ fn t18_a_chunk_that_fails_leaves_the_slot_empty_and_the_boot_unswitched() {
         &Cancel::default(),
     );
     match result {
-        Err(UpdateError::Bundle(
-            abdelta::Error::ChunkHashMismatch { .. } | abdelta::Error::Blob { .. },
-        )) => {}
+        Err(UpdateError::Bundle(abdelta::Error::Apply(
+            abdelta::ApplyError::ChunkHashMismatch { .. } | abdelta::ApplyError::Blob { .. },
+        ))) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(events.last(), Some(&FirmwareStatus::InstallationFailed));

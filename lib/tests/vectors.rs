@@ -26,7 +26,7 @@ use abdelta::internals::chunk_and_hash;
 use abdelta::no_progress;
 use abdelta::sign::{SignError, sign_manifest};
 use abdelta::storage::{MemBundle, MemTarget};
-use abdelta::{Error, SecretKey, VerifiedBundle};
+use abdelta::{ApplyError, BundleError, Error, SecretKey, VerifiedBundle};
 #[cfg(feature = "generator")]
 use common::options;
 use common::{Rng, key, other_key};
@@ -341,7 +341,7 @@ fn hex(b: &[u8]) -> String {
 /// The rule an error names, as written in expected.txt.
 fn rule(e: &Error) -> String {
     match e {
-        Error::Format(f) => match f {
+        Error::Bundle(BundleError::Format(f)) => match f {
             FormatError::Truncated { field } => format!("Truncated({field})"),
             FormatError::BadMagic => "BadMagic".into(),
             FormatError::UnsupportedVersion { found } => format!("UnsupportedVersion({found})"),
@@ -351,17 +351,19 @@ fn rule(e: &Error) -> String {
             FormatError::TrailingBytes { what, .. } => format!("TrailingBytes({what})"),
             other => format!("{other:?}"),
         },
-        Error::Sign(s) => match s {
+        Error::Bundle(BundleError::Sign(s)) => match s {
             SignError::UnknownKey => "UnknownKey".into(),
             SignError::BadSignature => "BadSignature".into(),
             SignError::KeyIdMismatch => "KeyIdMismatch".into(),
             other => format!("{other:?}"),
         },
-        Error::BundleLength { .. } => "BundleLength".into(),
-        Error::PayloadLengthMismatch => "PayloadLengthMismatch".into(),
-        Error::Blob { index, .. } => format!("Blob({index})"),
-        Error::ChunkHashMismatch { index } => format!("ChunkHashMismatch({index})"),
-        Error::TargetHashMismatch { .. } => "TargetHashMismatch".into(),
+        Error::Bundle(BundleError::BundleLength { .. }) => "BundleLength".into(),
+        Error::Bundle(BundleError::PayloadLengthMismatch) => "PayloadLengthMismatch".into(),
+        Error::Apply(ApplyError::Blob { index, .. }) => format!("Blob({index})"),
+        Error::Apply(ApplyError::ChunkHashMismatch { index }) => {
+            format!("ChunkHashMismatch({index})")
+        }
+        Error::Apply(ApplyError::TargetHashMismatch { .. }) => "TargetHashMismatch".into(),
         other => format!("{other}"),
     }
 }
@@ -370,7 +372,7 @@ fn outcome(bundle: &[u8], source: &[u8]) -> String {
     let keys = vec![key().public()];
     let verified = match VerifiedBundle::open(&MemBundle(bundle), &keys, &Limits::DEFAULT) {
         Ok(v) => v,
-        Err(e) => return format!("reject {}", rule(&e)),
+        Err(e) => return format!("reject {}", rule(&e.into())),
     };
     let plan = abdelta::plan(&verified, source);
     let mut target = MemTarget::default();
@@ -387,7 +389,7 @@ fn outcome(bundle: &[u8], source: &[u8]) -> String {
             r.bundle_bytes_read,
             hex(blake3::hash(&target.bytes).as_bytes())
         ),
-        Err(e) => format!("apply-error {}", rule(&e)),
+        Err(e) => format!("apply-error {}", rule(&e.into())),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::chunk::{
     ChunkSpan, DEFAULT_CHUNKING, chunk_and_hash, chunk_hash, hash_large, source_hash, source_part,
 };
 use crate::codec::{self, PatchContent};
-use crate::error::{Error, Progress, ProgressFn};
+use crate::error::{DiffError, Progress, ProgressFn, io};
 use crate::format::manifest::{Alternate, Fallback, LiteralCodec, Patch, PatchCodec};
 use crate::format::{
     BlobRef, ChunkCheck, ChunkEntry, Chunking, Envelope, GroupMember, ImageId, Limits,
@@ -317,7 +317,7 @@ pub fn diff(
     key: &SecretKey,
     out: &mut dyn Write,
     progress: ProgressFn<'_>,
-) -> Result<DiffReport, Error> {
+) -> Result<DiffReport, DiffError> {
     diff_bases(source, &[], target, options, key, out, progress)
 }
 
@@ -372,19 +372,19 @@ pub fn diff_bases(
     key: &SecretKey,
     out: &mut dyn Write,
     progress: ProgressFn<'_>,
-) -> Result<DiffReport, Error> {
+) -> Result<DiffReport, DiffError> {
     let limits = Limits::DEFAULT;
     if bases.len() as u64 > crate::format::manifest::MAX_EXTRA_BASES
         || (!bases.is_empty() && source.is_empty())
     {
-        return Err(Error::InvalidInput(format!(
+        return Err(DiffError::InvalidInput(format!(
             "at most {} earlier releases besides the source, and only with a source",
             crate::format::manifest::MAX_EXTRA_BASES
         )));
     }
     let too_large = |image: &[u8]| image.len() as u64 > limits.max_image_len;
     if too_large(target) || too_large(source) || bases.iter().any(|b| too_large(b)) {
-        return Err(Error::InvalidInput(format!(
+        return Err(DiffError::InvalidInput(format!(
             "image larger than the format's {}-byte limit",
             limits.max_image_len
         )));
@@ -394,7 +394,7 @@ pub fn diff_bases(
         && (256..=4 << 20).contains(&avg)
         && (1024..=limits.max_chunk_len).contains(&max);
     if !in_range || min > avg || avg > max || min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
-        return Err(Error::InvalidInput(
+        return Err(DiffError::InvalidInput(
             "chunking must satisfy 64 <= min <= avg <= max <= 4 MiB, all even (SPEC.md, chunking)"
                 .into(),
         ));
@@ -407,7 +407,7 @@ pub fn diff_bases(
     hardware_compat.sort();
     hardware_compat.dedup();
     if hardware_compat.is_empty() {
-        return Err(Error::InvalidInput(
+        return Err(DiffError::InvalidInput(
             "at least one hardware-compatibility id is required".into(),
         ));
     }
@@ -431,7 +431,7 @@ pub fn diff_bases(
 
     let spans = merge_zero_runs(target, chunk_and_hash(target, options.chunking), &limits);
     if spans.len() as u64 > limits.max_chunks {
-        return Err(Error::InvalidInput(
+        return Err(DiffError::InvalidInput(
             "too many chunks: raise the chunk size".into(),
         ));
     }
@@ -454,7 +454,7 @@ pub fn diff_bases(
         });
         e
     })
-    .ok_or(Error::Encoder("zstd could not compress a chunk"))?;
+    .ok_or(DiffError::Encoder("zstd could not compress a chunk"))?;
     drop(index);
 
     // Per extra base: its patches, then their groups (each base's content freed in turn).
@@ -474,7 +474,7 @@ pub fn diff_bases(
             max_base,
             &limits,
         )
-        .ok_or(Error::Encoder("patching an earlier release"))?;
+        .ok_or(DiffError::Encoder("patching an earlier release"))?;
         // Keep each member's base with it: groups carry only chunk indexes and lengths.
         let with_bases = groups
             .into_iter()
@@ -625,17 +625,18 @@ pub fn diff_bases(
     manifest.validate(&limits)?;
     let manifest_bytes = manifest
         .encode()
-        .ok_or(Error::Encoder("zstd could not pack the manifest"))?;
+        .ok_or(DiffError::Encoder("zstd could not pack the manifest"))?;
     let record = sign_manifest(key, &manifest_bytes);
     let envelope = Envelope {
-        manifest_len: u32::try_from(manifest_bytes.len())
-            .map_err(|_| Error::InvalidInput("manifest too large: raise the chunk size".into()))?,
+        manifest_len: u32::try_from(manifest_bytes.len()).map_err(|_| {
+            DiffError::InvalidInput("manifest too large: raise the chunk size".into())
+        })?,
         signature_count: 1,
         keyset_len: u32::try_from(options.keyset.as_ref().map_or(0, Vec::len))
-            .map_err(|_| Error::InvalidInput("keyset file too large".into()))?,
+            .map_err(|_| DiffError::InvalidInput("keyset file too large".into()))?,
         payload_len: offset,
     };
-    let io = Error::io("writing the bundle");
+    let io = io("writing the bundle");
     let mut write = || -> std::io::Result<()> {
         out.write_all(&envelope.encode())?;
         out.write_all(&manifest_bytes)?;

@@ -11,7 +11,7 @@ pub use error::PolicyError;
 pub use state::{DeviceState, MAX_BOOT_ID, MAX_SLOT_NAME, MAX_SLOTS, SlotRecord, SlotState};
 
 use crate::bundle::{UnverifiedBundle, VerifiedBundle};
-use crate::error::Error;
+use crate::error::BundleError;
 use crate::format::Limits;
 use crate::sign::{KeyId, PublicKey, VerifiedKeyset, verify_keyset};
 
@@ -69,7 +69,7 @@ pub fn authorize(
     state: &mut DeviceState,
     now: u64,
     limits: &Limits,
-) -> Result<Authorized, Error> {
+) -> Result<Authorized, BundleError> {
     // Work on a copy: a refused bundle leaves the caller's state exactly as it was.
     let mut next = state.clone();
     let floor = next.time_floor.max(now);
@@ -87,7 +87,7 @@ pub fn authenticate(
     state: &DeviceState,
     now: u64,
     limits: &Limits,
-) -> Result<VerifiedBundle, Error> {
+) -> Result<VerifiedBundle, BundleError> {
     let mut scratch = state.clone();
     let floor = scratch.time_floor.max(now);
     trust(unverified, policy, &mut scratch, floor, limits).map(|(bundle, _)| bundle)
@@ -101,7 +101,7 @@ fn trust(
     next: &mut DeviceState,
     floor: u64,
     limits: &Limits,
-) -> Result<(VerifiedBundle, Option<u64>), Error> {
+) -> Result<(VerifiedBundle, Option<u64>), BundleError> {
     // A stored keyset counts only while a configured root still vouches for it; its version
     // stays the floor for keyset rollback either way. Without root keys, keysets are ignored
     // and only the directly trusted release keys count.
@@ -170,7 +170,7 @@ fn trust(
     }
     let bundle = match (unverified.verify(&trusted, limits), keyset_expired) {
         (Ok(bundle), _) => bundle,
-        (Err(Error::Sign(_)), Some(expires_at)) => {
+        (Err(BundleError::Sign(_)), Some(expires_at)) => {
             return Err(PolicyError::KeysetExpired { expires_at, floor }.into());
         }
         (Err(e), _) => return Err(e),
@@ -194,7 +194,7 @@ fn release_rules(
     mut next: DeviceState,
     floor: u64,
     keyset_accepted: Option<u64>,
-) -> Result<Authorized, Error> {
+) -> Result<Authorized, BundleError> {
     let manifest = bundle.manifest();
     if let Some(device) = &policy.hardware_id
         && !manifest.hardware_compat.contains(device)

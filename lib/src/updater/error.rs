@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{BootError, CMDLINE_KEY, FirmwareStatus, HookKind};
-use crate::error::Error;
+use crate::error::{ApplyError, BundleError, Error, OverBudget, VerifyError};
 use crate::fetch::FetchError;
 
 /// Why an updater operation failed; [`UpdateError::firmware_status`] gives the status to
@@ -136,6 +136,30 @@ impl From<Error> for UpdateError {
     }
 }
 
+impl From<BundleError> for UpdateError {
+    fn from(e: BundleError) -> Self {
+        UpdateError::Bundle(e.into())
+    }
+}
+
+impl From<OverBudget> for UpdateError {
+    fn from(e: OverBudget) -> Self {
+        UpdateError::Bundle(e.into())
+    }
+}
+
+impl From<ApplyError> for UpdateError {
+    fn from(e: ApplyError) -> Self {
+        UpdateError::Bundle(e.into())
+    }
+}
+
+impl From<VerifyError> for UpdateError {
+    fn from(e: VerifyError) -> Self {
+        UpdateError::Bundle(e.into())
+    }
+}
+
 impl From<BootError> for UpdateError {
     fn from(e: BootError) -> Self {
         UpdateError::Boot(e)
@@ -154,14 +178,17 @@ impl UpdateError {
                 }
             }
             UpdateError::Bundle(e) => match e {
-                Error::Sign(_)
-                | Error::Format(_)
-                | Error::BundleLength { .. }
-                | Error::PayloadLengthMismatch => FirmwareStatus::InvalidSignature,
-                Error::TargetHashMismatch { .. }
-                | Error::TargetTooSmall { .. }
-                | Error::TargetTrailingBytes { .. } => FirmwareStatus::InstallVerificationFailed,
-                Error::BudgetExceeded { .. } => FirmwareStatus::DownloadFailed,
+                Error::Bundle(
+                    BundleError::Sign(_)
+                    | BundleError::Format(_)
+                    | BundleError::BundleLength { .. }
+                    | BundleError::PayloadLengthMismatch,
+                ) => FirmwareStatus::InvalidSignature,
+                Error::Verify(VerifyError::Io(_)) => FirmwareStatus::InstallationFailed,
+                Error::Apply(ApplyError::TargetHashMismatch { .. }) | Error::Verify(_) => {
+                    FirmwareStatus::InstallVerificationFailed
+                }
+                Error::OverBudget(_) => FirmwareStatus::DownloadFailed,
                 _ => FirmwareStatus::InstallationFailed,
             },
             _ => FirmwareStatus::InstallationFailed,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::config::FetchConfig;
 use super::transfer::{BundleFile, Download, lock};
 use super::{Cancel, Event, FirmwareStatus, InstallOptions, UpdateError};
-use crate::error::Error;
+use crate::error::BundleError;
 use crate::format::Limits;
 use crate::policy::{Decision, DeviceState, Policy, authorize};
 use crate::storage::{FileTarget, SourceImage};
@@ -84,7 +84,7 @@ pub fn write_image(
     let limits = Limits::DEFAULT;
     let file = BundleFile::open(request.location, request.fetch, request.stage_dir)?;
     let mut state = match request.state_dir {
-        Some(dir) => DeviceState::load(dir).map_err(Error::from)?,
+        Some(dir) => DeviceState::load(dir).map_err(BundleError::from)?,
         None => DeviceState::default(),
     };
     let authorized = file.authenticate(&limits, |unverified| {
@@ -98,7 +98,7 @@ pub fn write_image(
     })?;
     // The raised floors are durable before any payload byte is read (SPEC §9.3 step 13).
     if let Some(dir) = request.state_dir {
-        state.save(dir).map_err(Error::from)?;
+        state.save(dir).map_err(BundleError::from)?;
     }
     let bundle = authorized.bundle;
     let release = bundle.manifest().release_version;

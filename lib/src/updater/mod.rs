@@ -41,7 +41,7 @@ pub use image::{ImageOutcome, ImageReport, ImageRequest, write_image};
 pub use slots::{CMDLINE_KEY, booted_from_cmdline};
 pub use transfer::{BundleFile, Download, LOCK_WAIT, download, is_url, lock, stage_dir};
 
-use crate::error::Error;
+use crate::error::BundleError;
 use crate::format::Limits;
 use crate::policy::{Decision, DeviceState, SlotState, authorize};
 use crate::storage::{FileTarget, SourceImage};
@@ -277,7 +277,7 @@ impl Updater {
     }
 
     fn load_state(&self) -> Result<DeviceState, UpdateError> {
-        let mut state = DeviceState::load(&self.config.state_dir).map_err(Error::from)?;
+        let mut state = DeviceState::load(&self.config.state_dir).map_err(BundleError::from)?;
         slots::reconcile(&mut state, &self.config.slots, self.booted(), &self.boot_id);
         Ok(state)
     }
@@ -285,7 +285,7 @@ impl Updater {
     fn save(&self, state: &DeviceState) -> Result<(), UpdateError> {
         state
             .save(&self.config.state_dir)
-            .map_err(|e| Error::from(e).into())
+            .map_err(|e| BundleError::from(e).into())
     }
 
     fn slot(&self, name: &str) -> Option<&SlotConfig> {
@@ -441,9 +441,10 @@ impl Updater {
                 // The slot changed since it verified: write it again.
                 offer.action = Action::Install;
                 offer.source = match self.booted().and_then(|b| self.slot(b)) {
-                    Some(b) => {
-                        SourceImage::open(&b.device).map_err(Error::io("opening the source"))?
-                    }
+                    Some(b) => SourceImage::open(&b.device).map_err(|source| UpdateError::Io {
+                        context: format!("opening the source {}", b.device.display()),
+                        source,
+                    })?,
                     None => SourceImage::empty(),
                 };
                 let plan = crate::plan(&offer.bundle, &offer.source);

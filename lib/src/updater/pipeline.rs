@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::transfer::{self, BundleFile, Download, download};
 use super::{Cancel, Event, FirmwareStatus, UpdateError};
-use crate::error::Error;
+use crate::error::{ApplyError, Error};
 use crate::storage::{BundleSource, FileTarget, Source};
 use crate::{ApplyReport, Plan, Progress, VerifiedBundle};
 
@@ -98,9 +98,9 @@ pub(super) fn apply_healing(
             ),
         };
         let index = match &result {
-            Err(UpdateError::Bundle(
-                Error::ChunkHashMismatch { index } | Error::Blob { index, .. },
-            )) => *index,
+            Err(UpdateError::Bundle(Error::Apply(
+                ApplyError::ChunkHashMismatch { index } | ApplyError::Blob { index, .. },
+            ))) => *index,
             _ => return result.map(|report| (report, refetched)),
         };
         let blob = bundle
@@ -166,7 +166,7 @@ fn apply_with_events(
         &|| cancel.is_cancelled(),
     );
     match applied {
-        Err(Error::Cancelled) => Err(UpdateError::Cancelled { downloading: false }),
+        Err(ApplyError::Cancelled) => Err(UpdateError::Cancelled { downloading: false }),
         other => Ok(other?),
     }
 }

@@ -111,7 +111,7 @@ impl BundleFile {
     pub fn authenticate<T>(
         &self,
         limits: &crate::format::Limits,
-        check: impl FnOnce(crate::UnverifiedBundle) -> Result<T, crate::Error>,
+        check: impl FnOnce(crate::UnverifiedBundle) -> Result<T, crate::BundleError>,
     ) -> Result<T, UpdateError> {
         let result = crate::UnverifiedBundle::read(self.source(), limits).and_then(check);
         if let BundleFile::Remote(http, path) = self {
@@ -125,7 +125,7 @@ impl BundleFile {
                     drop(written);
                 }
                 // A policy refusal is about the release, not the bytes: the head is kept.
-                (Err(crate::Error::Policy(_)), _) | (Ok(_), None) => {}
+                (Err(crate::BundleError::Policy(_)), _) | (Ok(_), None) => {}
                 (Err(_), _) => drop(std::fs::remove_file(path)),
             }
         }
@@ -220,10 +220,10 @@ impl Download {
         file: &BundleFile,
         plan: &Plan,
         budget: Option<u64>,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), crate::OverBudget> {
         let cost = self.cost(file, plan);
         match budget {
-            Some(budget) if cost > budget => Err(crate::Error::BudgetExceeded {
+            Some(budget) if cost > budget => Err(crate::OverBudget {
                 planned: cost,
                 budget,
             }),

@@ -12,7 +12,9 @@ use abdelta::no_progress;
 use abdelta::policy::{Authorized, DeviceState, Policy, PolicyError, authorize};
 use abdelta::sign::SignError;
 use abdelta::storage::{BundleSource, MemBundle, MemTarget};
-use abdelta::{ApplyReport, Error, PublicKey, SecretKey, UnverifiedBundle, VerifiedBundle};
+use abdelta::{
+    ApplyReport, BundleError, Error, PublicKey, SecretKey, UnverifiedBundle, VerifiedBundle,
+};
 
 /// SplitMix64: a tiny deterministic generator for painting test images.
 pub struct Rng(pub u64);
@@ -138,22 +140,22 @@ pub fn check(
     policy: &Policy,
     state: &mut DeviceState,
     now: u64,
-) -> Result<Authorized, Error> {
+) -> Result<Authorized, BundleError> {
     let unverified = UnverifiedBundle::read(&MemBundle(bytes), &Limits::DEFAULT)?;
     authorize(unverified, policy, state, now, &Limits::DEFAULT)
 }
 
-pub fn policy_error(result: Result<Authorized, Error>) -> PolicyError {
+pub fn policy_error(result: Result<Authorized, BundleError>) -> PolicyError {
     match result {
-        Err(Error::Policy(e)) => e,
+        Err(BundleError::Policy(e)) => e,
         Err(other) => panic!("expected a policy error, got {other:?}"),
         Ok(_) => panic!("expected a policy error, got acceptance"),
     }
 }
 
-pub fn sign_error(result: Result<Authorized, Error>) -> SignError {
+pub fn sign_error(result: Result<Authorized, BundleError>) -> SignError {
     match result {
-        Err(Error::Sign(e)) => e,
+        Err(BundleError::Sign(e)) => e,
         Err(other) => panic!("expected a signature error, got {other:?}"),
         Ok(_) => panic!("expected a signature error, got acceptance"),
     }
