@@ -4,8 +4,10 @@
 //! its real system calls and the medium decides what each returns and what survives.
 //!
 //! - Injected faults: EIO and ENOSPC on the stage's writes, on the state directory's files
-//!   and on the slot, EIO on reading the stage back, and short writes everywhere. Each ends
-//!   in a clear error or in the signed image, and the next run converges.
+//!   and on the slot, EIO on reading the stage or the slot back, a byte of the slot that rots
+//!   on the medium while the page cache still holds it (fault 4), and short writes
+//!   everywhere. Each ends in a clear error or in the signed image, and the next run
+//!   converges.
 //! - The crash matrix through one `Updater`: the power goes at every flush point and at
 //!   random writes of a whole install (download into the stage, the slot, its read-back, the
 //!   boot switch); after each cut, with unsynced writes kept or lost at random and the last
@@ -548,6 +550,30 @@ fn fault_eio_switching_the_boot_leaves_it_on_the_running_slot() {
     let (status, message) = failure(&run);
     assert_eq!(status, FirmwareStatus::InstallationFailed);
     assert!(message.contains("os error 5"), "{message}");
+}
+
+/// Fault 4: the read-back checks what the medium returns, not what the page cache remembers
+/// of the writes. Slot B's pages stay cached, and one byte rots on the medium when the slot is
+/// synced: the cache still holds the image, the medium does not. The read-back drops the
+/// cached range first, reads the rotten byte and refuses the slot.
+#[test]
+fn fault_04_the_read_back_reads_the_medium_not_the_page_cache() {
+    let Some(mut bench) = Bench::new() else {
+        return;
+    };
+    let run = bench.heals(vec![
+        Fault::PageCache,
+        Fault::Rot {
+            file: "slot-b.img",
+            at: 1_000_000,
+        },
+    ]);
+    let (status, message) = failure(&run);
+    assert_eq!(
+        status,
+        FirmwareStatus::InstallVerificationFailed,
+        "{message}"
+    );
 }
 
 #[test]

@@ -5,18 +5,20 @@
 //! **Power cuts.** The medium keeps two trees: what the running system sees, and what is
 //! durable. A file's writes and size changes become durable when the file is synced; a name
 //! created, removed or renamed in a directory becomes durable when that directory is synced.
-//! That is the least POSIX promises, so code that is safe here is safe on ext4, XFS or F2FS.
-//! [`Medium::crash`] arms a cut at a change (a write, a size change, a name change, a
-//! sync), or just after a sync: the write cut lands torn (a prefix of whole 512 B or 4 KiB sectors), and from then on
-//! every request fails with EIO, as on a machine that lost power. [`Medium::power_cut`] then
-//! unmounts and mounts again with the durable tree plus a random subset of the changes not yet
-//! synced, applied in order: unflushed writes may land or not, in any combination.
+//! That is the least POSIX promises: code that keeps its data here keeps it on any file system
+//! that honours fsync. [`Medium::crash`] arms a cut at a change (a write, a size change, a
+//! name change, a sync) or just after a sync: the write it cuts lands torn (a prefix of whole
+//! 512 B or 4 KiB sectors), and from then on every request fails with EIO, as on a machine
+//! that lost power. [`Medium::power_cut`] then unmounts and mounts again with the durable tree
+//! plus a random subset of the changes not yet synced, applied in order: unflushed writes may
+//! land or not, in any combination.
 //!
 //! **Faults.** [`Medium::inject`] makes a file's reads or writes fail with an errno at an
 //! offset (EIO, ENOSPC), or makes every write short.
 //!
 //! Files are opened with FOPEN_DIRECT_IO: no page cache stands between the code and the
-//! medium, so each `write` reaches it as one request and a read-back reads the medium.
+//! medium, so each `write` reaches it as one request and a read-back reads the medium
+//! ([`Fault::PageCache`] puts the cache back, for the read-back's own test).
 //! Needs `/dev/fuse` and the right to mount (root, or CAP_SYS_ADMIN).
 
 use std::collections::{BTreeMap, HashMap};
@@ -202,6 +204,12 @@ pub enum Fault {
     },
     /// Every write stores at most half of what it was given (at least one byte).
     ShortWrites,
+    /// When the file named `file` is first synced, the byte it stores at `at` rots (its bits
+    /// flip): the medium no longer holds what was written, though a page cache may.
+    Rot { file: &'static str, at: u64 },
+    /// Files keep their pages in the kernel's page cache across opens (FOPEN_KEEP_CACHE)
+    /// instead of bypassing it: reads are served from the cache until it is dropped.
+    PageCache,
 }
 
 /// Counts of what reached the medium.
@@ -332,6 +340,18 @@ impl State {
     }
 
     fn sync(&mut self, ino: u64) {
+        // A rot strikes once, at the first sync of its file.
+        let rot = self.faults.iter().position(|f| match f {
+            Fault::Rot { file, .. } => self.named(ino, file),
+            _ => false,
+        });
+        if let Some(Fault::Rot { at, .. }) = rot.map(|i| self.faults.remove(i))
+            && let Some(Node::File(bytes)) = self.live.nodes.get_mut(&ino)
+            && let Some(b) = bytes.get_mut(at as usize)
+        {
+            *b ^= 0xff;
+            self.counts.faulted += 1;
+        }
         let (now, later): (Vec<Change>, Vec<Change>) =
             self.pending.drain(..).partition(|c| c.synced_by(ino));
         for change in &now {
@@ -365,6 +385,15 @@ impl State {
         })?;
         self.counts.faulted += 1;
         Some(Errno::from_i32(hit))
+    }
+
+    /// How files are opened: around the page cache, or through it ([`Fault::PageCache`]).
+    fn open_flags(&self) -> FopenFlags {
+        if self.faults.iter().any(|f| matches!(f, Fault::PageCache)) {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::FOPEN_DIRECT_IO
+        }
     }
 
     fn lookup(&self, parent: u64, name: &OsStr) -> Option<u64> {
@@ -507,7 +536,7 @@ impl Filesystem for Fs {
         let s = self.state();
         match s.live.nodes.get(&ino.0) {
             _ if s.dead => reply.error(Errno::EIO),
-            Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
+            Some(_) => reply.opened(FileHandle(0), s.open_flags()),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -683,13 +712,7 @@ impl Filesystem for Fs {
             }
         };
         match s.attr(ino) {
-            Some(attr) => reply.created(
-                &TTL,
-                &attr,
-                Generation(0),
-                FileHandle(0),
-                FopenFlags::FOPEN_DIRECT_IO,
-            ),
+            Some(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), s.open_flags()),
             None => reply.error(Errno::ENOENT),
         }
     }
