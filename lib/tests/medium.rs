@@ -421,7 +421,11 @@ fn fault_eio_writing_the_stage_ends_the_download_and_the_next_run_resumes() {
     assert!(message.contains("storing received bytes"), "{message}");
     assert!(message.contains("os error 5"), "{message}");
     // Bytes arrived before the fault (`heals` checks that the next run keeps them).
-    assert!(run.received > 0 && run.received <= 150_000, "{}", run.received);
+    assert!(
+        run.received > 0 && run.received <= 150_000,
+        "{}",
+        run.received
+    );
 }
 
 #[test]
