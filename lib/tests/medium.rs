@@ -400,26 +400,42 @@ fn fault_crash_matrix_through_one_updater() {
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
 
-/// The failed run's error, with its OCPP status and its whole message.
-fn failure(run: &Run) -> (FirmwareStatus, String) {
+/// Runs [`Bench::heals`] with `faults` on a fresh bench: the faulted run fails with `status`
+/// and a message naming `cause`, and the next run installs the image. Returns the faulted
+/// run; `None` where FUSE is unavailable.
+fn fails_then_heals(faults: Vec<Fault>, status: FirmwareStatus, cause: &str) -> Option<Run> {
+    let mut bench = Bench::new()?;
+    let run = bench.heals(faults);
     let e = run.result.as_ref().expect_err("the faulted run failed");
-    (e.firmware_status(), abdelta::report(e))
+    let message = abdelta::report(e);
+    assert_eq!(e.firmware_status(), status, "{message}");
+    assert!(message.contains(cause), "{message}");
+    Some(run)
+}
+
+/// One install on a fresh medium with `faults` injected: they fire, and it installs the image.
+fn installs_despite(faults: Vec<Fault>) {
+    let Some(mut bench) = Bench::new() else {
+        return;
+    };
+    bench.fresh_medium();
+    bench.medium().inject(faults);
+    let run = bench.run();
+    assert!(bench.medium().counts().faulted > 0, "the fault never fired");
+    bench.assert_installed(run.result);
 }
 
 #[test]
 fn fault_eio_writing_the_stage_ends_the_download_and_the_next_run_resumes() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    let run = bench.heals(vec![Fault::Write {
+    let fault = Fault::Write {
         file: "bundle.part",
         at: 150_000,
         errno: EIO,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::DownloadFailed);
-    assert!(message.contains("storing received bytes"), "{message}");
-    assert!(message.contains("os error 5"), "{message}");
+    };
+    let cause = "storing received bytes";
+    let Some(run) = fails_then_heals(vec![fault], FirmwareStatus::DownloadFailed, cause) else {
+        return;
+    };
     // Bytes arrived before the fault (`heals` checks that the next run keeps them).
     assert!(
         run.received > 0 && run.received <= 150_000,
@@ -430,130 +446,100 @@ fn fault_eio_writing_the_stage_ends_the_download_and_the_next_run_resumes() {
 
 #[test]
 fn fault_enospc_writing_the_stage_ends_the_download_and_the_next_run_resumes() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    let run = bench.heals(vec![Fault::Write {
+    let fault = Fault::Write {
         file: "bundle.part",
         at: 150_000,
         errno: ENOSPC,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::DownloadFailed);
-    assert!(message.contains("os error 28"), "{message}");
+    };
+    fails_then_heals(vec![fault], FirmwareStatus::DownloadFailed, "os error 28");
 }
 
 #[test]
 fn fault_eio_on_the_stage_journal_ends_the_download_and_the_next_run_resumes() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
     // The header (56 bytes) and two records (24 each) land, the third fails.
-    let run = bench.heals(vec![Fault::Write {
+    let fault = Fault::Write {
         file: "journal",
         at: 56 + 2 * 24,
         errno: EIO,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::DownloadFailed);
-    assert!(message.contains("os error 5"), "{message}");
+    };
+    fails_then_heals(vec![fault], FirmwareStatus::DownloadFailed, "os error 5");
 }
 
 #[test]
 fn fault_eio_saving_the_device_state_stops_before_the_download() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    let run = bench.heals(vec![Fault::Write {
+    let fault = Fault::Write {
         file: "device-state.new",
         at: 0,
         errno: EIO,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::InstallationFailed);
-    assert!(message.contains("the state file"), "{message}");
-    assert_eq!(
-        run.received, 0,
-        "nothing is downloaded before the state is saved"
-    );
+    };
+    let status = FirmwareStatus::InstallationFailed;
+    if let Some(run) = fails_then_heals(vec![fault], status, "the state file") {
+        assert_eq!(
+            run.received, 0,
+            "nothing is downloaded before the state is saved"
+        );
+    }
 }
 
 #[test]
 fn fault_eio_on_the_header_cache_costs_nothing_but_the_cache() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    bench.fresh_medium();
     // The header cache keeps one file per URL in `heads/`.
-    bench.medium().inject(vec![Fault::Write {
+    installs_despite(vec![Fault::Write {
         file: "heads",
         at: 0,
         errno: EIO,
     }]);
-    let run = bench.run();
-    assert!(bench.medium().counts().faulted > 0, "the fault never fired");
-    bench.assert_installed(run.result);
 }
 
 #[test]
 fn fault_eio_writing_the_slot_leaves_it_unbootable_and_the_next_run_rewrites_it() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    let run = bench.heals(vec![Fault::Write {
+    let fault = Fault::Write {
         file: "slot-b.img",
         at: 2 * MIB as u64,
         errno: EIO,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::InstallationFailed);
-    assert!(message.contains("os error 5"), "{message}");
+    };
+    fails_then_heals(
+        vec![fault],
+        FirmwareStatus::InstallationFailed,
+        "os error 5",
+    );
 }
 
 #[test]
 fn fault_eio_reading_the_stage_back_fetches_those_bytes_again() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    bench.fresh_medium();
-    bench.medium().inject(vec![Fault::Read {
+    installs_despite(vec![Fault::Read {
         file: "bundle.part",
         at: 100_000,
         errno: EIO,
     }]);
-    let run = bench.run();
-    assert!(bench.medium().counts().faulted > 0, "the fault never fired");
-    bench.assert_installed(run.result);
 }
 
 #[test]
 fn fault_eio_reading_the_slot_back_is_never_reported_good() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    let run = bench.heals(vec![Fault::Read {
+    let fault = Fault::Read {
         file: "slot-b.img",
         at: 3 * MIB as u64,
         errno: EIO,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::InstallationFailed, "{message}");
-    assert!(message.contains("os error 5"), "{message}");
+    };
+    fails_then_heals(
+        vec![fault],
+        FirmwareStatus::InstallationFailed,
+        "os error 5",
+    );
 }
 
 #[test]
 fn fault_eio_switching_the_boot_leaves_it_on_the_running_slot() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    let run = bench.heals(vec![Fault::Write {
+    let fault = Fault::Write {
         file: "grubenv.new",
         at: 0,
         errno: EIO,
-    }]);
-    let (status, message) = failure(&run);
-    assert_eq!(status, FirmwareStatus::InstallationFailed);
-    assert!(message.contains("os error 5"), "{message}");
+    };
+    fails_then_heals(
+        vec![fault],
+        FirmwareStatus::InstallationFailed,
+        "os error 5",
+    );
 }
 
 /// Fault 4: the read-back checks what the medium returns, not what the page cache remembers
@@ -562,33 +548,17 @@ fn fault_eio_switching_the_boot_leaves_it_on_the_running_slot() {
 /// cached range first, reads the rotten byte and refuses the slot.
 #[test]
 fn fault_04_the_read_back_reads_the_medium_not_the_page_cache() {
-    let Some(mut bench) = Bench::new() else {
-        return;
+    let rot = Fault::Rot {
+        file: "slot-b.img",
+        at: 1_000_000,
     };
-    let run = bench.heals(vec![
-        Fault::PageCache,
-        Fault::Rot {
-            file: "slot-b.img",
-            at: 1_000_000,
-        },
-    ]);
-    let (status, message) = failure(&run);
-    assert_eq!(
-        status,
-        FirmwareStatus::InstallVerificationFailed,
-        "{message}"
-    );
+    let status = FirmwareStatus::InstallVerificationFailed;
+    fails_then_heals(vec![Fault::PageCache, rot], status, "target hash mismatch");
 }
 
 #[test]
 fn short_writes_everywhere_still_install_the_image() {
-    let Some(mut bench) = Bench::new() else {
-        return;
-    };
-    bench.fresh_medium();
-    bench.medium().inject(vec![Fault::ShortWrites]);
-    let run = bench.run();
-    bench.assert_installed(run.result);
+    installs_despite(vec![Fault::ShortWrites]);
 }
 
 #[test]

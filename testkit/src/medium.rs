@@ -219,7 +219,7 @@ pub struct Counts {
     pub changes: u64,
     /// Syncs of a file or a directory (the flush points).
     pub syncs: u64,
-    /// Requests failed by an injected fault.
+    /// Requests an injected fault failed, cut short or rotted.
     pub faulted: u64,
 }
 
@@ -337,6 +337,20 @@ impl State {
         }
         self.live.apply(&change);
         self.pending.push(change);
+    }
+
+    /// A new file or directory named `name` in `parent`: its inode number.
+    fn link_new(&mut self, parent: u64, name: &OsStr, is_dir: bool) -> Result<u64, Errno> {
+        self.change(false, None)?;
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.record(Change::Link {
+            dir: parent,
+            name: name.to_owned(),
+            ino,
+            is_dir,
+        });
+        Ok(ino)
     }
 
     fn sync(&mut self, ino: u64) {
@@ -481,20 +495,10 @@ impl Filesystem for Fs {
         if s.lookup(parent.0, name).is_some() {
             return reply.error(Errno::EEXIST);
         }
-        if let Err(e) = s.change(false, None) {
-            return reply.error(e);
-        }
-        let ino = s.next_ino;
-        s.next_ino += 1;
-        s.record(Change::Link {
-            dir: parent.0,
-            name: name.to_owned(),
-            ino,
-            is_dir: true,
-        });
-        match s.attr(ino) {
-            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            None => reply.error(Errno::ENOENT),
+        match s.link_new(parent.0, name, true).map(|ino| s.attr(ino)) {
+            Ok(Some(attr)) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -591,6 +595,7 @@ impl Filesystem for Fs {
         }
         let short = s.faults.iter().any(|f| matches!(f, Fault::ShortWrites));
         let data = if short && data.len() > 1 {
+            s.counts.faulted += 1;
             &data[..data.len() / 2]
         } else {
             data
@@ -695,25 +700,15 @@ impl Filesystem for Fs {
     ) {
         let mut s = self.state();
         let ino = match s.lookup(parent.0, name) {
-            Some(ino) if !s.dead => ino,
-            _ => {
-                if let Err(e) = s.change(false, None) {
-                    return reply.error(e);
-                }
-                let ino = s.next_ino;
-                s.next_ino += 1;
-                s.record(Change::Link {
-                    dir: parent.0,
-                    name: name.to_owned(),
-                    ino,
-                    is_dir: false,
-                });
-                ino
-            }
+            Some(ino) if !s.dead => Ok(ino),
+            _ => s.link_new(parent.0, name, false),
         };
-        match s.attr(ino) {
-            Some(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), s.open_flags()),
-            None => reply.error(Errno::ENOENT),
+        match ino.map(|ino| s.attr(ino)) {
+            Ok(Some(attr)) => {
+                reply.created(&TTL, &attr, Generation(0), FileHandle(0), s.open_flags());
+            }
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
         }
     }
 }
